@@ -36,9 +36,12 @@ $(B)/guest/%.S.o: guest/%.S
 	@mkdir -p $(dir $@)
 	$(GUEST_CC) $(GUEST_CFLAGS) -c $< -o $@
 
+# Code that runs in ring 0 must not use SSE: this project's KVM emulates
+# ring-0 code and its emulator rejects vector instructions.
+GUEST_RING0 := kernel console libc
 $(B)/guest/%.c.o: guest/%.c
 	@mkdir -p $(dir $@)
-	$(GUEST_CC) $(GUEST_CFLAGS) -c $< -o $@
+	$(GUEST_CC) $(GUEST_CFLAGS) $(if $(filter $*,$(GUEST_RING0)),-mgeneral-regs-only) -c $< -o $@
 
 # QEMU's multiboot loader takes only ELF32: link as x86-64, then rewrap.
 $(B)/guest/guest.elf: $(GUEST_OBJS) guest/guest.ld
@@ -46,7 +49,64 @@ $(B)/guest/guest.elf: $(GUEST_OBJS) guest/guest.ld
 	objcopy -O elf32-i386 $(B)/guest/guest64.elf $@
 
 .PHONY: all guest
-all: guest
 guest: $(B)/guest/guest.elf
 
--include $(GUEST_OBJS:.o=.d)
+# ---------------------------------------------------------------- libtern
+LIB_SRCS := $(wildcard lib/*.c lib/*/*.c)
+LIB_OBJS := $(patsubst %.c,$(B)/%.o,$(LIB_SRCS))
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/libtern.a: $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+# ---------------------------------------------------------------- the VMM
+# Everything but main.c goes into an archive that tests link too.
+VMM_SRCS := $(filter-out vmm/main.c,$(wildcard vmm/*.c))
+VMM_OBJS := $(patsubst %.c,$(B)/%.o,$(VMM_SRCS)) $(B)/vmm/builtin_guest.o
+
+$(B)/vmm/builtin_guest.o: vmm/builtin_guest.S $(B)/guest/guest.elf
+	@mkdir -p $(dir $@)
+	$(CC) -c -DGUEST_ELF='"$(B)/guest/guest.elf"' $< -o $@
+
+$(B)/libvmm.a: $(VMM_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/tern: $(B)/vmm/main.o $(B)/libvmm.a $(B)/libtern.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# ---------------------------------------------------------------- tests
+HARNESS_SRCS := $(wildcard harness/*.c)
+HARNESS_OBJS := $(patsubst %.c,$(B)/%.o,$(HARNESS_SRCS))
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
+
+$(B)/tests/%: $(B)/tests/%.o $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+# ---------------------------------------------------------------- benchmarks
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
+
+$(B)/bench/%: $(B)/bench/%.o $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lm
+
+# ---------------------------------------------------------------- targets
+.PHONY: all check tern tests bench
+all: $(B)/tern $(B)/guest/guest.elf $(TESTS) $(BENCHES)
+tern: $(B)/tern
+tests: $(TESTS)
+bench: $(BENCHES)
+
+# TERN_TESTS=name,name selects test programs; see tests/run.
+check: all
+	TERN_BUILD=$(B) tests/run
+
+ALL_OBJS := $(LIB_OBJS) $(VMM_OBJS) $(B)/vmm/main.o $(HARNESS_OBJS) \
+	$(TESTS:%=%.o) $(BENCHES:%=%.o)
+-include $(GUEST_OBJS:.o=.d) $(ALL_OBJS:.o=.d)
+.DEFAULT_GOAL := all

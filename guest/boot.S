@@ -78,7 +78,7 @@ _start:
 	mov	%eax, %cr3
 	mov	$0xC0000080, %ecx
 	rdmsr
-	or	$(1 << 8), %eax
+	or	$EFER_LME, %eax
 	wrmsr
 	mov	%cr0, %eax
 	and	$~(CR0_EM), %eax
@@ -165,7 +165,6 @@ EXC_NOERR 9
 EXC_ERR   10
 EXC_ERR   11
 EXC_ERR   12
-EXC_ERR   13
 EXC_ERR   14
 EXC_NOERR 15
 EXC_NOERR 16
@@ -201,15 +200,31 @@ irq_slave:
 	iretq
 
 /*
- * int $SLEEP_VECTOR from ring 3: wait for the next interrupt.  STI's
- * one-instruction shadow makes the HLT atomic with enabling interrupts.
+ * #GP.  A HLT in ring 3 is the guest's one system call, "sleep until the
+ * next interrupt": it faults here and is performed in ring 0.  (INT n from
+ * user mode becomes #UD on the paravirtualized KVM and SYSCALL does not
+ * change privilege there; a fault is the door that works everywhere.)
+ * STI's one-instruction shadow makes the HLT atomic with enabling
+ * interrupts.  Entry stack: error code, RIP, CS, RFLAGS, RSP, SS.
  */
-	.globl sleep_gate
-sleep_gate:
+	.globl exc13
+exc13:
+	push	%rax
+	testb	$3, 24(%rsp)		/* from ring 3? */
+	jz	1f
+	mov	16(%rsp), %rax		/* faulting RIP */
+	cmpb	$0xf4, (%rax)		/* HLT */
+	jne	1f
+	incq	16(%rsp)		/* resume after it */
+	pop	%rax
+	add	$8, %rsp		/* drop the error code */
 	sti
 	hlt
 	cli
 	iretq
+1:	pop	%rax
+	pushq	$13
+	jmp	exc_common
 
 	.section .rodata
 msg_no_lm:
@@ -245,3 +260,5 @@ pd_low:		.skip 4 * 4096
 boot_stack:	.skip KERNEL_STACK_SIZE
 	.globl boot_stack_top
 boot_stack_top:
+
+	.section .note.GNU-stack, "", @progbits

@@ -65,7 +65,7 @@ extern void exc0(void), exc1(void), exc2(void), exc3(void), exc4(void), exc5(voi
 	exc6(void), exc7(void), exc8(void), exc9(void), exc10(void), exc11(void),
 	exc12(void), exc13(void), exc14(void), exc15(void), exc16(void), exc17(void),
 	exc18(void), exc19(void), exc20(void), exc21(void);
-extern void irq_master(void), irq_slave(void), sleep_gate(void);
+extern void irq_master(void), irq_slave(void);
 _Noreturn void enter_user(void (*entry)(struct boot_info *), void *stack, struct boot_info *arg);
 
 static struct boot_info boot_info;
@@ -180,7 +180,6 @@ static void load_tss_and_idt(void)
 		set_gate(VEC_PIC_MASTER + v, irq_master, 0);
 		set_gate(VEC_PIC_SLAVE + v, irq_slave, 0);
 	}
-	set_gate(VEC_SLEEP, sleep_gate, 3);
 	struct {
 		uint16_t limit;
 		uint64_t base;

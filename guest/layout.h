@@ -20,6 +20,8 @@
 #define CR4_OSFXSR (1 << 9)
 #define CR4_OSXMMEXCPT (1 << 10)
 
+#define EFER_LME (1 << 8)
+
 #define PTE_P  0x001
 #define PTE_W  0x002
 #define PTE_U  0x004
@@ -28,10 +30,9 @@
 #define KERNEL_STACK_SIZE 16384
 #define USER_STACK_SIZE 65536
 
-/* Interrupt vectors: PIC master at 0x20, slave at 0x28, sleep gate. */
+/* Interrupt vectors: PIC master at 0x20, slave at 0x28. */
 #define VEC_PIC_MASTER 0x20
 #define VEC_PIC_SLAVE 0x28
-#define VEC_SLEEP 0x80
 
 /* The working-set window: all usable RAM above the kernel, mapped
  * virtually contiguous at 512 GiB (PML4 slot 1) with 2 MiB pages. */

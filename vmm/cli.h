@@ -1,0 +1,31 @@
+/* Command-line parsing for tern's commands (no side effects; testable). */
+#ifndef VMM_CLI_H
+#define VMM_CLI_H
+
+#include <stdint.h>
+
+#include "tern/error.h"
+
+#define CLI_APPEND_MAX 4096
+
+struct run_options {
+	uint64_t memory;
+	unsigned vcpus;
+	unsigned memslots;
+	const char *kernel; /* NULL: the built-in guest */
+	char append[CLI_APPEND_MAX];
+	const char *serial;
+	const char *qmp;
+	int start_paused;
+	int help;
+};
+
+/* Parse `tern run` options (argv[0] is "run").  Returns 0 or -EINVAL with
+ * a message that names the option and what to do. */
+int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_error *err);
+extern const char cli_run_usage[];
+
+/* The built-in guest's workloads, for --workload. */
+int cli_known_workload(const char *name);
+
+#endif

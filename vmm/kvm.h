@@ -1,0 +1,31 @@
+/* KVM glue: the system and VM file descriptors and the ioctls on them.
+ * KVM ioctls appear only in vmm/. */
+#ifndef VMM_KVM_H
+#define VMM_KVM_H
+
+#include <linux/kvm.h>
+#include <stdint.h>
+
+#include "tern/error.h"
+
+struct kvm {
+	int sys_fd;
+	int vm_fd;
+	int vcpu_mmap_size;
+	unsigned max_memslots;
+	unsigned max_vcpus;
+	struct kvm_cpuid2 *cpuid; /* what KVM supports, the base for every vCPU */
+};
+
+/* Open /dev/kvm (or $TERN_KVM_DEVICE) with an actionable error. */
+int kvm_open(struct kvm *kvm, struct tern_error *err);
+/* Create the VM with an in-kernel irqchip and PIT. */
+int kvm_create_vm(struct kvm *kvm, struct tern_error *err);
+void kvm_close(struct kvm *kvm);
+
+int kvm_set_memslot(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+		    uint32_t flags, struct tern_error *err);
+int kvm_set_irq_line(struct kvm *kvm, unsigned irq, int level);
+int kvm_check_extension(struct kvm *kvm, long cap);
+
+#endif

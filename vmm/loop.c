@@ -1,0 +1,97 @@
+/* poll()-based event loop; see loop.h. */
+#include "loop.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void loop_init(struct loop *l)
+{
+	memset(l, 0, sizeof *l);
+	l->next_id = 1;
+}
+
+void loop_destroy(struct loop *l)
+{
+	free(l->sources);
+	free(l->pollfds);
+	free(l->poll_ids);
+	memset(l, 0, sizeof *l);
+}
+
+static struct loop_source *find(struct loop *l, int64_t handle)
+{
+	for (unsigned i = 0; i < l->count; i++)
+		if (l->sources[i].id == (uint64_t)handle)
+			return &l->sources[i];
+	return NULL;
+}
+
+int64_t loop_add(struct loop *l, int fd, short events, loop_fn fn, void *opaque)
+{
+	unsigned slot = 0;
+	while (slot < l->count && l->sources[slot].id != 0)
+		slot++;
+	if (slot == l->count) {
+		if (l->count == l->capacity) {
+			unsigned cap = l->capacity ? l->capacity * 2 : 16;
+			struct loop_source *s = realloc(l->sources, cap * sizeof *s);
+			if (s == NULL)
+				return -ENOMEM;
+			l->sources = s;
+			struct pollfd *p = realloc(l->pollfds, cap * sizeof *p);
+			if (p == NULL)
+				return -ENOMEM;
+			l->pollfds = p;
+			uint64_t *ids = realloc(l->poll_ids, cap * sizeof *ids);
+			if (ids == NULL)
+				return -ENOMEM;
+			l->poll_ids = ids;
+			l->capacity = cap;
+		}
+		l->count++;
+	}
+	uint64_t id = l->next_id++;
+	l->sources[slot] = (struct loop_source){ fd, events, fn, opaque, id };
+	return (int64_t)id;
+}
+
+void loop_set_events(struct loop *l, int64_t handle, short events)
+{
+	struct loop_source *s = find(l, handle);
+	if (s != NULL)
+		s->events = events;
+}
+
+void loop_remove(struct loop *l, int64_t handle)
+{
+	struct loop_source *s = find(l, handle);
+	if (s != NULL)
+		s->id = 0;
+}
+
+int loop_run_once(struct loop *l, int timeout_ms)
+{
+	nfds_t n = 0;
+	for (unsigned i = 0; i < l->count; i++) {
+		const struct loop_source *s = &l->sources[i];
+		if (s->id == 0 || s->events == 0)
+			continue;
+		l->pollfds[n] = (struct pollfd){ .fd = s->fd, .events = s->events };
+		l->poll_ids[n] = s->id;
+		n++;
+	}
+	int ready = poll(l->pollfds, n, timeout_ms);
+	if (ready < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (nfds_t i = 0; i < n && ready > 0; i++) {
+		if (l->pollfds[i].revents == 0)
+			continue;
+		ready--;
+		/* A callback may have removed this source, or reused its slot. */
+		struct loop_source *s = find(l, (int64_t)l->poll_ids[i]);
+		if (s != NULL)
+			s->fn(s->opaque, s->fd, l->pollfds[i].revents);
+	}
+	return 0;
+}

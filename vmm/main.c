@@ -1,0 +1,87 @@
+/* tern's command-line entry point: dispatch to the commands. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "builtin_guest.h"
+#include "cli.h"
+#include "run.h"
+#include "version.h"
+
+static const char usage[] =
+	"usage: tern COMMAND [options]\n"
+	"\n"
+	"tern is a KVM virtual machine monitor built for live migration, live\n"
+	"update and disk snapshots.\n"
+	"\n"
+	"commands:\n"
+	"  run [options]         boot a guest (the built-in one by default); see tern run --help\n"
+	"  guest-image FILE      write the built-in guest, a multiboot ELF32 kernel that also\n"
+	"                        boots with qemu-system-x86_64 -kernel FILE\n"
+	"  --version             print the version\n"
+	"  --help                this text\n";
+
+static int write_guest_image(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "tern: cannot create %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	size_t len = tern_builtin_guest_size(), done = 0;
+	while (done < len) {
+		ssize_t n = write(fd, tern_builtin_guest + done, len - done);
+		if (n <= 0) {
+			fprintf(stderr, "tern: writing %s: %s\n", path, strerror(errno));
+			close(fd);
+			return 1;
+		}
+		done += (size_t)n;
+	}
+	if (close(fd) < 0) {
+		fprintf(stderr, "tern: writing %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "--version") == 0) {
+		printf("tern %s\n", TERN_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "run") == 0) {
+		struct run_options o;
+		struct tern_error err;
+		if (cli_parse_run(argc - 1, argv + 1, &o, &err) < 0) {
+			fprintf(stderr, "tern run: %s\n", err.msg);
+			return 2;
+		}
+		if (o.help) {
+			fputs(cli_run_usage, stdout);
+			return 0;
+		}
+		return tern_run(&o);
+	}
+	if (strcmp(cmd, "guest-image") == 0) {
+		if (argc != 3) {
+			fprintf(stderr, "usage: tern guest-image FILE\n");
+			return 2;
+		}
+		return write_guest_image(argv[2]);
+	}
+	fprintf(stderr, "tern: unknown command '%s' (see tern --help)\n", cmd);
+	return 2;
+}

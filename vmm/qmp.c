@@ -1,0 +1,422 @@
+/* QMP protocol and server; see qmp.h. */
+#include "qmp.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "version.h"
+
+static json_t *error_reply(const char *cls, const char *desc)
+{
+	return json_pack("{s:{s:s,s:s}}", "error", "class", cls, "desc", desc);
+}
+
+static const char *type_name(enum qmp_arg_type t)
+{
+	static const char *const names[] = {
+		[QMP_INT] = "integer", [QMP_BOOL] = "boolean", [QMP_STR] = "string",
+		[QMP_NUMBER] = "number", [QMP_OBJECT] = "object", [QMP_ANY] = "any",
+	};
+	return names[t];
+}
+
+static int type_matches(enum qmp_arg_type t, const json_t *v)
+{
+	switch (t) {
+	case QMP_INT: return json_is_integer(v);
+	case QMP_BOOL: return json_is_boolean(v);
+	case QMP_STR: return json_is_string(v);
+	case QMP_NUMBER: return json_is_number(v);
+	case QMP_OBJECT: return json_is_object(v);
+	case QMP_ANY: return 1;
+	}
+	return 0;
+}
+
+/* Check arguments against the command's declaration, QEMU's wording. */
+static json_t *check_args(const struct qmp_command *cmd, json_t *args)
+{
+	char desc[256];
+	const char *key;
+	json_t *value;
+	json_object_foreach(args, key, value) {
+		const struct qmp_arg *a = cmd->args;
+		while (a != NULL && a->name != NULL && strcmp(a->name, key) != 0)
+			a++;
+		if (a == NULL || a->name == NULL) {
+			snprintf(desc, sizeof desc, "Parameter '%s' is unexpected", key);
+			return error_reply("GenericError", desc);
+		}
+		if (!type_matches(a->type, value)) {
+			snprintf(desc, sizeof desc, "Invalid parameter type for '%s', expected: %s",
+				 key, type_name(a->type));
+			return error_reply("GenericError", desc);
+		}
+	}
+	for (const struct qmp_arg *a = cmd->args; a != NULL && a->name != NULL; a++) {
+		if (!a->optional && json_object_get(args, a->name) == NULL) {
+			snprintf(desc, sizeof desc, "Parameter '%s' is missing", a->name);
+			return error_reply("GenericError", desc);
+		}
+	}
+	return NULL;
+}
+
+static const struct qmp_command *find_command(const struct qmp_server *s, const char *name,
+					      void **opaque)
+{
+	for (unsigned t = 0; t < s->tables; t++)
+		for (const struct qmp_command *c = s->table[t].cmds; c->name != NULL; c++)
+			if (strcmp(c->name, name) == 0) {
+				*opaque = s->table[t].opaque;
+				return c;
+			}
+	return NULL;
+}
+
+static json_t *execute(struct qmp_server *s, int *negotiated, const char *name, json_t *args)
+{
+	char desc[300];
+	if (strcmp(name, "qmp_capabilities") == 0) {
+		if (*negotiated)
+			return error_reply("CommandNotFound",
+					   "Capabilities negotiation is already complete, command "
+					   "ignored");
+		json_t *enable = args ? json_object_get(args, "enable") : NULL;
+		if (enable != NULL && (!json_is_array(enable) || json_array_size(enable) != 0))
+			return error_reply("GenericError",
+					   "This server offers no QMP capabilities to enable");
+		*negotiated = 1;
+		return json_pack("{s:{}}", "return");
+	}
+	if (!*negotiated)
+		return error_reply("CommandNotFound",
+				   "Expecting capabilities negotiation with 'qmp_capabilities'");
+	void *opaque = NULL;
+	const struct qmp_command *cmd = find_command(s, name, &opaque);
+	if (cmd == NULL) {
+		snprintf(desc, sizeof desc, "The command %.200s has not been found", name);
+		return error_reply("CommandNotFound", desc);
+	}
+	json_t *empty = NULL;
+	if (args == NULL)
+		args = empty = json_object();
+	json_t *bad = check_args(cmd, args);
+	if (bad != NULL) {
+		json_decref(empty);
+		return bad;
+	}
+	json_t *ret = NULL;
+	struct tern_error err = { .msg = "" };
+	int rc = cmd->fn(opaque, args, &ret, &err);
+	json_decref(empty);
+	if (rc < 0) {
+		json_decref(ret);
+		return error_reply("GenericError", err.msg[0] ? err.msg : strerror(-rc));
+	}
+	return json_pack("{s:o}", "return", ret != NULL ? ret : json_object());
+}
+
+json_t *qmp_handle_text(struct qmp_server *s, int *negotiated, const char *text, size_t len)
+{
+	json_error_t jerr;
+	char desc[300];
+	json_t *req = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	if (req == NULL) {
+		snprintf(desc, sizeof desc, "JSON parse error, %s", jerr.text);
+		return error_reply("GenericError", desc);
+	}
+	json_t *reply = NULL;
+	if (!json_is_object(req)) {
+		reply = error_reply("GenericError", "QMP input must be a JSON object");
+		goto out;
+	}
+	json_t *id = json_object_get(req, "id");
+	json_t *exec = json_object_get(req, "execute");
+	json_t *args = json_object_get(req, "arguments");
+	const char *key;
+	json_t *value;
+	json_object_foreach(req, key, value) {
+		if (strcmp(key, "execute") != 0 && strcmp(key, "arguments") != 0 &&
+		    strcmp(key, "id") != 0) {
+			snprintf(desc, sizeof desc, "QMP input member '%.200s' is unexpected", key);
+			reply = error_reply("GenericError", desc);
+			goto with_id;
+		}
+	}
+	if (exec == NULL)
+		reply = error_reply("GenericError", "QMP input lacks member 'execute'");
+	else if (!json_is_string(exec))
+		reply = error_reply("GenericError", "QMP input member 'execute' must be a string");
+	else if (args != NULL && !json_is_object(args))
+		reply = error_reply("GenericError",
+				    "QMP input member 'arguments' must be an object");
+	else
+		reply = execute(s, negotiated, json_string_value(exec), args);
+with_id:
+	if (reply != NULL && id != NULL)
+		json_object_set(reply, "id", id);
+out:
+	json_decref(req);
+	return reply;
+}
+
+/* ---------------------------------------------------------------- clients */
+
+static void client_close(struct qmp_server *s, struct qmp_client *c)
+{
+	if (c->fd < 0)
+		return;
+	loop_remove(s->loop, c->handle);
+	close(c->fd);
+	qmp_framer_destroy(&c->framer);
+	free(c->out);
+	memset(c, 0, sizeof *c);
+	c->fd = -1;
+}
+
+static void client_flush(struct qmp_server *s, struct qmp_client *c)
+{
+	while (c->out_len > 0) {
+		ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				client_close(s, c);
+			break;
+		}
+		memmove(c->out, c->out + n, c->out_len - (size_t)n);
+		c->out_len -= (size_t)n;
+	}
+	if (c->fd >= 0)
+		loop_set_events(s->loop, c->handle, (short)(POLLIN | (c->out_len ? POLLOUT : 0)));
+}
+
+/* Queue a message (takes the reference); a client that lets too much
+ * pile up is disconnected rather than allowed to stall tern. */
+static void client_send(struct qmp_server *s, struct qmp_client *c, json_t *msg)
+{
+	char *text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(msg);
+	if (text == NULL)
+		return;
+	size_t n = strlen(text);
+	if (c->out_len + n + 2 > QMP_MAX_OUTPUT) {
+		free(text);
+		client_close(s, c);
+		return;
+	}
+	if (c->out_len + n + 2 > c->out_cap) {
+		size_t cap = c->out_cap ? c->out_cap : 4096;
+		while (cap < c->out_len + n + 2)
+			cap *= 2;
+		char *b = realloc(c->out, cap);
+		if (b == NULL) {
+			free(text);
+			client_close(s, c);
+			return;
+		}
+		c->out = b;
+		c->out_cap = cap;
+	}
+	memcpy(c->out + c->out_len, text, n);
+	memcpy(c->out + c->out_len + n, "\r\n", 2);
+	c->out_len += n + 2;
+	free(text);
+	client_flush(s, c);
+}
+
+static void on_client(void *opaque, int fd, short revents)
+{
+	struct qmp_server *s = opaque;
+	struct qmp_client *c = NULL;
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
+		if (s->client[i].fd == fd)
+			c = &s->client[i];
+	if (c == NULL)
+		return;
+	if (revents & POLLOUT)
+		client_flush(s, c);
+	if (c->fd < 0 || !(revents & (POLLIN | POLLHUP | POLLERR)))
+		return;
+	char buf[4096];
+	ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		client_close(s, c);
+		return;
+	}
+	if (qmp_framer_push(&c->framer, buf, (size_t)n) < 0) {
+		client_close(s, c);
+		return;
+	}
+	const char *text;
+	size_t len;
+	enum qmp_frame f;
+	while (c->fd >= 0 && (f = qmp_framer_next(&c->framer, &text, &len)) != QMP_FRAME_NONE) {
+		json_t *reply = f == QMP_FRAME_TEXT
+					? qmp_handle_text(s, &c->negotiated, text, len)
+					: error_reply("GenericError",
+						      "JSON parse error, request too large or "
+						      "nested too deeply");
+		if (reply != NULL)
+			client_send(s, c, reply);
+	}
+}
+
+static void on_accept(void *opaque, int fd, short revents)
+{
+	(void)revents;
+	struct qmp_server *s = opaque;
+	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (cfd < 0)
+		return;
+	struct qmp_client *c = NULL;
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS && c == NULL; i++)
+		if (s->client[i].fd < 0)
+			c = &s->client[i];
+	if (c == NULL) {
+		static const char busy[] = "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+					   "\"too many QMP clients\"}}\r\n";
+		ssize_t w = send(cfd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)w;
+		close(cfd);
+		return;
+	}
+	memset(c, 0, sizeof *c);
+	c->fd = cfd;
+	qmp_framer_init(&c->framer);
+	c->handle = loop_add(s->loop, cfd, POLLIN, on_client, s);
+	if (c->handle < 0) {
+		close(cfd);
+		c->fd = -1;
+		return;
+	}
+	client_send(s, c,
+		    json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu",
+			      "major", TERN_VERSION_MAJOR, "minor", TERN_VERSION_MINOR, "micro",
+			      TERN_VERSION_MICRO, "package", "tern " TERN_VERSION, "capabilities"));
+}
+
+int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
+		    struct tern_error *err)
+{
+	memset(s, 0, sizeof *s);
+	s->listen_fd = -1;
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
+		s->client[i].fd = -1;
+	if (strncmp(spec, "unix:", 5) != 0)
+		return tern_errorf(err, -EINVAL, "--qmp '%s': only unix:PATH is supported", spec);
+	const char *path = spec + 5;
+	size_t plen = strcspn(path, ",");
+	if (path[plen] == ',') {
+		/* Accept QEMU's ",server" and ",wait=off": tern always listens. */
+		const char *opts = path + plen;
+		if (strcmp(opts, ",server") != 0 && strcmp(opts, ",server,wait=off") != 0 &&
+		    strcmp(opts, ",server,nowait") != 0)
+			return tern_errorf(err, -EINVAL, "--qmp: unknown options '%s' (tern always "
+					   "listens; use unix:PATH)", opts + 1);
+	}
+	if (plen == 0 || plen >= sizeof s->path)
+		return tern_errorf(err, -EINVAL, "--qmp socket path must be 1..%zu characters",
+				   sizeof s->path - 1);
+	memcpy(s->path, path, plen);
+	s->path[plen] = '\0';
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	memcpy(addr.sun_path, s->path, plen + 1);
+	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s->listen_fd < 0)
+		return tern_errorf(err, -errno, "QMP socket: %s", strerror(errno));
+	unlink(s->path);
+	if (bind(s->listen_fd, (struct sockaddr *)&addr, sizeof addr) < 0 ||
+	    listen(s->listen_fd, QMP_MAX_CLIENTS) < 0) {
+		int e = errno;
+		close(s->listen_fd);
+		s->listen_fd = -1;
+		return tern_errorf(err, -e, "cannot listen on QMP socket %s: %s", s->path,
+				   strerror(e));
+	}
+	s->loop = loop;
+	s->listen_handle = loop_add(loop, s->listen_fd, POLLIN, on_accept, s);
+	return s->listen_handle < 0 ? tern_errorf(err, (int)s->listen_handle, "out of memory") : 0;
+}
+
+void qmp_server_close(struct qmp_server *s)
+{
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
+		client_close(s, &s->client[i]);
+	if (s->listen_fd >= 0) {
+		loop_remove(s->loop, s->listen_handle);
+		close(s->listen_fd);
+		unlink(s->path);
+		s->listen_fd = -1;
+	}
+}
+
+int qmp_server_add_commands(struct qmp_server *s, const struct qmp_command *cmds, void *opaque)
+{
+	if (s->tables == QMP_MAX_TABLES)
+		return -ENOSPC;
+	s->table[s->tables].cmds = cmds;
+	s->table[s->tables].opaque = opaque;
+	s->tables++;
+	return 0;
+}
+
+json_t *qmp_server_command_list(const struct qmp_server *s)
+{
+	json_t *list = json_array();
+	json_array_append_new(list, json_pack("{s:s}", "name", "qmp_capabilities"));
+	for (unsigned t = 0; t < s->tables; t++)
+		for (const struct qmp_command *c = s->table[t].cmds; c->name != NULL; c++)
+			json_array_append_new(list, json_pack("{s:s}", "name", c->name));
+	return list;
+}
+
+void qmp_server_event(struct qmp_server *s, const char *name, json_t *data)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
+		struct qmp_client *c = &s->client[i];
+		if (c->fd < 0 || !c->negotiated)
+			continue;
+		json_t *ev = json_pack("{s:{s:I,s:I},s:s}", "timestamp", "seconds",
+				       (json_int_t)ts.tv_sec, "microseconds",
+				       (json_int_t)(ts.tv_nsec / 1000), "event", name);
+		if (data != NULL)
+			json_object_set(ev, "data", data);
+		client_send(s, c, ev);
+	}
+	json_decref(data);
+}
+
+void qmp_server_flush(struct qmp_server *s, int timeout_ms)
+{
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		int pending = 0;
+		for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
+			struct qmp_client *c = &s->client[i];
+			if (c->fd >= 0 && c->out_len > 0) {
+				client_flush(s, c);
+				pending |= c->fd >= 0 && c->out_len > 0;
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (!pending || ms >= timeout_ms)
+			return;
+		struct timespec nap = { 0, 1000000 };
+		nanosleep(&nap, NULL);
+	}
+}

@@ -1,0 +1,79 @@
+/*
+ * A QMP server on a unix socket, speaking QEMU's protocol: a greeting,
+ * capabilities negotiation, {"execute", "arguments", "id"} requests
+ * answered with {"return"} or {"error": {"class", "desc"}}, and
+ * asynchronous events.  Several clients may be connected at once; input
+ * from them is untrusted and never hurts the VM.
+ */
+#ifndef VMM_QMP_H
+#define VMM_QMP_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "qmp_framer.h"
+#include "tern/error.h"
+
+#define QMP_MAX_CLIENTS 16
+#define QMP_MAX_OUTPUT (4u << 20)
+
+enum qmp_arg_type { QMP_INT, QMP_BOOL, QMP_STR, QMP_NUMBER, QMP_OBJECT, QMP_ANY };
+
+struct qmp_arg {
+	const char *name;
+	enum qmp_arg_type type;
+	int optional;
+};
+
+/* A handler returns 0 with *ret set (or NULL for {}), or a negative errno
+ * with a message in *err, sent as a GenericError. */
+typedef int (*qmp_handler)(void *opaque, json_t *args, json_t **ret, struct tern_error *err);
+
+struct qmp_command {
+	const char *name;
+	qmp_handler fn;
+	const struct qmp_arg *args; /* terminated by a NULL name; NULL: none */
+};
+
+struct qmp_client {
+	int fd;
+	int64_t handle;
+	int negotiated;
+	struct qmp_framer framer;
+	char *out;
+	size_t out_len, out_cap;
+};
+
+#define QMP_MAX_TABLES 8
+
+struct qmp_server {
+	int listen_fd;
+	char path[108];
+	struct loop *loop;
+	int64_t listen_handle;
+	struct qmp_client client[QMP_MAX_CLIENTS];
+	unsigned tables;
+	struct {
+		const struct qmp_command *cmds;
+		void *opaque;
+	} table[QMP_MAX_TABLES];
+};
+
+/* spec: "unix:PATH" (listening). */
+int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
+		    struct tern_error *err);
+void qmp_server_close(struct qmp_server *s);
+int qmp_server_add_commands(struct qmp_server *s, const struct qmp_command *cmds, void *opaque);
+/* Send an event to every client past negotiation; takes `data`'s reference. */
+void qmp_server_event(struct qmp_server *s, const char *name, json_t *data);
+/* Try hard (up to timeout_ms) to deliver queued output, e.g. before exit. */
+void qmp_server_flush(struct qmp_server *s, int timeout_ms);
+/* Names of every command, for query-commands. */
+json_t *qmp_server_command_list(const struct qmp_server *s);
+
+/* Handle one request text and return the reply (NULL for none); exposed
+ * for tests and fuzzing. */
+json_t *qmp_handle_text(struct qmp_server *s, int *negotiated, const char *text, size_t len);
+
+#endif

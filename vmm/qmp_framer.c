@@ -1,0 +1,128 @@
+/* QMP stream framing; see qmp_framer.h. */
+#include "qmp_framer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void qmp_framer_init(struct qmp_framer *f)
+{
+	memset(f, 0, sizeof *f);
+}
+
+void qmp_framer_destroy(struct qmp_framer *f)
+{
+	free(f->buf);
+	memset(f, 0, sizeof *f);
+}
+
+int qmp_framer_push(struct qmp_framer *f, const char *data, size_t len)
+{
+	if (f->len + len > f->cap) {
+		size_t cap = f->cap ? f->cap : 4096;
+		while (cap < f->len + len)
+			cap *= 2;
+		char *b = realloc(f->buf, cap);
+		if (b == NULL)
+			return -ENOMEM;
+		f->buf = b;
+		f->cap = cap;
+	}
+	memcpy(f->buf + f->len, data, len);
+	f->len += len;
+	return 0;
+}
+
+static int is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Remove the first n bytes; the scan position moves with the data. */
+static void drop_front(struct qmp_framer *f, size_t n)
+{
+	memmove(f->buf, f->buf + n, f->len - n);
+	f->len -= n;
+	f->scan -= n;
+}
+
+static void end_text(struct qmp_framer *f)
+{
+	f->in_text = f->bracketed = f->depth = f->in_string = f->escape = 0;
+}
+
+/* Track strings and brackets; returns 1 when the bracketed text closes. */
+static int advance_bracketed(struct qmp_framer *f, char c)
+{
+	if (f->in_string) {
+		if (f->escape)
+			f->escape = 0;
+		else if (c == '\\')
+			f->escape = 1;
+		else if (c == '"')
+			f->in_string = 0;
+	} else if (c == '"') {
+		f->in_string = 1;
+	} else if (c == '{' || c == '[') {
+		f->depth++;
+	} else if (c == '}' || c == ']') {
+		return --f->depth == 0;
+	}
+	return 0;
+}
+
+enum qmp_frame qmp_framer_next(struct qmp_framer *f, const char **text, size_t *len)
+{
+	if (f->pending_drop != 0) {
+		drop_front(f, f->pending_drop);
+		f->pending_drop = 0;
+	}
+	while (f->scan < f->len) {
+		char c = f->buf[f->scan];
+		if (f->discarding) {
+			f->scan++;
+			int closed = f->bracketed ? advance_bracketed(f, c) : is_blank(c);
+			drop_front(f, f->scan);
+			if (closed) {
+				f->discarding = 0;
+				end_text(f);
+			}
+			continue;
+		}
+		if (!f->in_text) {
+			if (is_blank(c)) {
+				f->scan++;
+				continue;
+			}
+			drop_front(f, f->scan); /* the text starts at buf[0] */
+			f->in_text = 1;
+			f->bracketed = c == '{' || c == '[';
+			f->depth = f->bracketed;
+			f->scan = 1;
+			continue;
+		}
+		if (!f->bracketed && (is_blank(c) || c == '{' || c == '[')) {
+			*text = f->buf;
+			*len = f->scan;
+			f->pending_drop = f->scan;
+			end_text(f);
+			return QMP_FRAME_TEXT;
+		}
+		f->scan++;
+		if (f->bracketed && advance_bracketed(f, c)) {
+			*text = f->buf;
+			*len = f->scan;
+			f->pending_drop = f->scan;
+			end_text(f);
+			return QMP_FRAME_TEXT;
+		}
+		if (f->scan > QMP_MAX_MESSAGE || f->depth > QMP_MAX_NESTING) {
+			f->discarding = 1;
+			drop_front(f, f->scan);
+			return QMP_FRAME_TOO_LARGE;
+		}
+	}
+	if (!f->in_text && f->scan > 0)
+		drop_front(f, f->scan);
+	return QMP_FRAME_NONE;
+}

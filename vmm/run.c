@@ -1,0 +1,211 @@
+/* `tern run`: build the VM, serve QMP and the serial port from the main
+ * loop, and turn how the VM ended into tern's exit status. */
+#include "run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "builtin_guest.h"
+#include "qmp_commands.h"
+#include "vm.h"
+
+#define KERNEL_MAX_BYTES (512u << 20)
+#define THROTTLED_POLL_MS 10
+
+struct runner {
+	struct vm vm;
+	struct loop loop;
+	struct qmp_server qmp;
+	struct vm_qmp vm_qmp;
+	int have_qmp;
+	int signal_fd;
+};
+
+static int read_kernel(const char *path, uint8_t **out, size_t *len, struct tern_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return tern_errorf(err, -errno, "cannot open kernel %s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	    (uint64_t)st.st_size > KERNEL_MAX_BYTES) {
+		close(fd);
+		return tern_errorf(err, -EINVAL, "kernel %s must be a regular file of 1 byte to "
+				   "%u MiB", path, KERNEL_MAX_BYTES >> 20);
+	}
+	uint8_t *buf = malloc((size_t)st.st_size);
+	if (buf == NULL) {
+		close(fd);
+		return tern_errorf(err, -ENOMEM, "out of memory reading kernel %s", path);
+	}
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+			free(buf);
+			close(fd);
+			return tern_errorf(err, -e, "reading kernel %s: %s", path, strerror(e));
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	*out = buf;
+	*len = got;
+	return 0;
+}
+
+static void on_signal(void *opaque, int fd, short revents)
+{
+	(void)revents;
+	struct runner *r = opaque;
+	struct signalfd_siginfo si;
+	if (read(fd, &si, sizeof si) != sizeof si)
+		return;
+	char detail[64];
+	snprintf(detail, sizeof detail, "terminating on signal %u (%s)", si.ssi_signo,
+		 strsignal((int)si.ssi_signo));
+	vm_request_exit(&r->vm, VM_EXIT_SIGNAL, (int)si.ssi_signo, detail);
+}
+
+static void on_notify(void *opaque, int fd, short revents)
+{
+	(void)opaque;
+	(void)revents;
+	uint64_t v;
+	ssize_t n = read(fd, &v, sizeof v);
+	(void)n; /* the exit cause is in the VM; the loop condition sees it */
+}
+
+static size_t serial_receive(void *opaque, const uint8_t *data, size_t len)
+{
+	struct vm *vm = opaque;
+	return uart_receive(&vm->uart, data, len);
+}
+
+static size_t serial_room(void *opaque)
+{
+	struct vm *vm = opaque;
+	return uart_rx_room(&vm->uart);
+}
+
+static int exit_status(const struct vm *vm)
+{
+	switch (vm->exit_cause) {
+	case VM_EXIT_GUEST:
+		if (vm->exit_status != 0)
+			fprintf(stderr, "tern: %s\n", vm->exit_detail);
+		return vm->exit_status;
+	case VM_EXIT_QUIT:
+		return 0;
+	case VM_EXIT_SIGNAL:
+		fprintf(stderr, "tern: %s\n", vm->exit_detail);
+		return 128 + vm->exit_status;
+	case VM_EXIT_CRASH:
+		fprintf(stderr, "tern: the guest crashed: %s\n", vm->exit_detail);
+		return TERN_EXIT_GUEST_CRASHED;
+	case VM_EXIT_NONE:
+		break;
+	}
+	return TERN_EXIT_GUEST_CRASHED;
+}
+
+static int setup(struct runner *r, const struct run_options *o, struct tern_error *err)
+{
+	uint8_t *kernel_file = NULL;
+	struct vm_config cfg = {
+		.memory = o->memory,
+		.vcpus = o->vcpus,
+		.memslots = o->memslots,
+		.append = o->append,
+		.serial = o->serial,
+		.start_paused = o->start_paused,
+	};
+	if (o->kernel != NULL) {
+		int rc = read_kernel(o->kernel, &kernel_file, &cfg.kernel_len, err);
+		if (rc < 0)
+			return rc;
+		cfg.kernel = kernel_file;
+		cfg.kernel_name = o->kernel;
+	} else {
+		cfg.kernel = tern_builtin_guest;
+		cfg.kernel_len = tern_builtin_guest_size();
+		cfg.kernel_name = "tern-guest";
+	}
+	int rc = vm_create(&r->vm, &cfg, err);
+	free(kernel_file);
+	if (rc < 0)
+		return rc;
+	if (o->start_paused)
+		r->vm.state = VM_STATE_PAUSED;
+
+	loop_init(&r->loop);
+	if (loop_add(&r->loop, r->vm.notify_fd, POLLIN, on_notify, r) < 0 ||
+	    loop_add(&r->loop, r->signal_fd, POLLIN, on_signal, r) < 0)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	if (o->qmp != NULL) {
+		if ((rc = qmp_server_open(&r->qmp, o->qmp, &r->loop, err)) < 0)
+			return rc;
+		r->have_qmp = 1;
+		if ((rc = vm_qmp_register(&r->vm_qmp, &r->vm, &r->qmp)) < 0)
+			return tern_errorf(err, rc, "registering QMP commands");
+	}
+	if ((rc = chardev_wait_for_client(&r->vm.serial, err)) < 0)
+		return rc;
+	chardev_attach(&r->vm.serial, &r->loop, serial_receive, serial_room, &r->vm);
+	return vm_start(&r->vm, err);
+}
+
+int tern_run(const struct run_options *o)
+{
+	struct runner *r = calloc(1, sizeof *r);
+	if (r == NULL) {
+		fprintf(stderr, "tern: out of memory\n");
+		return TERN_EXIT_START_FAILED;
+	}
+	/* SIGINT/SIGTERM arrive through a signalfd; every thread blocks them. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	r->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+	struct tern_error err = { .msg = "" };
+	int status;
+	if (r->signal_fd < 0) {
+		fprintf(stderr, "tern: signalfd: %s\n", strerror(errno));
+		status = TERN_EXIT_START_FAILED;
+	} else if (setup(r, o, &err) < 0) {
+		fprintf(stderr, "tern: %s\n", err.msg);
+		status = TERN_EXIT_START_FAILED;
+	} else {
+		while (!vm_exit_requested(&r->vm)) {
+			int held = chardev_throttle(&r->vm.serial);
+			loop_run_once(&r->loop, held ? THROTTLED_POLL_MS : -1);
+		}
+		vm_stop_threads(&r->vm);
+		if (r->have_qmp) {
+			vm_qmp_shutdown_event(&r->vm_qmp);
+			qmp_server_flush(&r->qmp, 1000);
+		}
+		status = exit_status(&r->vm);
+	}
+	if (r->have_qmp)
+		qmp_server_close(&r->qmp);
+	vm_destroy(&r->vm);
+	loop_destroy(&r->loop);
+	if (r->signal_fd >= 0)
+		close(r->signal_fd);
+	free(r);
+	return status;
+}

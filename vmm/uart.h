@@ -1,0 +1,38 @@
+/*
+ * A 16550A UART as the guest sees it at COM1.  Transmission is instant
+ * (THR is always empty again at once); received bytes wait in a buffer
+ * that is never overrun: the backend stops reading while it is full.
+ * Thread-safe: vCPU threads access registers, the main thread feeds input.
+ */
+#ifndef VMM_UART_H
+#define VMM_UART_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define UART_RX_CAPACITY 4096
+
+struct uart {
+	pthread_mutex_t lock;
+	uint8_t ier, lcr, mcr, lsr_errors, msr, scr, dll, dlm, fcr;
+	int thr_interrupt; /* THR-empty interrupt pending until IIR is read */
+	int irq_level;
+	uint8_t rx[UART_RX_CAPACITY];
+	size_t rx_head, rx_count;
+	/* Where transmitted bytes go, and the interrupt line. */
+	void (*transmit)(void *opaque, const uint8_t *data, size_t len);
+	void (*set_irq)(void *opaque, int level);
+	void *opaque;
+};
+
+void uart_init(struct uart *u, void (*transmit)(void *, const uint8_t *, size_t),
+	       void (*set_irq)(void *, int), void *opaque);
+void uart_destroy(struct uart *u);
+uint8_t uart_read(struct uart *u, unsigned offset);
+void uart_write(struct uart *u, unsigned offset, uint8_t value);
+/* Main thread: how much input fits, and handing it over. */
+size_t uart_rx_room(struct uart *u);
+size_t uart_receive(struct uart *u, const uint8_t *data, size_t len);
+
+#endif

@@ -1,0 +1,265 @@
+/* VM construction, run state and teardown; see vm.h. */
+#include "vm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define COM1_BASE 0x3f8
+#define COM1_IRQ 4
+#define DEBUG_EXIT_PORT 0xf4
+
+static const char *const state_names[] = {
+	[VM_STATE_PRELAUNCH] = "prelaunch",
+	[VM_STATE_RUNNING] = "running",
+	[VM_STATE_PAUSED] = "paused",
+	[VM_STATE_SHUTDOWN] = "shutdown",
+};
+
+const char *vm_state_name(enum vm_state state)
+{
+	return state_names[state];
+}
+
+static void serial_transmit(void *opaque, const uint8_t *data, size_t len)
+{
+	struct vm *vm = opaque;
+	chardev_write(&vm->serial, data, len);
+}
+
+static void serial_set_irq(void *opaque, int level)
+{
+	struct vm *vm = opaque;
+	kvm_set_irq_line(&vm->kvm, COM1_IRQ, level);
+}
+
+static uint32_t serial_read(void *opaque, uint16_t offset, unsigned size)
+{
+	(void)size;
+	struct vm *vm = opaque;
+	return uart_read(&vm->uart, offset);
+}
+
+static void serial_write(void *opaque, uint16_t offset, unsigned size, uint32_t value)
+{
+	(void)size;
+	struct vm *vm = opaque;
+	uart_write(&vm->uart, offset, (uint8_t)value);
+}
+
+/* Like QEMU's isa-debug-exit, but the guest's value is tern's exit status
+ * as is (QEMU exits with value * 2 + 1). */
+static void debug_exit_write(void *opaque, uint16_t offset, unsigned size, uint32_t value)
+{
+	(void)offset;
+	(void)size;
+	struct vm *vm = opaque;
+	char detail[64];
+	snprintf(detail, sizeof detail, "the guest exited with status %u", value & 0xff);
+	vm_request_exit(vm, VM_EXIT_GUEST, (int)(value & 0xff), detail);
+}
+
+static int add_devices(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
+{
+	int rc = chardev_open(&vm->serial, cfg->serial ? cfg->serial : "stdio", err);
+	uart_init(&vm->uart, serial_transmit, serial_set_irq, vm);
+	vm->devices_ready = 1;
+	if (rc < 0)
+		return rc;
+	const struct io_range ranges[] = {
+		{ .base = COM1_BASE, .len = 8, .read = serial_read, .write = serial_write,
+		  .opaque = vm },
+		{ .base = DEBUG_EXIT_PORT, .len = 4, .write = debug_exit_write, .opaque = vm },
+	};
+	for (unsigned i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+		if ((rc = iobus_register(&vm->io, &ranges[i])) < 0)
+			return tern_errorf(err, rc, "registering I/O ports at 0x%x", ranges[i].base);
+	return 0;
+}
+
+static int map_ram(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
+{
+	int rc = ram_create(&vm->ram, cfg->memory, cfg->memslots, vm->kvm.max_memslots, err);
+	if (rc < 0)
+		return rc;
+	for (unsigned i = 0; i < vm->ram.slots; i++) {
+		const struct ram_slot *s = &vm->ram.slot[i];
+		rc = kvm_set_memslot(&vm->kvm, s->id, s->gpa, s->size, vm->ram.host + s->offset, 0,
+				     err);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
+{
+	memset(vm, 0, sizeof *vm);
+	vm->kvm.sys_fd = vm->kvm.vm_fd = -1;
+	vm->ram.memfd = -1;
+	vm->notify_fd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	vm->state = VM_STATE_PRELAUNCH;
+
+	int rc = kvm_open(&vm->kvm, err);
+	if (rc < 0)
+		return rc;
+	if (cfg->vcpus == 0 || cfg->vcpus > vm->kvm.max_vcpus)
+		return tern_errorf(err, -EINVAL, "--vcpus %u: KVM here allows 1..%u", cfg->vcpus,
+				   vm->kvm.max_vcpus);
+	if ((rc = kvm_create_vm(&vm->kvm, err)) < 0)
+		return rc;
+	if ((rc = map_ram(vm, cfg, err)) < 0)
+		return rc;
+	if ((rc = add_devices(vm, cfg, err)) < 0)
+		return rc;
+	vm->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->notify_fd < 0)
+		return tern_errorf(err, -errno, "eventfd: %s", strerror(errno));
+	vm->vcpu = calloc(cfg->vcpus, sizeof *vm->vcpu);
+	if (vm->vcpu == NULL)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	for (unsigned i = 0; i < cfg->vcpus; i++) {
+		vm->vcpu[i].fd = -1;
+		vm->vcpu[i].vm = vm;
+	}
+	for (unsigned i = 0; i < cfg->vcpus; i++) {
+		if ((rc = vcpu_create(vm, &vm->vcpu[i], i, err)) < 0)
+			return rc;
+		vm->vcpus++;
+	}
+	return boot_multiboot(vm, cfg, err);
+}
+
+int vm_start(struct vm *vm, struct tern_error *err)
+{
+	vcpu_install_kick_signal();
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_requested = vm->state == VM_STATE_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->state == VM_STATE_PRELAUNCH)
+		vm->state = VM_STATE_RUNNING;
+	for (unsigned i = 0; i < vm->vcpus; i++) {
+		struct vcpu *v = &vm->vcpu[i];
+		pthread_mutex_lock(&vm->lock);
+		vm->running_threads++;
+		pthread_mutex_unlock(&vm->lock);
+		int rc = pthread_create(&v->thread, NULL, vcpu_thread, v);
+		if (rc != 0) {
+			pthread_mutex_lock(&vm->lock);
+			vm->running_threads--;
+			pthread_mutex_unlock(&vm->lock);
+			return tern_errorf(err, -rc, "starting vCPU %u: %s", i, strerror(rc));
+		}
+		v->thread_started = 1;
+	}
+	return 0;
+}
+
+void vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_STATE_RUNNING || vm->stopping) {
+		pthread_mutex_unlock(&vm->lock);
+		return;
+	}
+	vm->pause_requested = 1;
+	for (unsigned i = 0; i < vm->vcpus; i++)
+		vcpu_kick(&vm->vcpu[i]);
+	while (vm->parked < vm->running_threads && !vm->stopping)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm->state = VM_STATE_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->on_event != NULL)
+		vm->on_event(vm->event_opaque, VM_EVENT_STOP);
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_STATE_PAUSED && vm->state != VM_STATE_PRELAUNCH) {
+		pthread_mutex_unlock(&vm->lock);
+		return;
+	}
+	vm->pause_requested = 0;
+	vm->state = VM_STATE_RUNNING;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->on_event != NULL)
+		vm->on_event(vm->event_opaque, VM_EVENT_RESUME);
+}
+
+void vm_request_exit(struct vm *vm, enum vm_exit_cause cause, int status, const char *detail)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->exit_cause == VM_EXIT_NONE) {
+		vm->exit_cause = cause;
+		vm->exit_status = status;
+		snprintf(vm->exit_detail, sizeof vm->exit_detail, "%s", detail);
+	}
+	__atomic_store_n(&vm->stopping, 1, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	uint64_t one = 1;
+	ssize_t n = write(vm->notify_fd, &one, sizeof one);
+	(void)n; /* a full counter already wakes the main loop */
+}
+
+void vm_stop_threads(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	__atomic_store_n(&vm->stopping, 1, __ATOMIC_RELEASE);
+	vm->state = VM_STATE_SHUTDOWN;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->vcpus; i++)
+		if (vm->vcpu[i].thread_started)
+			vcpu_kick(&vm->vcpu[i]);
+	for (unsigned i = 0; i < vm->vcpus; i++) {
+		if (vm->vcpu[i].thread_started) {
+			pthread_join(vm->vcpu[i].thread, NULL);
+			vm->vcpu[i].thread_started = 0;
+		}
+	}
+}
+
+void vm_destroy(struct vm *vm)
+{
+	vm_stop_threads(vm);
+	for (unsigned i = 0; i < vm->vcpus; i++)
+		vcpu_destroy(&vm->vcpu[i]);
+	free(vm->vcpu);
+	vm->vcpu = NULL;
+	if (vm->devices_ready) {
+		chardev_close(&vm->serial);
+		uart_destroy(&vm->uart);
+	}
+	ram_destroy(&vm->ram);
+	kvm_close(&vm->kvm);
+	if (vm->notify_fd >= 0)
+		close(vm->notify_fd);
+	pthread_cond_destroy(&vm->cond);
+	pthread_mutex_destroy(&vm->lock);
+}
+
+int vm_write_guest(struct vm *vm, uint64_t gpa, const void *data, size_t len)
+{
+	void *host = ram_host(&vm->ram, gpa, len);
+	if (host == NULL)
+		return -EFAULT;
+	memcpy(host, data, len);
+	return 0;
+}
+
+int vm_read_guest(struct vm *vm, uint64_t gpa, void *data, size_t len)
+{
+	const void *host = ram_host(&vm->ram, gpa, len);
+	if (host == NULL)
+		return -EFAULT;
+	memcpy(data, host, len);
+	return 0;
+}

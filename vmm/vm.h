@@ -1,0 +1,114 @@
+/*
+ * A virtual machine: KVM, guest RAM, devices, vCPU threads and the run
+ * state that QMP and the command line control.
+ *
+ * Threads: the main thread owns the VM and runs the event loop; each vCPU
+ * has a thread that runs KVM_RUN and emulates the devices it touches.
+ * vCPU threads ask the main thread to end the VM with vm_request_exit().
+ */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chardev.h"
+#include "iobus.h"
+#include "kvm.h"
+#include "ram.h"
+#include "tern/error.h"
+#include "uart.h"
+
+struct vm_config {
+	uint64_t memory;
+	unsigned vcpus;
+	unsigned memslots;     /* 0: one per GiB */
+	const char *kernel_name; /* shown to the guest as argv[0] */
+	const uint8_t *kernel;
+	size_t kernel_len;
+	const char *append;
+	const char *serial;
+	int start_paused;
+};
+
+enum vm_state { VM_STATE_PRELAUNCH, VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_SHUTDOWN };
+
+enum vm_exit_cause {
+	VM_EXIT_NONE,
+	VM_EXIT_GUEST,   /* the guest wrote a status to the exit port */
+	VM_EXIT_QUIT,    /* QMP quit */
+	VM_EXIT_SIGNAL,  /* SIGINT / SIGTERM */
+	VM_EXIT_CRASH,   /* triple fault, KVM internal error, failed entry */
+};
+
+enum vm_event { VM_EVENT_STOP, VM_EVENT_RESUME };
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	int thread_started;
+};
+
+struct vm {
+	struct kvm kvm;
+	struct guest_ram ram;
+	struct io_bus io;
+	struct uart uart;
+	struct chardev serial;
+	int devices_ready; /* serial and UART set up (for teardown) */
+	unsigned vcpus;
+	struct vcpu *vcpu;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int pause_requested;
+	unsigned parked;   /* vCPU threads waiting while paused */
+	unsigned running_threads;
+	int stopping;      /* vCPU threads must leave */
+	enum vm_state state;
+	enum vm_exit_cause exit_cause;
+	int exit_status;
+	char exit_detail[256];
+	int notify_fd;     /* eventfd: a vCPU asked the main thread to act */
+
+	void (*on_event)(void *opaque, enum vm_event event);
+	void *event_opaque;
+};
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err);
+/* Start the vCPU threads (paused when cfg->start_paused). */
+int vm_start(struct vm *vm, struct tern_error *err);
+/* Stop or continue all vCPUs; synchronous, main thread only. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+/* Any thread: ask for the VM to end; the first cause wins. */
+void vm_request_exit(struct vm *vm, enum vm_exit_cause cause, int status, const char *detail);
+/* Any thread: has the VM been asked to end? */
+static inline int vm_exit_requested(const struct vm *vm)
+{
+	return __atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE);
+}
+/* Main thread: stop and join the vCPU threads. */
+void vm_stop_threads(struct vm *vm);
+void vm_destroy(struct vm *vm);
+const char *vm_state_name(enum vm_state state);
+
+/* Write guest memory from the VMM (devices, debug commands). */
+int vm_write_guest(struct vm *vm, uint64_t gpa, const void *data, size_t len);
+int vm_read_guest(struct vm *vm, uint64_t gpa, void *data, size_t len);
+
+/* vcpu.c */
+int vcpu_create(struct vm *vm, struct vcpu *v, unsigned index, struct tern_error *err);
+void vcpu_destroy(struct vcpu *v);
+void *vcpu_thread(void *arg);
+void vcpu_kick(struct vcpu *v);
+void vcpu_install_kick_signal(void);
+
+/* boot.c: load a multiboot kernel and set the boot vCPU's registers. */
+int boot_multiboot(struct vm *vm, const struct vm_config *cfg, struct tern_error *err);
+
+#endif
