@@ -5,11 +5,16 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
-#define CLIENT_SEND_TIMEOUT_SEC 1
+/* Writes to stdio are at most this large after POLLOUT, so that a pipe or
+ * terminal left in blocking mode (we do not change the caller's stdio
+ * flags) accepts them without blocking. */
+#define STDIO_WRITE_CHUNK 4096
 
 static int open_unix_server(struct chardev *c, const char *rest, struct tern_error *err)
 {
@@ -28,12 +33,11 @@ static int open_unix_server(struct chardev *c, const char *rest, struct tern_err
 		size_t olen = strcspn(o, ",");
 		if (olen == 6 && strncmp(o, "server", 6) == 0)
 			server = 1;
-		else if (olen == 8 && strncmp(o, "wait=off", 8) == 0)
+		else if ((olen == 8 && strncmp(o, "wait=off", 8) == 0) ||
+			 (olen == 6 && strncmp(o, "nowait", 6) == 0))
 			c->wait_for_client = 0;
 		else if (olen == 7 && strncmp(o, "wait=on", 7) == 0)
 			c->wait_for_client = 1;
-		else if (olen == 6 && strncmp(o, "nowait", 6) == 0)
-			c->wait_for_client = 0;
 		else
 			return tern_errorf(err, -EINVAL, "unknown serial socket option '%.*s' "
 					   "(known: server, wait=on, wait=off)", (int)olen, o);
@@ -63,7 +67,10 @@ int chardev_open(struct chardev *c, const char *spec, struct tern_error *err)
 	memset(c, 0, sizeof *c);
 	pthread_mutex_init(&c->lock, NULL);
 	c->in_fd = c->out_fd = c->listen_fd = -1;
-	c->in_handle = c->listen_handle = -1;
+	c->in_handle = c->out_handle = c->listen_handle = c->wake_handle = -1;
+	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->wake_fd < 0)
+		return tern_errorf(err, -errno, "eventfd: %s", strerror(errno));
 	if (strcmp(spec, "null") == 0) {
 		c->kind = CHARDEV_NULL;
 		return 0;
@@ -90,73 +97,180 @@ int chardev_open(struct chardev *c, const char *spec, struct tern_error *err)
 			   "unix:PATH,server or null)", spec);
 }
 
-/* Main thread only: the client socket is in_fd; out_fd may already be -1
- * when a vCPU thread's write failed. */
-static void drop_client_locked(struct chardev *c)
-{
-	if (c->kind != CHARDEV_UNIX_SERVER || c->in_fd < 0)
-		return;
-	if (c->loop != NULL && c->in_handle >= 0)
-		loop_remove(c->loop, c->in_handle);
-	c->in_handle = -1;
-	close(c->in_fd);
-	c->in_fd = c->out_fd = -1;
-	c->pending_len = c->pending_off = 0;
-}
+/* ------------------------------------------------------------- output */
 
-void chardev_close(struct chardev *c)
+size_t chardev_write(struct chardev *c, const uint8_t *data, size_t len)
 {
 	pthread_mutex_lock(&c->lock);
-	if (c->kind == CHARDEV_UNIX_SERVER) {
-		drop_client_locked(c);
-		if (c->listen_fd >= 0) {
-			close(c->listen_fd);
-			unlink(c->path);
-		}
-	} else if (c->kind == CHARDEV_FILE && c->out_fd >= 0) {
-		close(c->out_fd);
+	if (c->out_fd < 0) { /* nobody to tell: discard, as QEMU does */
+		pthread_mutex_unlock(&c->lock);
+		return len;
 	}
-	c->listen_fd = c->out_fd = c->in_fd = -1;
+	size_t n = 0;
+	for (; n < len && c->out_len < CHARDEV_OUT_CAPACITY; n++) {
+		c->out[(c->out_head + c->out_len) % CHARDEV_OUT_CAPACITY] = data[n];
+		c->out_len++;
+	}
+	int wake = n > 0 && !c->woken;
+	if (wake)
+		c->woken = 1;
 	pthread_mutex_unlock(&c->lock);
-	pthread_mutex_destroy(&c->lock);
+	if (wake) {
+		uint64_t one = 1;
+		ssize_t w = write(c->wake_fd, &one, sizeof one);
+		(void)w; /* a pending count already wakes the loop */
+	}
+	return n;
 }
 
-void chardev_write(struct chardev *c, const uint8_t *data, size_t len)
+size_t chardev_write_room(struct chardev *c)
 {
 	pthread_mutex_lock(&c->lock);
-	while (len > 0 && c->out_fd >= 0) {
+	size_t room = c->out_fd < 0 ? CHARDEV_OUT_CAPACITY : CHARDEV_OUT_CAPACITY - c->out_len;
+	pthread_mutex_unlock(&c->lock);
+	return room;
+}
+
+static void drop_client(struct chardev *c);
+
+/* Main thread: write what the backend takes now; returns -1 if the client
+ * went away. */
+static int drain(struct chardev *c)
+{
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		size_t chunk = c->out_len;
+		if (c->out_head + chunk > CHARDEV_OUT_CAPACITY)
+			chunk = CHARDEV_OUT_CAPACITY - c->out_head;
+		if (c->kind == CHARDEV_STDIO && chunk > STDIO_WRITE_CHUNK)
+			chunk = STDIO_WRITE_CHUNK;
+		const uint8_t *start = c->out + c->out_head;
+		int fd = c->out_fd;
+		if (chunk == 0 || fd < 0) {
+			c->out_len = fd < 0 ? 0 : c->out_len;
+			c->woken = 0;
+			pthread_mutex_unlock(&c->lock);
+			return 0;
+		}
+		pthread_mutex_unlock(&c->lock);
+		/* Only this thread consumes, so [start, start + chunk) is stable. */
 		ssize_t n = c->kind == CHARDEV_UNIX_SERVER
-				    ? send(c->out_fd, data, len, MSG_NOSIGNAL)
-				    : write(c->out_fd, data, len);
-		if (n > 0) {
-			data += n;
-			len -= (size_t)n;
-		} else if (n < 0 && errno == EINTR) {
+				    ? send(fd, start, chunk, MSG_NOSIGNAL | MSG_DONTWAIT)
+				    : write(fd, start, chunk);
+		if (n < 0 && errno == EINTR)
 			continue;
-		} else {
-			/* A client that stopped reading (send timeout) loses
-			 * output; one that went away gets none until the main
-			 * loop sees the hangup and closes it. */
-			if (c->kind == CHARDEV_UNIX_SERVER && n < 0 && errno != EAGAIN)
-				c->out_fd = -1;
-			break;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n <= 0) {
+			if (c->kind == CHARDEV_UNIX_SERVER)
+				return -1;
+			/* stdout closed or a full disk: the output is lost. */
+			pthread_mutex_lock(&c->lock);
+			c->out_len = 0;
+			pthread_mutex_unlock(&c->lock);
+			return 0;
+		}
+		pthread_mutex_lock(&c->lock);
+		c->out_head = (c->out_head + (size_t)n) % CHARDEV_OUT_CAPACITY;
+		c->out_len -= (size_t)n;
+		pthread_mutex_unlock(&c->lock);
+		if (c->kind == CHARDEV_STDIO && (size_t)n == chunk)
+			return 0; /* at most one chunk per POLLOUT */
+	}
+}
+
+static void update_out_events(struct chardev *c)
+{
+	if (c->out_handle < 0)
+		return;
+	pthread_mutex_lock(&c->lock);
+	int waiting = c->out_len > 0;
+	pthread_mutex_unlock(&c->lock);
+	loop_set_events(c->loop, c->out_handle, waiting ? POLLOUT : 0);
+}
+
+static void on_output_ready(void *opaque, int fd, short revents)
+{
+	(void)fd;
+	struct chardev *c = opaque;
+	if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
+		if (c->kind == CHARDEV_UNIX_SERVER) {
+			drop_client(c);
+			return;
 		}
 	}
-	pthread_mutex_unlock(&c->lock);
+	if (drain(c) < 0) {
+		drop_client(c);
+		return;
+	}
+	update_out_events(c);
 }
+
+static void on_wake(void *opaque, int fd, short revents)
+{
+	(void)revents;
+	struct chardev *c = opaque;
+	uint64_t v;
+	ssize_t n = read(fd, &v, sizeof v);
+	(void)n;
+	pthread_mutex_lock(&c->lock);
+	c->woken = 0;
+	pthread_mutex_unlock(&c->lock);
+	update_out_events(c); /* drain when the backend can take it */
+}
+
+void chardev_flush(struct chardev *c, int timeout_ms)
+{
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		if (drain(c) < 0)
+			return;
+		pthread_mutex_lock(&c->lock);
+		int left = c->out_fd >= 0 && c->out_len > 0;
+		pthread_mutex_unlock(&c->lock);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (!left || ms >= timeout_ms)
+			return;
+		struct pollfd pfd = { .fd = c->out_fd, .events = POLLOUT };
+		poll(&pfd, 1, 10);
+	}
+}
+
+/* ------------------------------------------------------------- input */
 
 static void on_input(void *opaque, int fd, short revents);
 
+/* Main thread only. */
+static void drop_client(struct chardev *c)
+{
+	if (c->kind != CHARDEV_UNIX_SERVER || c->in_fd < 0)
+		return;
+	if (c->in_handle >= 0)
+		loop_remove(c->loop, c->in_handle);
+	if (c->out_handle >= 0)
+		loop_remove(c->loop, c->out_handle);
+	c->in_handle = c->out_handle = -1;
+	pthread_mutex_lock(&c->lock);
+	close(c->in_fd);
+	c->in_fd = c->out_fd = -1;
+	c->out_len = 0;
+	pthread_mutex_unlock(&c->lock);
+	c->pending_len = c->pending_off = 0;
+}
+
 static void adopt_client(struct chardev *c, int fd)
 {
-	struct timeval tv = { .tv_sec = CLIENT_SEND_TIMEOUT_SEC };
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	drop_client(c); /* a new client replaces the old one */
 	pthread_mutex_lock(&c->lock);
-	drop_client_locked(c); /* a new client replaces the old one */
 	c->in_fd = c->out_fd = fd;
-	if (c->loop != NULL)
-		c->in_handle = loop_add(c->loop, fd, POLLIN, on_input, c);
 	pthread_mutex_unlock(&c->lock);
+	if (c->loop != NULL) {
+		c->in_handle = loop_add(c->loop, fd, POLLIN, on_input, c);
+		c->out_handle = loop_add(c->loop, fd, 0, on_output_ready, c);
+	}
 }
 
 int chardev_wait_for_client(struct chardev *c, struct tern_error *err)
@@ -179,12 +293,9 @@ static void on_accept(void *opaque, int fd, short revents)
 {
 	(void)revents;
 	struct chardev *c = opaque;
-	int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (client < 0)
-		return;
-	/* Reads are polled; writes block (with a timeout) for backpressure. */
-	fcntl(client, F_SETFL, fcntl(client, F_GETFL) & ~O_NONBLOCK);
-	adopt_client(c, client);
+	int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+	if (client >= 0)
+		adopt_client(c, client);
 }
 
 static void deliver_pending(struct chardev *c)
@@ -214,29 +325,33 @@ static void on_input(void *opaque, int fd, short revents)
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n == 0 || (revents & (POLLHUP | POLLERR))) {
-		pthread_mutex_lock(&c->lock);
 		if (c->kind == CHARDEV_UNIX_SERVER) {
-			drop_client_locked(c);
+			drop_client(c);
 		} else if (c->in_handle >= 0) { /* end of stdin: output goes on */
 			loop_remove(c->loop, c->in_handle);
 			c->in_handle = -1;
 		}
-		pthread_mutex_unlock(&c->lock);
 	}
 }
 
-void chardev_attach(struct chardev *c, struct loop *loop,
-		    size_t (*receive)(void *, const uint8_t *, size_t), size_t (*room)(void *),
-		    void *opaque)
+int chardev_attach(struct chardev *c, struct loop *loop,
+		   size_t (*receive)(void *, const uint8_t *, size_t), size_t (*room)(void *),
+		   void *opaque)
 {
 	c->loop = loop;
 	c->receive = receive;
 	c->room = room;
 	c->opaque = opaque;
+	c->wake_handle = loop_add(loop, c->wake_fd, POLLIN, on_wake, c);
+	if (c->wake_handle < 0)
+		return (int)c->wake_handle;
 	if (c->listen_fd >= 0)
 		c->listen_handle = loop_add(loop, c->listen_fd, POLLIN, on_accept, c);
 	if (c->in_fd >= 0)
 		c->in_handle = loop_add(loop, c->in_fd, POLLIN, on_input, c);
+	if (c->out_fd >= 0)
+		c->out_handle = loop_add(loop, c->out_fd, 0, on_output_ready, c);
+	return 0;
 }
 
 int chardev_throttle(struct chardev *c)
@@ -248,4 +363,22 @@ int chardev_throttle(struct chardev *c)
 	int full = c->pending_len != 0 || c->room(c->opaque) == 0;
 	loop_set_events(c->loop, c->in_handle, full ? 0 : POLLIN);
 	return full;
+}
+
+void chardev_close(struct chardev *c)
+{
+	if (c->kind == CHARDEV_UNIX_SERVER) {
+		if (c->in_fd >= 0)
+			close(c->in_fd);
+		if (c->listen_fd >= 0) {
+			close(c->listen_fd);
+			unlink(c->path);
+		}
+	} else if (c->kind == CHARDEV_FILE && c->out_fd >= 0) {
+		close(c->out_fd);
+	}
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	c->listen_fd = c->out_fd = c->in_fd = c->wake_fd = -1;
+	pthread_mutex_destroy(&c->lock);
 }

@@ -7,7 +7,11 @@
  *                             directions; with wait=on (the default, as in
  *                             QEMU) the VM starts only once a client is there
  *   null                      nothing
- * Output comes from vCPU threads; input is read by the main loop.
+ *
+ * Output from vCPU threads goes into a buffer that the main loop drains;
+ * while the buffer is full the UART reports its transmitter busy, so a
+ * slow client slows the guest's printing down instead of blocking a vCPU.
+ * Output with no client connected is discarded, as in QEMU.
  */
 #ifndef VMM_CHARDEV_H
 #define VMM_CHARDEV_H
@@ -19,35 +23,47 @@
 #include "loop.h"
 #include "tern/error.h"
 
+#define CHARDEV_OUT_CAPACITY 65536
+
 enum chardev_kind { CHARDEV_NULL, CHARDEV_STDIO, CHARDEV_FILE, CHARDEV_UNIX_SERVER };
 
 struct chardev {
 	enum chardev_kind kind;
-	pthread_mutex_t lock; /* guards out_fd against a disconnect mid-write */
-	int in_fd, out_fd;
+	int in_fd, out_fd; /* for a socket, both are the client */
 	int listen_fd;
 	int wait_for_client;
 	char path[108];
 	struct loop *loop;
-	int64_t in_handle, listen_handle;
-	/* Where input goes; returns how many bytes were taken. */
+	int64_t in_handle, out_handle, listen_handle, wake_handle;
+	/* Input: where it goes and how much fits. */
 	size_t (*receive)(void *opaque, const uint8_t *data, size_t len);
 	size_t (*room)(void *opaque);
 	void *opaque;
 	uint8_t pending[256];
 	size_t pending_len, pending_off;
+	/* Output, filled by vCPU threads under `lock`, drained by the loop. */
+	pthread_mutex_t lock;
+	uint8_t out[CHARDEV_OUT_CAPACITY];
+	size_t out_head, out_len;
+	int wake_fd; /* eventfd: output waiting */
+	int woken;   /* a wake-up is in flight */
 };
 
 int chardev_open(struct chardev *c, const char *spec, struct tern_error *err);
 void chardev_close(struct chardev *c);
 /* Block until a client connects when the spec asked to wait for one. */
 int chardev_wait_for_client(struct chardev *c, struct tern_error *err);
-void chardev_attach(struct chardev *c, struct loop *loop,
-		    size_t (*receive)(void *, const uint8_t *, size_t), size_t (*room)(void *),
-		    void *opaque);
-/* Before each poll: read input only while the receiver has room. Returns
- * nonzero when input is held back (the caller polls again soon). */
+int chardev_attach(struct chardev *c, struct loop *loop,
+		   size_t (*receive)(void *, const uint8_t *, size_t), size_t (*room)(void *),
+		   void *opaque);
+/* Main loop, before each poll: read input only while the receiver has
+ * room.  Returns nonzero when input is held back (poll again soon). */
 int chardev_throttle(struct chardev *c);
-void chardev_write(struct chardev *c, const uint8_t *data, size_t len);
+
+/* Any thread: queue output; returns how much was taken (less when full). */
+size_t chardev_write(struct chardev *c, const uint8_t *data, size_t len);
+size_t chardev_write_room(struct chardev *c);
+/* Main thread, at exit: deliver queued output, waiting up to timeout_ms. */
+void chardev_flush(struct chardev *c, int timeout_ms);
 
 #endif

@@ -19,6 +19,7 @@ const char cli_run_usage[] =
 	"                         (default 512M)\n"
 	"      --vcpus N          number of vCPUs (default 1)\n"
 	"      --memslots N       split guest RAM into N KVM memslots (default: one per GiB)\n"
+	"      --mem-prealloc     allocate all guest RAM at start instead of on first touch\n"
 	"      --kernel FILE      multiboot kernel to boot (default: the built-in guest)\n"
 	"      --append ARGS      kernel command line, as qemu-system-x86_64 -append\n"
 	"  -w, --workload NAME    built-in guest workload: idle, random, sequential,\n"
@@ -82,6 +83,7 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 		{ "serial", required_argument, NULL, 's' },
 		{ "qmp", required_argument, NULL, 'q' },
 		{ "paused", no_argument, NULL, 'S' },
+		{ "mem-prealloc", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -124,6 +126,9 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 			break;
 		case 'S':
 			o->start_paused = 1;
+			break;
+		case 'P':
+			o->mem_prealloc = 1;
 			break;
 		case 'h':
 			o->help = 1;

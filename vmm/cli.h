@@ -17,6 +17,7 @@ struct run_options {
 	const char *serial;
 	const char *qmp;
 	int start_paused;
+	int mem_prealloc;
 	int help;
 };
 

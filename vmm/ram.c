@@ -32,7 +32,7 @@ static void split_region(struct guest_ram *ram, uint64_t gpa, uint64_t size, uns
 }
 
 int ram_create(struct guest_ram *ram, uint64_t size, unsigned slots, unsigned max_slots,
-	       struct tern_error *err)
+	       int prealloc, struct tern_error *err)
 {
 	memset(ram, 0, sizeof *ram);
 	ram->memfd = -1;
@@ -73,7 +73,8 @@ int ram_create(struct guest_ram *ram, uint64_t size, unsigned slots, unsigned ma
 		return tern_errorf(err, -e, "sizing guest RAM to %llu MiB: %s",
 				   (unsigned long long)(size >> 20), strerror(e));
 	}
-	void *host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, ram->memfd, 0);
+	void *host = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			  MAP_SHARED | (prealloc ? MAP_POPULATE : 0), ram->memfd, 0);
 	if (host == MAP_FAILED) {
 		int e = errno;
 		ram_destroy(ram);

@@ -33,9 +33,11 @@ struct guest_ram {
 	struct ram_slot *slot;
 };
 
-/* Create `size` bytes of RAM split into `slots` memslots (0: one per GiB). */
+/* Create `size` bytes of RAM split into `slots` memslots (0: one per GiB).
+ * With prealloc, every page is allocated now rather than on first touch
+ * (which is far cheaper for the host than faulting pages in one by one). */
 int ram_create(struct guest_ram *ram, uint64_t size, unsigned slots, unsigned max_slots,
-	       struct tern_error *err);
+	       int prealloc, struct tern_error *err);
 void ram_destroy(struct guest_ram *ram);
 
 /* Host address of [gpa, gpa + len) if it lies wholly in RAM, else NULL. */

@@ -127,6 +127,7 @@ static int setup(struct runner *r, const struct run_options *o, struct tern_erro
 		.append = o->append,
 		.serial = o->serial,
 		.start_paused = o->start_paused,
+		.mem_prealloc = o->mem_prealloc,
 	};
 	if (o->kernel != NULL) {
 		int rc = read_kernel(o->kernel, &kernel_file, &cfg.kernel_len, err);
@@ -159,7 +160,8 @@ static int setup(struct runner *r, const struct run_options *o, struct tern_erro
 	}
 	if ((rc = chardev_wait_for_client(&r->vm.serial, err)) < 0)
 		return rc;
-	chardev_attach(&r->vm.serial, &r->loop, serial_receive, serial_room, &r->vm);
+	if ((rc = chardev_attach(&r->vm.serial, &r->loop, serial_receive, serial_room, &r->vm)) < 0)
+		return tern_errorf(err, rc, "out of memory");
 	return vm_start(&r->vm, err);
 }
 
@@ -194,6 +196,7 @@ int tern_run(const struct run_options *o)
 			loop_run_once(&r->loop, held ? THROTTLED_POLL_MS : -1);
 		}
 		vm_stop_threads(&r->vm);
+		chardev_flush(&r->vm.serial, 1000);
 		if (r->have_qmp) {
 			vm_qmp_shutdown_event(&r->vm_qmp);
 			qmp_server_flush(&r->qmp, 1000);

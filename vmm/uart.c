@@ -27,13 +27,11 @@ enum {
 #define FCR_CLEAR_RX 0x02
 #define MSR_DELTAS 0x0f
 
-void uart_init(struct uart *u, void (*transmit)(void *, const uint8_t *, size_t),
-	       void (*set_irq)(void *, int), void *opaque)
+void uart_init(struct uart *u, const struct uart_backend *backend, void *opaque)
 {
 	memset(u, 0, sizeof *u);
 	pthread_mutex_init(&u->lock, NULL);
-	u->transmit = transmit;
-	u->set_irq = set_irq;
+	u->backend = backend;
 	u->opaque = opaque;
 	u->msr = 0xb0; /* DCD, DSR, CTS: a connected line */
 	u->dll = 0x0c; /* 9600 baud, the reset value */
@@ -63,8 +61,7 @@ static void update_irq_locked(struct uart *u)
 	int level = !(iir_locked(u) & IIR_NONE);
 	if (level != u->irq_level) {
 		u->irq_level = level;
-		if (u->set_irq != NULL)
-			u->set_irq(u->opaque, level);
+		u->backend->set_irq(u->opaque, level);
 	}
 }
 
@@ -107,7 +104,9 @@ uint8_t uart_read(struct uart *u, unsigned offset)
 		v = u->mcr;
 		break;
 	case REG_LSR:
-		v = LSR_THRE | LSR_TEMT | u->lsr_errors | (u->rx_count > 0 ? LSR_DR : 0);
+		v = u->lsr_errors | (u->rx_count > 0 ? LSR_DR : 0);
+		if ((u->mcr & MCR_LOOP) || u->backend->tx_room(u->opaque) >= UART_FIFO_SIZE)
+			v |= LSR_THRE | LSR_TEMT;
 		u->lsr_errors = 0;
 		break;
 	case REG_MSR:
@@ -140,8 +139,8 @@ void uart_write(struct uart *u, unsigned offset, uint8_t value)
 		}
 		if (u->mcr & MCR_LOOP)
 			rx_push_locked(u, value);
-		else if (u->transmit != NULL)
-			u->transmit(u->opaque, &value, 1);
+		else /* a byte written while THRE was clear is lost, as on hardware */
+			u->backend->transmit(u->opaque, &value, 1);
 		u->thr_interrupt = 1; /* sent at once: THR is empty again */
 		break;
 	case REG_IER:

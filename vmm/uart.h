@@ -1,6 +1,8 @@
 /*
- * A 16550A UART as the guest sees it at COM1.  Transmission is instant
- * (THR is always empty again at once); received bytes wait in a buffer
+ * A 16550A UART as the guest sees it at COM1.  Transmitted bytes go to the
+ * backend at once; the transmitter reads as empty (THRE) while the backend
+ * has room for a whole FIFO load, so a guest that checks THRE never loses
+ * output and a slow backend slows it down.  Received bytes wait in a buffer
  * that is never overrun: the backend stops reading while it is full.
  * Thread-safe: vCPU threads access registers, the main thread feeds input.
  */
@@ -12,6 +14,7 @@
 #include <stdint.h>
 
 #define UART_RX_CAPACITY 4096
+#define UART_FIFO_SIZE 16
 
 struct uart {
 	pthread_mutex_t lock;
@@ -20,14 +23,18 @@ struct uart {
 	int irq_level;
 	uint8_t rx[UART_RX_CAPACITY];
 	size_t rx_head, rx_count;
-	/* Where transmitted bytes go, and the interrupt line. */
-	void (*transmit)(void *opaque, const uint8_t *data, size_t len);
-	void (*set_irq)(void *opaque, int level);
+	const struct uart_backend *backend;
 	void *opaque;
 };
 
-void uart_init(struct uart *u, void (*transmit)(void *, const uint8_t *, size_t),
-	       void (*set_irq)(void *, int), void *opaque);
+/* Where transmitted bytes go, how much more fits there, the IRQ line. */
+struct uart_backend {
+	size_t (*transmit)(void *opaque, const uint8_t *data, size_t len);
+	size_t (*tx_room)(void *opaque);
+	void (*set_irq)(void *opaque, int level);
+};
+
+void uart_init(struct uart *u, const struct uart_backend *backend, void *opaque);
 void uart_destroy(struct uart *u);
 uint8_t uart_read(struct uart *u, unsigned offset);
 void uart_write(struct uart *u, unsigned offset, uint8_t value);

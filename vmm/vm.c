@@ -24,10 +24,16 @@ const char *vm_state_name(enum vm_state state)
 	return state_names[state];
 }
 
-static void serial_transmit(void *opaque, const uint8_t *data, size_t len)
+static size_t serial_transmit(void *opaque, const uint8_t *data, size_t len)
 {
 	struct vm *vm = opaque;
-	chardev_write(&vm->serial, data, len);
+	return chardev_write(&vm->serial, data, len);
+}
+
+static size_t serial_tx_room(void *opaque)
+{
+	struct vm *vm = opaque;
+	return chardev_write_room(&vm->serial);
 }
 
 static void serial_set_irq(void *opaque, int level)
@@ -64,8 +70,13 @@ static void debug_exit_write(void *opaque, uint16_t offset, unsigned size, uint3
 
 static int add_devices(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
 {
+	static const struct uart_backend com1 = {
+		.transmit = serial_transmit,
+		.tx_room = serial_tx_room,
+		.set_irq = serial_set_irq,
+	};
 	int rc = chardev_open(&vm->serial, cfg->serial ? cfg->serial : "stdio", err);
-	uart_init(&vm->uart, serial_transmit, serial_set_irq, vm);
+	uart_init(&vm->uart, &com1, vm);
 	vm->devices_ready = 1;
 	if (rc < 0)
 		return rc;
@@ -82,7 +93,8 @@ static int add_devices(struct vm *vm, const struct vm_config *cfg, struct tern_e
 
 static int map_ram(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
 {
-	int rc = ram_create(&vm->ram, cfg->memory, cfg->memslots, vm->kvm.max_memslots, err);
+	int rc = ram_create(&vm->ram, cfg->memory, cfg->memslots, vm->kvm.max_memslots,
+			    cfg->mem_prealloc, err);
 	if (rc < 0)
 		return rc;
 	for (unsigned i = 0; i < vm->ram.slots; i++) {

@@ -24,6 +24,7 @@ struct vm_config {
 	uint64_t memory;
 	unsigned vcpus;
 	unsigned memslots;     /* 0: one per GiB */
+	int mem_prealloc;
 	const char *kernel_name; /* shown to the guest as argv[0] */
 	const uint8_t *kernel;
 	size_t kernel_len;

@@ -1,0 +1,31 @@
+/* A QMP client for tests and benchmarks (jansson). */
+#ifndef HARNESS_QMP_CLIENT_H
+#define HARNESS_QMP_CLIENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+struct qmp_conn {
+	int fd;
+	char *buf;
+	size_t len, cap;
+	json_t *events; /* events received while waiting for replies */
+	json_t *greeting;
+};
+
+/* Connect (retrying until the socket appears or timeout), read the greeting
+ * and, if negotiate, send qmp_capabilities.  Returns 0 or -errno. */
+int qmp_connect(struct qmp_conn *c, const char *path, int negotiate, int timeout_ms);
+void qmp_close(struct qmp_conn *c);
+int qmp_send_raw(struct qmp_conn *c, const char *data, size_t len);
+/* Next message, or NULL on timeout/EOF. */
+json_t *qmp_read(struct qmp_conn *c, int timeout_ms);
+/* Execute and return the whole reply ({"return"} or {"error"}); events
+ * that arrive first are kept.  args may be NULL; its reference is taken. */
+json_t *qmp_execute(struct qmp_conn *c, const char *cmd, json_t *args, int timeout_ms);
+/* The "return" member of a successful reply (borrowed), or NULL. */
+json_t *qmp_return(json_t *reply);
+/* Wait for an event by name (already received or new); caller frees. */
+json_t *qmp_wait_event(struct qmp_conn *c, const char *name, int timeout_ms);
+
+#endif
