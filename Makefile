@@ -95,6 +95,21 @@ BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 $(B)/bench/%: $(B)/bench/%.o $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lm
 
+# ---------------------------------------------------------------- fuzzers
+# libFuzzer targets, built with clang from the sources they exercise.
+FUZZ_CC := clang
+FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all
+build-fuzz/fuzz_multiboot: fuzz/fuzz_multiboot.c $(LIB_SRCS)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+build-fuzz/fuzz_qmp: fuzz/fuzz_qmp.c vmm/qmp.c vmm/qmp_framer.c vmm/loop.c $(LIB_SRCS)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -ljansson
+FUZZERS := build-fuzz/fuzz_multiboot build-fuzz/fuzz_qmp
+.PHONY: fuzz
+fuzz: $(FUZZERS)
+
 # ---------------------------------------------------------------- targets
 .PHONY: all check tern tests bench
 all: $(B)/tern $(B)/guest/guest.elf $(TESTS) $(BENCHES)

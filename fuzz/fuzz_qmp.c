@@ -1,0 +1,78 @@
+/*
+ * libFuzzer target: a QMP byte stream from an untrusted client, through
+ * the framer and the protocol handler, delivered in pieces of a size the
+ * input's first byte chooses.  Every reply must be a well-formed QMP reply.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../vmm/qmp.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int cmd_echo(void *opaque, json_t *args, json_t **ret, struct tern_error *err)
+{
+	(void)opaque;
+	(void)err;
+	*ret = json_deep_copy(args);
+	return 0;
+}
+
+static const struct qmp_arg echo_args[] = {
+	{ "n", QMP_INT, 0 },
+	{ "s", QMP_STR, 1 },
+	{ "b", QMP_BOOL, 1 },
+	{ "o", QMP_OBJECT, 1 },
+	{ NULL, QMP_ANY, 0 },
+};
+
+static const struct qmp_command commands[] = {
+	{ "echo", cmd_echo, echo_args },
+	{ NULL, NULL, NULL },
+};
+
+static void check_reply(json_t *r)
+{
+	if (r == NULL || !json_is_object(r))
+		abort();
+	json_t *e = json_object_get(r, "error");
+	if (json_object_get(r, "return") == NULL &&
+	    (e == NULL || !json_is_string(json_object_get(e, "class")) ||
+	     !json_is_string(json_object_get(e, "desc"))))
+		abort();
+	json_decref(r);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 2)
+		return 0;
+	size_t chunk = (size_t)data[0] % 64 + 1;
+	int negotiated = data[0] >> 7;
+	data++;
+	size--;
+	struct qmp_server server;
+	memset(&server, 0, sizeof server);
+	qmp_server_add_commands(&server, commands, NULL);
+	struct qmp_framer f;
+	qmp_framer_init(&f);
+	for (size_t at = 0; at < size; at += chunk) {
+		size_t n = size - at < chunk ? size - at : chunk;
+		if (qmp_framer_push(&f, (const char *)data + at, n) != 0)
+			abort();
+		const char *text;
+		size_t len;
+		enum qmp_frame fr;
+		while ((fr = qmp_framer_next(&f, &text, &len)) != QMP_FRAME_NONE) {
+			if (fr == QMP_FRAME_TEXT) {
+				if (len == 0 || len > QMP_MAX_MESSAGE + 1)
+					abort();
+				check_reply(qmp_handle_text(&server, &negotiated, text, len));
+			}
+		}
+	}
+	qmp_framer_destroy(&f);
+	return 0;
+}
