@@ -122,6 +122,20 @@ json_t *qmp_return(json_t *reply)
 	return reply ? json_object_get(reply, "return") : NULL;
 }
 
+int qmp_do(struct qmp_conn *c, const char *cmd, json_t *args, const char *event,
+	   int timeout_ms)
+{
+	json_t *r = qmp_execute(c, cmd, args, timeout_ms);
+	int ok = qmp_return(r) != NULL;
+	json_decref(r);
+	if (ok && event != NULL) {
+		json_t *ev = qmp_wait_event(c, event, timeout_ms);
+		ok = ev != NULL;
+		json_decref(ev);
+	}
+	return ok ? 0 : -1;
+}
+
 json_t *qmp_wait_event(struct qmp_conn *c, const char *name, int timeout_ms)
 {
 	double deadline = now_ms() + timeout_ms;

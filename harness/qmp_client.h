@@ -27,5 +27,9 @@ json_t *qmp_execute(struct qmp_conn *c, const char *cmd, json_t *args, int timeo
 json_t *qmp_return(json_t *reply);
 /* Wait for an event by name (already received or new); caller frees. */
 json_t *qmp_wait_event(struct qmp_conn *c, const char *name, int timeout_ms);
+/* Execute a command that must succeed and, unless `event` is NULL, wait
+ * for that event as well.  Returns 0, or -1 if either did not happen. */
+int qmp_do(struct qmp_conn *c, const char *cmd, json_t *args, const char *event,
+	   int timeout_ms);
 
 #endif

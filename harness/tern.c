@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "env.h"
 
@@ -20,6 +23,50 @@ int tern_spawnv(struct proc *p, int want_stdin, const char *const *args)
 	}
 	argv[n] = NULL;
 	return proc_spawn(p, argv, want_stdin);
+}
+
+int tern_vm_prepare(struct tern_vm *vm)
+{
+	memset(vm, 0, sizeof *vm);
+	vm->dir = harness_tmpdir();
+	if (vm->dir == NULL)
+		return -errno;
+	tern_vm_path(vm, "qmp.sock", vm->qmp_path, sizeof vm->qmp_path);
+	return 0;
+}
+
+int tern_vm_start(struct tern_vm *vm, ...)
+{
+	if (vm->dir == NULL) {
+		int rc = tern_vm_prepare(vm);
+		if (rc < 0)
+			return rc;
+	}
+	char spec[300];
+	snprintf(spec, sizeof spec, "unix:%s", vm->qmp_path);
+	const char *args[MAX_ARGS + 1] = { "run", "--qmp", spec };
+	int n = 3;
+	va_list ap;
+	va_start(ap, vm);
+	for (const char *a; n < MAX_ARGS && (a = va_arg(ap, const char *)) != NULL;)
+		args[n++] = a;
+	va_end(ap);
+	args[n] = NULL;
+	return tern_spawnv(&vm->proc, 0, args);
+}
+
+const char *tern_vm_path(const struct tern_vm *vm, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", vm->dir, name);
+	return buf;
+}
+
+void tern_vm_end(struct tern_vm *vm)
+{
+	proc_free(&vm->proc);
+	harness_rmtree(vm->dir);
+	free(vm->dir);
+	vm->dir = NULL;
 }
 
 int tern_spawn(struct proc *p, int want_stdin, ...)

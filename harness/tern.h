@@ -9,4 +9,22 @@ int tern_spawn(struct proc *p, int want_stdin, ...);
 /* Same, from an array that ends with NULL. */
 int tern_spawnv(struct proc *p, int want_stdin, const char *const *args);
 
+/* A `tern run` with a QMP socket, in a fresh directory of its own. */
+struct tern_vm {
+	char *dir;
+	char qmp_path[256];
+	struct proc proc;
+};
+
+/* Make the directory (and the QMP path) without starting anything, so a
+ * test can place other sockets in it first. */
+int tern_vm_prepare(struct tern_vm *vm);
+/* Start `tern run --qmp unix:DIR/qmp.sock ARGS...` (ARGS NULL-terminated),
+ * preparing the directory unless tern_vm_prepare() already did. */
+int tern_vm_start(struct tern_vm *vm, ...);
+/* DIR/name, for other sockets and files the test wants next to it. */
+const char *tern_vm_path(const struct tern_vm *vm, const char *name, char *buf, size_t len);
+/* Kill tern if it still runs and remove the directory. */
+void tern_vm_end(struct tern_vm *vm);
+
 #endif

@@ -83,48 +83,31 @@ static void stop_and_cont_keep_the_checksum(void **state)
 	(void)state;
 	SKIP_WITHOUT_KVM();
 	const char *append = "workload=hotcold ws=16M writes=1500000 seed=5";
-	char *dir = harness_tmpdir();
-	char qmp_path[256], qmp_spec[300];
-	snprintf(qmp_path, sizeof qmp_path, "%s/qmp.sock", dir);
-	snprintf(qmp_spec, sizeof qmp_spec, "unix:%s", qmp_path);
-	struct proc p;
-	assert_int_equal(tern_spawn(&p, 0, "run", "--memory", "256M", "--qmp", qmp_spec,
-				    "--append", append, NULL),
-			 0);
+	struct tern_vm vm = { 0 };
+	assert_int_equal(tern_vm_start(&vm, "--memory", "256M", "--append", append, NULL), 0);
+	struct proc *p = &vm.proc;
 	struct qmp_conn q;
-	assert_int_equal(qmp_connect(&q, qmp_path, 1, 10000), 0);
-	assert_true(proc_wait_for(&p, "tern-guest: start", 0, 10000) > 0);
+	assert_int_equal(qmp_connect(&q, vm.qmp_path, 1, 10000), 0);
+	assert_true(proc_wait_for(p, "tern-guest: start", 0, 10000) > 0);
 	for (int i = 0; i < 3; i++) {
-		json_t *r = qmp_execute(&q, "stop", NULL, 5000);
-		assert_non_null(qmp_return(r));
-		json_decref(r);
-		json_t *ev = qmp_wait_event(&q, "STOP", 5000);
-		assert_non_null(ev);
-		json_decref(ev);
-		r = qmp_execute(&q, "query-status", NULL, 5000);
+		assert_int_equal(qmp_do(&q, "stop", NULL, "STOP", 5000), 0);
+		json_t *r = qmp_execute(&q, "query-status", NULL, 5000);
 		assert_string_equal(json_string_value(json_object_get(qmp_return(r), "status")),
 				    "paused");
 		json_decref(r);
 		usleep(100000);
-		r = qmp_execute(&q, "cont", NULL, 5000);
-		assert_non_null(qmp_return(r));
-		json_decref(r);
-		ev = qmp_wait_event(&q, "RESUME", 5000);
-		assert_non_null(ev);
-		json_decref(ev);
+		assert_int_equal(qmp_do(&q, "cont", NULL, "RESUME", 5000), 0);
 		usleep(50000);
 	}
 	/* The pauses must have hit the run, not its end. */
-	assert_null(strstr(proc_output(&p), "tern-guest: done"));
-	int status = proc_wait(&p, TIMEOUT_MS);
+	assert_null(strstr(proc_output(p), "tern-guest: done"));
+	int status = proc_wait(p, TIMEOUT_MS);
 	if (status != 0)
-		fail_msg("status %d:\n%s", status, proc_output(&p));
+		fail_msg("status %d:\n%s", status, proc_output(p));
 	uint64_t paused_sum;
-	assert_int_equal(harness_guest_checksum(proc_output(&p), &paused_sum), 0);
+	assert_int_equal(harness_guest_checksum(proc_output(p), &paused_sum), 0);
 	qmp_close(&q);
-	proc_free(&p);
-	harness_rmtree(dir);
-	free(dir);
+	tern_vm_end(&vm);
 	assert_true(paused_sum == run_guest(append));
 }
 
@@ -132,19 +115,17 @@ static void serial_commands_and_corruption_caught(void **state)
 {
 	(void)state;
 	SKIP_WITHOUT_KVM();
-	char *dir = harness_tmpdir();
-	char ser[256], ser_spec[300], qmp_path[256], qmp_spec[300];
-	snprintf(ser, sizeof ser, "%s/serial.sock", dir);
+	struct tern_vm vm;
+	char ser[256], ser_spec[300];
+	assert_int_equal(tern_vm_prepare(&vm), 0);
+	tern_vm_path(&vm, "serial.sock", ser, sizeof ser);
 	snprintf(ser_spec, sizeof ser_spec, "unix:%s,server", ser);
-	snprintf(qmp_path, sizeof qmp_path, "%s/qmp.sock", dir);
-	snprintf(qmp_spec, sizeof qmp_spec, "unix:%s", qmp_path);
-	struct proc p;
 	/* Sparse writes of one word per page: the rest of each page, once
 	 * written, is never written again, so damage there stays. */
-	assert_int_equal(tern_spawn(&p, 0, "run", "--memory", "128M", "--serial", ser_spec,
-				    "--qmp", qmp_spec, "--append",
-				    "workload=sparse ws=1M bytes=8 rate=2000", NULL),
+	assert_int_equal(tern_vm_start(&vm, "--memory", "128M", "--serial", ser_spec, "--append",
+				       "workload=sparse ws=1M bytes=8 rate=2000", NULL),
 			 0);
+	struct proc *p = &vm.proc;
 	int fd = unix_connect_retry(ser, 10000); /* tern waits for us before it boots */
 	assert_true(fd >= 0);
 	struct text_stream t;
@@ -169,7 +150,7 @@ static void serial_commands_and_corruption_caught(void **state)
 	assert_true(at > 0);
 
 	struct qmp_conn q;
-	assert_int_equal(qmp_connect(&q, qmp_path, 1, 10000), 0);
+	assert_int_equal(qmp_connect(&q, vm.qmp_path, 1, 10000), 0);
 	uint64_t target = ws_gpa + 7 * 4096 + 1000; /* page 7, inside its base pattern */
 	json_t *r = qmp_execute(&q, "x-corrupt-guest-memory",
 				json_pack("{s:I,s:i}", "gpa", (json_int_t)target, "size", 2), 5000);
@@ -181,17 +162,15 @@ static void serial_commands_and_corruption_caught(void **state)
 		fail_msg("corruption not reported; the guest said:\n%s",
 			 t.buf + (t.len > 600 ? t.len - 600 : 0));
 	assert_int_equal(send(fd, "stop\n", 5, 0), 5);
-	int status = proc_wait(&p, TIMEOUT_MS);
+	int status = proc_wait(p, TIMEOUT_MS);
 	text_stream_wait(&t, (size_t)at, "\n\n", 100); /* collect the rest */
 	if (status != 1) /* the guest's final verify fails too */
 		fail_msg("tern ended with %d; it said:\n%s\nthe guest said:\n%s", status,
-			 proc_output(&p), t.buf + (t.len > 600 ? t.len - 600 : 0));
+			 proc_output(p), t.buf + (t.len > 600 ? t.len - 600 : 0));
 	text_stream_free(&t);
 	close(fd);
 	qmp_close(&q);
-	proc_free(&p);
-	harness_rmtree(dir);
-	free(dir);
+	tern_vm_end(&vm);
 }
 
 static void smp_and_many_memslots(void **state)
@@ -214,58 +193,46 @@ static void signal_ends_cleanly(void **state)
 {
 	(void)state;
 	SKIP_WITHOUT_KVM();
-	char *dir = harness_tmpdir();
-	char qmp_path[256], qmp_spec[300];
-	snprintf(qmp_path, sizeof qmp_path, "%s/qmp.sock", dir);
-	snprintf(qmp_spec, sizeof qmp_spec, "unix:%s", qmp_path);
-	struct proc p;
-	assert_int_equal(tern_spawn(&p, 0, "run", "--qmp", qmp_spec, "--workload", "idle", NULL),
-			 0);
+	struct tern_vm vm = { 0 };
+	assert_int_equal(tern_vm_start(&vm, "--workload", "idle", NULL), 0);
 	struct qmp_conn q;
-	assert_int_equal(qmp_connect(&q, qmp_path, 1, 10000), 0);
-	assert_true(proc_wait_for(&p, "tern-guest: start", 0, 10000) > 0);
-	proc_kill(&p, SIGTERM);
+	assert_int_equal(qmp_connect(&q, vm.qmp_path, 1, 10000), 0);
+	assert_true(proc_wait_for(&vm.proc, "tern-guest: start", 0, 10000) > 0);
+	proc_kill(&vm.proc, SIGTERM);
 	json_t *ev = qmp_wait_event(&q, "SHUTDOWN", 10000);
 	assert_non_null(ev);
 	assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "data"), "reason")),
 			    "host-signal");
 	json_decref(ev);
-	assert_int_equal(proc_wait(&p, 10000), 128 + SIGTERM);
-	assert_non_null(strstr(proc_output(&p), "terminating on signal 15"));
-	assert_int_equal(access(qmp_path, F_OK), -1); /* socket removed */
+	assert_int_equal(proc_wait(&vm.proc, 10000), 128 + SIGTERM);
+	assert_non_null(strstr(proc_output(&vm.proc), "terminating on signal 15"));
+	assert_int_equal(access(vm.qmp_path, F_OK), -1); /* socket removed */
 	qmp_close(&q);
-	proc_free(&p);
-	harness_rmtree(dir);
-	free(dir);
+	tern_vm_end(&vm);
 }
 
 static void paused_start_waits_for_cont(void **state)
 {
 	(void)state;
 	SKIP_WITHOUT_KVM();
-	char *dir = harness_tmpdir();
-	char qmp_path[256], qmp_spec[300];
-	snprintf(qmp_path, sizeof qmp_path, "%s/qmp.sock", dir);
-	snprintf(qmp_spec, sizeof qmp_spec, "unix:%s", qmp_path);
-	struct proc p;
-	assert_int_equal(tern_spawn(&p, 0, "run", "-S", "--qmp", qmp_spec, "--append",
-				    "workload=random ws=1M writes=1000", NULL),
+	struct tern_vm vm = { 0 };
+	assert_int_equal(tern_vm_start(&vm, "-S", "--append", "workload=random ws=1M writes=1000",
+				       NULL),
 			 0);
+	struct proc *p = &vm.proc;
 	struct qmp_conn q;
-	assert_int_equal(qmp_connect(&q, qmp_path, 1, 10000), 0);
+	assert_int_equal(qmp_connect(&q, vm.qmp_path, 1, 10000), 0);
 	json_t *r = qmp_execute(&q, "query-status", NULL, 5000);
 	assert_string_equal(json_string_value(json_object_get(qmp_return(r), "status")), "paused");
 	json_decref(r);
 	usleep(300000);
-	assert_null(strstr(proc_output(&p), "ring 3")); /* not a single instruction yet */
+	assert_null(strstr(proc_output(p), "ring 3")); /* not a single instruction yet */
 	r = qmp_execute(&q, "cont", NULL, 5000);
 	json_decref(r);
-	assert_int_equal(proc_wait(&p, TIMEOUT_MS), 0);
-	assert_non_null(strstr(proc_output(&p), "verify ok (end)"));
+	assert_int_equal(proc_wait(p, TIMEOUT_MS), 0);
+	assert_non_null(strstr(proc_output(p), "verify ok (end)"));
 	qmp_close(&q);
-	proc_free(&p);
-	harness_rmtree(dir);
-	free(dir);
+	tern_vm_end(&vm);
 }
 
 int main(void)

@@ -20,30 +20,12 @@
 #include "../harness/tern.h"
 #include "kvm_skip.h"
 
-struct vm_fixture {
-	char *dir;
-	char qmp_path[256];
-	struct proc p;
-};
-
 /* Boot a guest that runs for a while under QMP control. */
-static void start_vm(struct vm_fixture *f, const char *append)
+static void start_vm(struct tern_vm *vm, const char *append)
 {
-	f->dir = harness_tmpdir();
-	snprintf(f->qmp_path, sizeof f->qmp_path, "%s/qmp.sock", f->dir);
-	char spec[300];
-	snprintf(spec, sizeof spec, "unix:%s", f->qmp_path);
-	assert_int_equal(tern_spawn(&f->p, 0, "run", "--memory", "128M", "--qmp", spec, "--append",
-				    append, NULL),
-			 0);
-	assert_true(proc_wait_for(&f->p, "tern-guest: start", 0, 20000) > 0);
-}
-
-static void end_vm(struct vm_fixture *f)
-{
-	proc_free(&f->p);
-	harness_rmtree(f->dir);
-	free(f->dir);
+	memset(vm, 0, sizeof *vm);
+	assert_int_equal(tern_vm_start(vm, "--memory", "128M", "--append", append, NULL), 0);
+	assert_true(proc_wait_for(&vm->proc, "tern-guest: start", 0, 20000) > 0);
 }
 
 static const char *error_class(json_t *reply)
@@ -55,7 +37,7 @@ static void every_command(void **state)
 {
 	(void)state;
 	SKIP_WITHOUT_KVM();
-	struct vm_fixture f;
+	struct tern_vm f;
 	start_vm(&f, "workload=random ws=4M rate=20000");
 	struct qmp_conn q;
 	assert_int_equal(qmp_connect(&q, f.qmp_path, 1, 10000), 0);
@@ -97,15 +79,8 @@ static void every_command(void **state)
 	json_t *ev = qmp_wait_event(&q, "STOP", 5000);
 	assert_non_null(json_object_get(json_object_get(ev, "timestamp"), "seconds"));
 	json_decref(ev);
-	r = qmp_execute(&q, "stop", NULL, 5000); /* already stopped: fine, no event */
-	assert_non_null(qmp_return(r));
-	json_decref(r);
-	r = qmp_execute(&q, "cont", NULL, 5000);
-	assert_non_null(qmp_return(r));
-	json_decref(r);
-	ev = qmp_wait_event(&q, "RESUME", 5000);
-	assert_non_null(ev);
-	json_decref(ev);
+	assert_int_equal(qmp_do(&q, "stop", NULL, NULL, 5000), 0); /* already stopped: fine */
+	assert_int_equal(qmp_do(&q, "cont", NULL, "RESUME", 5000), 0);
 
 	r = qmp_execute(&q, "x-corrupt-guest-memory", json_pack("{s:I}", "gpa", (json_int_t)1 << 40),
 			5000);
@@ -116,18 +91,16 @@ static void every_command(void **state)
 	assert_string_equal(error_class(r), "GenericError");
 	json_decref(r);
 
-	r = qmp_execute(&q, "quit", NULL, 5000);
-	assert_non_null(qmp_return(r));
-	json_decref(r);
+	assert_int_equal(qmp_do(&q, "quit", NULL, NULL, 5000), 0);
 	ev = qmp_wait_event(&q, "SHUTDOWN", 5000);
 	assert_non_null(ev);
 	json_t *data = json_object_get(ev, "data");
 	assert_string_equal(json_string_value(json_object_get(data, "reason")), "host-qmp-quit");
 	assert_true(json_is_false(json_object_get(data, "guest")));
 	json_decref(ev);
-	assert_int_equal(proc_wait(&f.p, 10000), 0);
+	assert_int_equal(proc_wait(&f.proc, 10000), 0);
 	qmp_close(&q);
-	end_vm(&f);
+	tern_vm_end(&f);
 }
 
 /* Send raw bytes and expect one error reply of `cls`. */
@@ -148,7 +121,7 @@ static void abuse_does_not_hurt_the_vm(void **state)
 {
 	(void)state;
 	SKIP_WITHOUT_KVM();
-	struct vm_fixture f;
+	struct tern_vm f;
 	start_vm(&f, "workload=hotcold ws=8M writes=2500000 seed=9");
 	struct qmp_conn q;
 
@@ -212,13 +185,11 @@ static void abuse_does_not_hurt_the_vm(void **state)
 	struct qmp_conn a, b;
 	assert_int_equal(qmp_connect(&a, f.qmp_path, 1, 10000), 0);
 	assert_int_equal(qmp_connect(&b, f.qmp_path, 1, 10000), 0);
-	r = qmp_execute(&a, "stop", NULL, 5000);
-	json_decref(r);
+	assert_int_equal(qmp_do(&a, "stop", NULL, NULL, 5000), 0);
 	json_t *ev = qmp_wait_event(&b, "STOP", 5000);
 	assert_non_null(ev);
 	json_decref(ev);
-	r = qmp_execute(&b, "cont", NULL, 5000);
-	json_decref(r);
+	assert_int_equal(qmp_do(&b, "cont", NULL, NULL, 5000), 0);
 	ev = qmp_wait_event(&a, "RESUME", 5000);
 	assert_non_null(ev);
 	json_decref(ev);
@@ -226,17 +197,17 @@ static void abuse_does_not_hurt_the_vm(void **state)
 	qmp_close(&b);
 
 	/* The guest finishes its run and its memory verifies. */
-	int status = proc_wait(&f.p, 60000);
-	if (status != 0 || strstr(proc_output(&f.p), "verify ok (end)") == NULL)
-		fail_msg("status %d:\n%s", status, proc_output(&f.p));
-	end_vm(&f);
+	int status = proc_wait(&f.proc, 60000);
+	if (status != 0 || strstr(proc_output(&f.proc), "verify ok (end)") == NULL)
+		fail_msg("status %d:\n%s", status, proc_output(&f.proc));
+	tern_vm_end(&f);
 }
 
 static void clients_in_turn(void **state)
 {
 	(void)state;
 	SKIP_WITHOUT_KVM();
-	struct vm_fixture f;
+	struct tern_vm f;
 	start_vm(&f, "workload=idle");
 	for (int i = 0; i < 5; i++) {
 		struct qmp_conn q;
@@ -249,11 +220,10 @@ static void clients_in_turn(void **state)
 	}
 	struct qmp_conn q;
 	assert_int_equal(qmp_connect(&q, f.qmp_path, 1, 10000), 0);
-	json_t *r = qmp_execute(&q, "quit", NULL, 5000);
-	json_decref(r);
-	assert_int_equal(proc_wait(&f.p, 10000), 0);
+	assert_int_equal(qmp_do(&q, "quit", NULL, NULL, 5000), 0);
+	assert_int_equal(proc_wait(&f.proc, 10000), 0);
 	qmp_close(&q);
-	end_vm(&f);
+	tern_vm_end(&f);
 }
 
 int main(void)
