@@ -89,10 +89,13 @@ $(B)/tests/%: $(B)/tests/%.o $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
 # ---------------------------------------------------------------- benchmarks
+# bench/NAME.c is a program; bench/baselines/ holds the baselines they
+# measure tern against (never part of libtern).
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
+BASELINE_OBJS := $(patsubst %.c,$(B)/%.o,$(wildcard bench/baselines/*.c))
 
-$(B)/bench/%: $(B)/bench/%.o $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
+$(B)/bench/%: $(B)/bench/%.o $(BASELINE_OBJS) $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lm
 
 # ---------------------------------------------------------------- fuzzers
@@ -121,7 +124,7 @@ bench: $(BENCHES)
 check: all
 	TERN_BUILD=$(B) tests/run
 
-ALL_OBJS := $(LIB_OBJS) $(VMM_OBJS) $(B)/vmm/main.o $(HARNESS_OBJS) \
+ALL_OBJS := $(LIB_OBJS) $(VMM_OBJS) $(B)/vmm/main.o $(HARNESS_OBJS) $(BASELINE_OBJS) \
 	$(TESTS:%=%.o) $(BENCHES:%=%.o)
 -include $(GUEST_OBJS:.o=.d) $(ALL_OBJS:.o=.d)
 .DEFAULT_GOAL := all
