@@ -27,6 +27,8 @@ struct run {
 };
 
 void run_workload(struct run *r);
+/* Write working-set page `page` once more (its next version). */
+void write_page(struct run *r, uint64_t page);
 /* Check every page against its version; prints the result and returns the
  * number of bad pages. */
 uint64_t verify_memory(struct run *r, const char *why);

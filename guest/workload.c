@@ -44,7 +44,7 @@ static uint64_t next_page(struct run *r)
 	return below(next_random(r), r->pages);
 }
 
-static void write_page(struct run *r, uint64_t page)
+void write_page(struct run *r, uint64_t page)
 {
 	uint32_t v = ++r->version[page];
 	pattern_write(&r->pattern, (uint64_t *)(r->ws + page * PAGE_SIZE), page, v);

@@ -54,7 +54,12 @@ static void values(void **state)
 	assert_string_equal(o.serial, "null");
 	assert_string_equal(o.qmp, "unix:/q");
 	assert_true(o.start_paused);
-	assert_int_equal(parse(&o, NULL, "--memory=300", NULL), 0);
+	assert_int_equal(o.dirty_mode, DIRTY_MODE_LOG);
+	assert_int_equal(parse(&o, NULL, "--memory=300", "--dirty-tracking", "ring",
+			       "--dirty-ring-size", "1024", NULL),
+			 0);
+	assert_int_equal(o.dirty_mode, DIRTY_MODE_RING);
+	assert_int_equal(o.dirty_ring_entries, 1024);
 	assert_int_equal(o.memory, 300ULL << 20);
 }
 
@@ -85,6 +90,8 @@ static void errors(void **state)
 	expect_error("--vcpus 'x'", "--vcpus", "x", NULL);
 	expect_error("--memslots", "--memslots", "-3", NULL);
 	expect_error("unexpected argument 'extra'", "extra", NULL);
+	expect_error("choose log or ring", "--dirty-tracking", "bitmap", NULL);
+	expect_error("power of two", "--dirty-ring-size", "1000", NULL);
 }
 
 static void help(void **state)

@@ -20,6 +20,10 @@ const char cli_run_usage[] =
 	"      --vcpus N          number of vCPUs (default 1)\n"
 	"      --memslots N       split guest RAM into N KVM memslots (default: one per GiB)\n"
 	"      --mem-prealloc     allocate all guest RAM at start instead of on first touch\n"
+	"      --dirty-tracking log|ring\n"
+	"                         how KVM reports written pages: per-memslot dirty log\n"
+	"                         (default) or per-vCPU dirty ring\n"
+	"      --dirty-ring-size N  entries per vCPU ring, a power of two (default 4096)\n"
 	"      --kernel FILE      multiboot kernel to boot (default: the built-in guest)\n"
 	"      --append ARGS      kernel command line, as qemu-system-x86_64 -append\n"
 	"  -w, --workload NAME    built-in guest workload: idle, random, sequential,\n"
@@ -84,6 +88,8 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 		{ "qmp", required_argument, NULL, 'q' },
 		{ "paused", no_argument, NULL, 'S' },
 		{ "mem-prealloc", no_argument, NULL, 'P' },
+		{ "dirty-tracking", required_argument, NULL, 'd' },
+		{ "dirty-ring-size", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -129,6 +135,22 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 			break;
 		case 'P':
 			o->mem_prealloc = 1;
+			break;
+		case 'd':
+			if (strcmp(optarg, "log") == 0)
+				o->dirty_mode = DIRTY_MODE_LOG;
+			else if (strcmp(optarg, "ring") == 0)
+				o->dirty_mode = DIRTY_MODE_RING;
+			else
+				rc = tern_errorf(err, -EINVAL, "--dirty-tracking '%s': choose log or ring",
+						 optarg);
+			break;
+		case 'r':
+			rc = parse_count("--dirty-ring-size", optarg, 1u << 20, &o->dirty_ring_entries,
+					 err);
+			if (rc == 0 && (o->dirty_ring_entries & (o->dirty_ring_entries - 1)) != 0)
+				rc = tern_errorf(err, -EINVAL, "--dirty-ring-size %s: must be a power of "
+						 "two", optarg);
 			break;
 		case 'h':
 			o->help = 1;

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "dirty_track.h"
 #include "tern/error.h"
 
 #define CLI_APPEND_MAX 4096
@@ -18,6 +19,8 @@ struct run_options {
 	const char *qmp;
 	int start_paused;
 	int mem_prealloc;
+	enum dirty_mode dirty_mode;
+	uint32_t dirty_ring_entries;
 	int help;
 };
 

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 void loop_init(struct loop *l)
 {
@@ -68,6 +70,24 @@ void loop_remove(struct loop *l, int64_t handle)
 	struct loop_source *s = find(l, handle);
 	if (s != NULL)
 		s->id = 0;
+}
+
+int loop_timer_fd(unsigned ms)
+{
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	struct itimerspec when = {
+		.it_value = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 },
+	};
+	if (when.it_value.tv_sec == 0 && when.it_value.tv_nsec == 0)
+		when.it_value.tv_nsec = 1;
+	if (timerfd_settime(fd, 0, &when, NULL) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
 }
 
 int loop_run_once(struct loop *l, int timeout_ms)

@@ -32,6 +32,10 @@ void loop_destroy(struct loop *l);
 int64_t loop_add(struct loop *l, int fd, short events, loop_fn fn, void *opaque);
 void loop_set_events(struct loop *l, int64_t handle, short events);
 void loop_remove(struct loop *l, int64_t handle);
+/* A timerfd that becomes readable once, after ms milliseconds (poll it
+ * like any source; close it when done).  Returns the fd or -errno. */
+int loop_timer_fd(unsigned ms);
+
 /* Wait up to timeout_ms (-1: forever) and dispatch; returns 0 or -errno. */
 int loop_run_once(struct loop *l, int timeout_ms);
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "version.h"
 
@@ -99,6 +100,122 @@ static int cmd_x_corrupt(void *opaque, json_t *args, json_t **ret, struct tern_e
 	return vm_write_guest(q->vm, (uint64_t)gpa, buf, (size_t)size);
 }
 
+static int cmd_calc_dirty_rate(void *opaque, json_t *args, json_t **ret, struct tern_error *err)
+{
+	(void)ret;
+	struct vm_qmp *q = opaque;
+	json_int_t seconds = json_integer_value(json_object_get(args, "calc-time"));
+	if (seconds < 1 || seconds > 60)
+		return tern_errorf(err, -EINVAL, "calc-time must be 1 .. 60 seconds");
+	const char *mode = json_string_value(json_object_get(args, "mode"));
+	const char *ours = dirty_mode_name(q->vm->dirty.mode);
+	if (mode != NULL && strcmp(mode, "page-sampling") == 0)
+		return tern_errorf(err, -ENOTSUP, "tern measures the dirty rate with KVM dirty "
+				   "tracking, not by sampling: use mode %s", ours);
+	if (mode != NULL && strcmp(mode, ours) != 0)
+		return tern_errorf(err, -EINVAL, "this VM tracks dirty pages with %s (tern run "
+				   "--dirty-tracking %s); use mode %s", ours,
+				   q->vm->dirty.mode == DIRTY_MODE_RING ? "ring" : "log", ours);
+	return dirty_rate_start(&q->rate, (unsigned)seconds, err);
+}
+
+static int cmd_query_dirty_rate(void *opaque, json_t *args, json_t **ret, struct tern_error *err)
+{
+	(void)args;
+	(void)err;
+	struct vm_qmp *q = opaque;
+	*ret = dirty_rate_info(&q->rate);
+	return 0;
+}
+
+/* Debug: start or stop dirty tracking by hand (tests use it). */
+static int cmd_x_dirty_tracking(void *opaque, json_t *args, json_t **ret, struct tern_error *err)
+{
+	(void)ret;
+	struct vm_qmp *q = opaque;
+	if (q->rate.status == DIRTY_RATE_MEASURING)
+		return tern_errorf(err, -EBUSY, "a dirty-rate measurement is running");
+	if (json_is_true(json_object_get(args, "enable")))
+		return dirty_tracker_start(&q->vm->dirty, err);
+	dirty_tracker_stop(&q->vm->dirty);
+	return 0;
+}
+
+#define DIRTY_QUERY_MAX (1ULL << 30)
+
+/* Debug: the dirty pages of [gpa, gpa + size), as [first-gpa, pages] runs,
+ * after bringing in what KVM knows. */
+static int cmd_x_query_dirty_pages(void *opaque, json_t *args, json_t **ret,
+				   struct tern_error *err)
+{
+	struct vm_qmp *q = opaque;
+	struct dirty_tracker *t = &q->vm->dirty;
+	json_int_t gpa = json_integer_value(json_object_get(args, "gpa"));
+	json_int_t size = json_integer_value(json_object_get(args, "size"));
+	if (gpa < 0 || size < 1 || (uint64_t)size > DIRTY_QUERY_MAX)
+		return tern_errorf(err, -EINVAL, "gpa must be >= 0 and size 1 .. 1 GiB");
+	if (!t->active)
+		return tern_errorf(err, -EINVAL, "dirty tracking is off");
+	int rc = dirty_tracker_sync(t, err);
+	if (rc < 0)
+		return rc;
+	uint64_t first = (uint64_t)gpa / 4096, end = ((uint64_t)gpa + (uint64_t)size + 4095) / 4096;
+	json_t *runs = json_array();
+	uint64_t run_start = 0, run_len = 0, pages = 0;
+	uint64_t buf[4096];
+	for (unsigned s = 0; s < t->slots; s++) {
+		const struct ram_slot *slot = &q->vm->ram.slot[s];
+		uint64_t base = slot->gpa / 4096, n = slot->size / 4096;
+		if (base >= end || base + n <= first)
+			continue;
+		struct tern_dirty_cursor c = { first > base ? first - base : 0 };
+		while (c.page < n) {
+			size_t got = tern_dirty_compact(t->set[s], &c, buf, 4096, 0);
+			for (size_t i = 0; i < got; i++) {
+				uint64_t page = base + buf[i];
+				if (page < first || page >= end)
+					continue;
+				pages++;
+				if (run_len && page == run_start + run_len) {
+					run_len++;
+					continue;
+				}
+				if (run_len)
+					json_array_append_new(runs, json_pack("[I,I]", (json_int_t)(run_start * 4096),
+									      (json_int_t)run_len));
+				run_start = page;
+				run_len = 1;
+			}
+			if (got == 0 || base + buf[got - 1] >= end)
+				break;
+		}
+	}
+	if (run_len)
+		json_array_append_new(runs, json_pack("[I,I]", (json_int_t)(run_start * 4096),
+						      (json_int_t)run_len));
+	*ret = json_pack("{s:o,s:I,s:I}", "runs", runs, "pages", (json_int_t)pages, "total",
+			 (json_int_t)dirty_tracker_count(t));
+	return 0;
+}
+
+static const struct qmp_arg calc_dirty_rate_args[] = {
+	{ "calc-time", QMP_INT, 0 },
+	{ "sample-pages", QMP_INT, 1 },
+	{ "mode", QMP_STR, 1 },
+	{ NULL, QMP_ANY, 0 },
+};
+
+static const struct qmp_arg x_dirty_tracking_args[] = {
+	{ "enable", QMP_BOOL, 0 },
+	{ NULL, QMP_ANY, 0 },
+};
+
+static const struct qmp_arg x_query_dirty_pages_args[] = {
+	{ "gpa", QMP_INT, 0 },
+	{ "size", QMP_INT, 0 },
+	{ NULL, QMP_ANY, 0 },
+};
+
 static const struct qmp_arg corrupt_args[] = {
 	{ "gpa", QMP_INT, 0 },
 	{ "size", QMP_INT, 1 },
@@ -113,7 +230,11 @@ static const struct qmp_command vm_commands[] = {
 	{ "stop", cmd_stop, NULL },
 	{ "cont", cmd_cont, NULL },
 	{ "quit", cmd_quit, NULL },
+	{ "calc-dirty-rate", cmd_calc_dirty_rate, calc_dirty_rate_args },
+	{ "query-dirty-rate", cmd_query_dirty_rate, NULL },
 	{ "x-corrupt-guest-memory", cmd_x_corrupt, corrupt_args },
+	{ "x-dirty-tracking", cmd_x_dirty_tracking, x_dirty_tracking_args },
+	{ "x-query-dirty-pages", cmd_x_query_dirty_pages, x_query_dirty_pages_args },
 	{ NULL, NULL, NULL },
 };
 
@@ -123,13 +244,20 @@ static void on_vm_event(void *opaque, enum vm_event event)
 	qmp_server_event(q->server, event == VM_EVENT_STOP ? "STOP" : "RESUME", NULL);
 }
 
-int vm_qmp_register(struct vm_qmp *q, struct vm *vm, struct qmp_server *server)
+int vm_qmp_register(struct vm_qmp *q, struct vm *vm, struct qmp_server *server,
+		    struct loop *loop)
 {
 	q->vm = vm;
 	q->server = server;
+	dirty_rate_init(&q->rate, vm, loop);
 	vm->on_event = on_vm_event;
 	vm->event_opaque = q;
 	return qmp_server_add_commands(server, vm_commands, q);
+}
+
+void vm_qmp_destroy(struct vm_qmp *q)
+{
+	dirty_rate_destroy(&q->rate);
 }
 
 void vm_qmp_shutdown_event(struct vm_qmp *q)

@@ -126,6 +126,23 @@ void *ram_host(const struct guest_ram *ram, uint64_t gpa, uint64_t len)
 	return ram->host + ram_offset_of(ram, gpa);
 }
 
+int ram_slot_of(const struct guest_ram *ram, uint64_t gpa)
+{
+	/* Slots are in ascending guest-physical order. */
+	unsigned lo = 0, hi = ram->slots;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		const struct ram_slot *s = &ram->slot[mid];
+		if (gpa < s->gpa)
+			hi = mid;
+		else if (gpa - s->gpa >= s->size)
+			lo = mid + 1;
+		else
+			return (int)mid;
+	}
+	return -1;
+}
+
 unsigned ram_memory_map(const struct guest_ram *ram, struct tern_memory_range *map)
 {
 	unsigned n = 0;

@@ -43,6 +43,9 @@ void ram_destroy(struct guest_ram *ram);
 /* Host address of [gpa, gpa + len) if it lies wholly in RAM, else NULL. */
 void *ram_host(const struct guest_ram *ram, uint64_t gpa, uint64_t len);
 
+/* The memslot holding gpa, or -1. */
+int ram_slot_of(const struct guest_ram *ram, uint64_t gpa);
+
 /* The E820 map the guest sees; returns the number of entries (<= 6). */
 unsigned ram_memory_map(const struct guest_ram *ram, struct tern_memory_range *map);
 

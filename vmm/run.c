@@ -128,6 +128,8 @@ static int setup(struct runner *r, const struct run_options *o, struct tern_erro
 		.serial = o->serial,
 		.start_paused = o->start_paused,
 		.mem_prealloc = o->mem_prealloc,
+		.dirty_mode = o->dirty_mode,
+		.dirty_ring_entries = o->dirty_ring_entries,
 	};
 	if (o->kernel != NULL) {
 		int rc = read_kernel(o->kernel, &kernel_file, &cfg.kernel_len, err);
@@ -155,7 +157,7 @@ static int setup(struct runner *r, const struct run_options *o, struct tern_erro
 		if ((rc = qmp_server_open(&r->qmp, o->qmp, &r->loop, err)) < 0)
 			return rc;
 		r->have_qmp = 1;
-		if ((rc = vm_qmp_register(&r->vm_qmp, &r->vm, &r->qmp)) < 0)
+		if ((rc = vm_qmp_register(&r->vm_qmp, &r->vm, &r->qmp, &r->loop)) < 0)
 			return tern_errorf(err, rc, "registering QMP commands");
 	}
 	if ((rc = chardev_wait_for_client(&r->vm.serial, err)) < 0)
@@ -203,8 +205,10 @@ int tern_run(const struct run_options *o)
 		}
 		status = exit_status(&r->vm);
 	}
-	if (r->have_qmp)
+	if (r->have_qmp) {
 		qmp_server_close(&r->qmp);
+		vm_qmp_destroy(&r->vm_qmp);
+	}
 	vm_destroy(&r->vm);
 	loop_destroy(&r->loop);
 	if (r->signal_fd >= 0)

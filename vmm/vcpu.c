@@ -70,6 +70,11 @@ int vcpu_create(struct vm *vm, struct vcpu *v, unsigned index, struct tern_error
 
 void vcpu_destroy(struct vcpu *v)
 {
+	if (v->ring != NULL) {
+		munmap(v->ring, (size_t)v->vm->dirty.ring_entries * sizeof(struct kvm_dirty_gfn));
+		v->ring = NULL;
+		pthread_mutex_destroy(&v->ring_lock);
+	}
 	if (v->run != NULL)
 		munmap(v->run, (size_t)v->vm->kvm.vcpu_mmap_size);
 	if (v->fd >= 0)
@@ -123,6 +128,11 @@ static int handle_exit(struct vcpu *v)
 			memset(run->mmio.data, 0xff, sizeof run->mmio.data);
 		return 0;
 	case KVM_EXIT_INTR:
+		return 0;
+	case KVM_EXIT_DIRTY_RING_FULL:
+		/* This vCPU's ring is full: harvest it so the guest can go on. */
+		dirty_ring_harvest(&v->vm->dirty, v);
+		dirty_ring_reset(&v->vm->dirty);
 		return 0;
 	case KVM_EXIT_SHUTDOWN:
 		crash(v, "the guest triple-faulted (CPU shutdown)");

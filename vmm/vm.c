@@ -125,7 +125,17 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 				   vm->kvm.max_vcpus);
 	if ((rc = kvm_create_vm(&vm->kvm, err)) < 0)
 		return rc;
+	/* The dirty ring must be enabled before any vCPU exists. */
+	rc = dirty_tracker_init(&vm->dirty, vm, cfg->dirty_mode,
+				cfg->dirty_ring_entries ? cfg->dirty_ring_entries
+							: DIRTY_RING_DEFAULT_ENTRIES,
+				err);
+	vm->dirty_ready = 1;
+	if (rc < 0)
+		return rc;
 	if ((rc = map_ram(vm, cfg, err)) < 0)
+		return rc;
+	if ((rc = dirty_tracker_attach_slots(&vm->dirty, err)) < 0)
 		return rc;
 	if ((rc = add_devices(vm, cfg, err)) < 0)
 		return rc;
@@ -143,6 +153,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 		if ((rc = vcpu_create(vm, &vm->vcpu[i], i, err)) < 0)
 			return rc;
 		vm->vcpus++;
+		if ((rc = dirty_ring_map(&vm->dirty, &vm->vcpu[i], err)) < 0)
+			return rc;
 	}
 	return boot_multiboot(vm, cfg, err);
 }
@@ -245,6 +257,8 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->vcpus; i++)
 		vcpu_destroy(&vm->vcpu[i]);
 	free(vm->vcpu);
+	if (vm->dirty_ready)
+		dirty_tracker_destroy(&vm->dirty);
 	vm->vcpu = NULL;
 	if (vm->devices_ready) {
 		chardev_close(&vm->serial);
@@ -264,6 +278,7 @@ int vm_write_guest(struct vm *vm, uint64_t gpa, const void *data, size_t len)
 	if (host == NULL)
 		return -EFAULT;
 	memcpy(host, data, len);
+	dirty_tracker_mark(&vm->dirty, gpa, len);
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "chardev.h"
+#include "dirty_track.h"
 #include "iobus.h"
 #include "kvm.h"
 #include "ram.h"
@@ -31,6 +32,8 @@ struct vm_config {
 	const char *append;
 	const char *serial;
 	int start_paused;
+	enum dirty_mode dirty_mode;
+	uint32_t dirty_ring_entries;
 };
 
 enum vm_state { VM_STATE_PRELAUNCH, VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_SHUTDOWN };
@@ -52,6 +55,11 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	int thread_started;
+	/* The dirty ring (DIRTY_MODE_RING), harvested under ring_lock. */
+	struct kvm_dirty_gfn *ring;
+	uint32_t ring_next;
+	uint64_t ring_harvested;
+	pthread_mutex_t ring_lock;
 };
 
 struct vm {
@@ -61,6 +69,8 @@ struct vm {
 	struct uart uart;
 	struct chardev serial;
 	int devices_ready; /* serial and UART set up (for teardown) */
+	struct dirty_tracker dirty;
+	int dirty_ready;
 	unsigned vcpus;
 	struct vcpu *vcpu;
 
