@@ -272,8 +272,8 @@ int main(int argc, char **argv)
 		{ "random", SEED_PAGES, 10000 },     { "random", SEED_PAGES, 100000 },
 		{ "random", SEED_PAGES, 1000000 },   { "random", SEED_PAGES, 10000000 },
 		{ "seq", SEED_PAGES, 1000 },         { "seq", SEED_PAGES, 10000 },
-		{ "seq", SEED_PAGES, 100000 },       { "random", SCALE_PAGES, 1000 },
-		{ "random", SCALE_PAGES, 1000000 },
+		{ "seq", SEED_PAGES, 100000 },       { "random-1TiB", SCALE_PAGES, 1000 },
+		{ "random-1TiB", SCALE_PAGES, 1000000 },
 	};
 	size_t nrows = sizeof rows / sizeof rows[0];
 	if (quick)
@@ -282,10 +282,10 @@ int main(int argc, char **argv)
 	snprintf(default_kernel, sizeof default_kernel, "%s", tern_dirty_kernel());
 
 	if (csv)
-		printf("pattern,dirty,pages,impl,compact_ns,insert_ns_per_page,kb\n");
+		printf("pattern,dirty,impl,compact_ns,insert_ns_per_page,kb\n");
 	else
 		printf("dirty-page sets: compact dirty pages into a list, median of %d; tern's "
-		       "default kernel here: %s\n\n%-7s %9s %10s %11s %11s %11s %11s %11s %11s %11s "
+		       "default kernel here: %s\n\n%-11s %9s %10s %11s %11s %11s %11s %11s %11s %11s "
 		       "%9s\n",
 		       reps, default_kernel, "pattern", "pages", "dirty", "list", "radix8", "bitmap",
 		       "tern", "tern-avx2", "tern-port", "tern-flat", "vs radix8");
@@ -320,19 +320,18 @@ int main(int argc, char **argv)
 		if (csv) {
 			for (int i = 0; i < IMPLS; i++)
 				if (res[ri][i].ran)
-					printf("%s,%llu,%llu,%s,%.0f,%.2f,%.0f\n", r->pattern,
-					       (unsigned long long)r->dirty, (unsigned long long)r->pages,
-					       impl_names[i], res[ri][i].compact_ns, res[ri][i].insert_ns,
-					       res[ri][i].kb);
-			printf("%s,%llu,%llu,tern-insert-exclusive,%.0f,%.2f,%.0f\n", r->pattern,
-			       (unsigned long long)r->dirty, (unsigned long long)r->pages,
-			       res[ri][IMPL_TERN].compact_ns, excl[ri], res[ri][IMPL_TERN].kb);
-			printf("%s,%llu,%llu,tern-insert-batch,%.0f,%.2f,%.0f\n", r->pattern,
-			       (unsigned long long)r->dirty, (unsigned long long)r->pages,
-			       res[ri][IMPL_TERN].compact_ns, batch[ri], res[ri][IMPL_TERN].kb);
+					printf("%s,%llu,%s,%.0f,%.2f,%.0f\n", r->pattern,
+					       (unsigned long long)r->dirty, impl_names[i],
+					       res[ri][i].compact_ns, res[ri][i].insert_ns, res[ri][i].kb);
+			printf("%s,%llu,tern-insert-exclusive,%.0f,%.2f,%.0f\n", r->pattern,
+			       (unsigned long long)r->dirty, res[ri][IMPL_TERN].compact_ns, excl[ri],
+			       res[ri][IMPL_TERN].kb);
+			printf("%s,%llu,tern-insert-batch,%.0f,%.2f,%.0f\n", r->pattern,
+			       (unsigned long long)r->dirty, res[ri][IMPL_TERN].compact_ns, batch[ri],
+			       res[ri][IMPL_TERN].kb);
 			continue;
 		}
-		printf("%-7s %9llu %10llu", r->pattern, (unsigned long long)r->pages,
+		printf("%-11s %9llu %10llu", r->pattern, (unsigned long long)r->pages,
 		       (unsigned long long)r->dirty);
 		for (int i = 0; i < IMPLS; i++) {
 			if (res[ri][i].ran)
@@ -345,7 +344,7 @@ int main(int argc, char **argv)
 	}
 	if (csv)
 		return 0;
-	printf("\ninsert, ns per page (building from empty), and memory in kB\n%-7s %10s %9s %9s "
+	printf("\ninsert, ns per page (building from empty), and memory in kB\n%-11s %10s %9s %9s "
 	       "%9s %12s %10s %10s %10s %10s\n",
 	       "pattern", "dirty", "list", "radix8", "tern", "tern-excl", "tern-batch", "kB radix8",
 	       "kB bitmap", "kB tern");
@@ -353,7 +352,7 @@ int main(int argc, char **argv)
 		const struct row *r = &rows[ri];
 		if (only && r->dirty != only)
 			continue;
-		printf("%-7s %10llu %9.2f %9.2f %9.2f %12.2f %10.2f %10.0f %10.0f %10.0f\n", r->pattern,
+		printf("%-11s %10llu %9.2f %9.2f %9.2f %12.2f %10.2f %10.0f %10.0f %10.0f\n", r->pattern,
 		       (unsigned long long)r->dirty, res[ri][IMPL_LIST].insert_ns,
 		       res[ri][IMPL_RADIX8].insert_ns, res[ri][IMPL_TERN].insert_ns, excl[ri],
 		       batch[ri], res[ri][IMPL_RADIX8].kb, res[ri][IMPL_BITMAP].kb,
