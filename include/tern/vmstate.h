@@ -1,0 +1,119 @@
+/*
+ * vmstate: typed, versioned serialization of C structures, described by
+ * field tables (in the spirit of QEMU's VMStateDescription).
+ *
+ * Wire form of an object (little-endian throughout):
+ *
+ *     name-length u8, name, version u32,
+ *     the fields present in that version, in table order,
+ *     subsections: { 0x01, an object } ..., then 0x00
+ *
+ * Scalars are fixed width; a buffer is its bytes; a fixed array is its
+ * elements; a variable array is a u32 count, then that many elements; a
+ * nested structure is a whole object (its own name and version).
+ *
+ * The loader trusts nothing: names must match, versions must lie in the
+ * description's range, booleans must be 0 or 1, every count must fit the
+ * array's capacity and every length the input, and the input must end
+ * exactly where the object does.  It writes an object's memory only with
+ * values it has checked, and a description's post_load may reject values
+ * that are well formed but meaningless.
+ */
+#ifndef TERN_VMSTATE_H
+#define TERN_VMSTATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tern/error.h"
+
+/* A growable output buffer; `failed` records an allocation failure. */
+struct tern_buf {
+	uint8_t *data;
+	size_t len, cap;
+	int failed;
+};
+
+void tern_buf_free(struct tern_buf *b);
+void tern_buf_put(struct tern_buf *b, const void *data, size_t len);
+void tern_buf_u8(struct tern_buf *b, uint8_t v);
+void tern_buf_u32(struct tern_buf *b, uint32_t v);
+void tern_buf_u64(struct tern_buf *b, uint64_t v);
+
+enum tern_vms_type {
+	TERN_VMS_U8,
+	TERN_VMS_U16,
+	TERN_VMS_U32,
+	TERN_VMS_U64,
+	TERN_VMS_I32,
+	TERN_VMS_I64,
+	TERN_VMS_BOOL,   /* a C bool */
+	TERN_VMS_BUFFER, /* `size` bytes */
+	TERN_VMS_STRUCT, /* an object described by `sub`, `size` bytes in C */
+	TERN_VMS_ARRAY,  /* `count` elements of type `elem` */
+	TERN_VMS_VARRAY, /* up to `count` elements; how many is the uint32_t at count_offset */
+	TERN_VMS_CUSTOM, /* saved and loaded by the description's own functions */
+};
+
+struct tern_vmstate_desc;
+
+struct tern_vmstate_custom {
+	int (*save)(const void *field, struct tern_buf *out);
+	/* Parse exactly `len` bytes into *field; on failure, leave it unchanged. */
+	int (*load)(void *field, const uint8_t *in, size_t len, struct tern_error *err);
+};
+
+struct tern_vmstate_field {
+	const char *name;
+	enum tern_vms_type type;
+	size_t offset;       /* in the parent structure */
+	size_t size;         /* BUFFER: bytes; STRUCT (or array of): element size */
+	uint32_t count;      /* ARRAY: elements; VARRAY: capacity */
+	size_t count_offset; /* VARRAY: offset of its uint32_t count in the parent */
+	enum tern_vms_type elem; /* ARRAY / VARRAY: element type (a scalar or STRUCT) */
+	const struct tern_vmstate_desc *sub; /* STRUCT elements */
+	const struct tern_vmstate_custom *custom;
+	uint32_t since;      /* present from this version on (0: always) */
+};
+
+/* A part of the same object saved only when needed (like QEMU's
+ * subsections): older loaders that do not know it reject the stream,
+ * newer ones accept its absence. */
+struct tern_vmstate_subsection {
+	const struct tern_vmstate_desc *desc;
+	bool (*needed)(const void *obj);
+};
+
+struct tern_vmstate_desc {
+	const char *name;     /* 1 .. 255 bytes */
+	size_t size;          /* sizeof the C structure */
+	uint32_t version;     /* what is saved */
+	uint32_t min_version; /* the oldest that loads */
+	const struct tern_vmstate_field *fields;               /* ends with a NULL name */
+	const struct tern_vmstate_subsection *subsections;     /* ends with a NULL desc */
+	/* After every field is in: reject values out of range (0 or -errno). */
+	int (*post_load)(void *obj, uint32_t version, struct tern_error *err);
+};
+
+/* Append obj, as described, to out.  0, or -ENOMEM. */
+int tern_vmstate_save(const struct tern_vmstate_desc *d, const void *obj, struct tern_buf *out);
+
+/* Load exactly in[0 .. len) into obj.  Fields absent from an older version
+ * keep whatever obj held.  0, or a negative errno with a message; on
+ * failure obj is left as it was (the load works on a copy). */
+int tern_vmstate_load(const struct tern_vmstate_desc *d, void *obj, const uint8_t *in,
+		      size_t len, struct tern_error *err);
+
+/* A bounded reader over untrusted bytes, for custom fields and streams. */
+struct tern_reader {
+	const uint8_t *p;
+	size_t len, at;
+};
+
+int tern_read_bytes(struct tern_reader *r, void *out, size_t n);
+int tern_read_u8(struct tern_reader *r, uint8_t *v);
+int tern_read_u32(struct tern_reader *r, uint32_t *v);
+int tern_read_u64(struct tern_reader *r, uint64_t *v);
+
+#endif

@@ -1,0 +1,415 @@
+/* vmstate saving and (untrusting) loading; see include/tern/vmstate.h. */
+#include "tern/vmstate.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 16
+#define SUBSECTION 0x01
+#define END 0x00
+
+/* ------------------------------------------------------------ buffers */
+
+void tern_buf_free(struct tern_buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof *b);
+}
+
+void tern_buf_put(struct tern_buf *b, const void *data, size_t len)
+{
+	if (b->failed || len == 0)
+		return;
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + len)
+			cap *= 2;
+		uint8_t *d = realloc(b->data, cap);
+		if (d == NULL) {
+			b->failed = 1;
+			return;
+		}
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+}
+
+void tern_buf_u8(struct tern_buf *b, uint8_t v)
+{
+	tern_buf_put(b, &v, 1);
+}
+
+void tern_buf_u32(struct tern_buf *b, uint32_t v)
+{
+	uint8_t le[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+	tern_buf_put(b, le, 4);
+}
+
+void tern_buf_u64(struct tern_buf *b, uint64_t v)
+{
+	tern_buf_u32(b, (uint32_t)v);
+	tern_buf_u32(b, (uint32_t)(v >> 32));
+}
+
+/* ------------------------------------------------------------ reading */
+
+int tern_read_bytes(struct tern_reader *r, void *out, size_t n)
+{
+	if (n > r->len - r->at)
+		return -ENODATA;
+	memcpy(out, r->p + r->at, n);
+	r->at += n;
+	return 0;
+}
+
+int tern_read_u8(struct tern_reader *r, uint8_t *v)
+{
+	return tern_read_bytes(r, v, 1);
+}
+
+int tern_read_u32(struct tern_reader *r, uint32_t *v)
+{
+	uint8_t b[4];
+	int rc = tern_read_bytes(r, b, 4);
+	if (rc == 0)
+		*v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	return rc;
+}
+
+int tern_read_u64(struct tern_reader *r, uint64_t *v)
+{
+	uint32_t lo, hi;
+	int rc = tern_read_u32(r, &lo);
+	if (rc == 0)
+		rc = tern_read_u32(r, &hi);
+	if (rc == 0)
+		*v = (uint64_t)hi << 32 | lo;
+	return rc;
+}
+
+/* ------------------------------------------------------------ saving */
+
+static size_t scalar_size(enum tern_vms_type t)
+{
+	switch (t) {
+	case TERN_VMS_U8: return 1;
+	case TERN_VMS_BOOL: return 1;
+	case TERN_VMS_U16: return 2;
+	case TERN_VMS_U32: case TERN_VMS_I32: return 4;
+	case TERN_VMS_U64: case TERN_VMS_I64: return 8;
+	default: return 0;
+	}
+}
+
+static int save_object(const struct tern_vmstate_desc *d, const void *obj, struct tern_buf *out);
+
+static int save_element(enum tern_vms_type t, const struct tern_vmstate_field *f,
+			const uint8_t *at, struct tern_buf *out)
+{
+	switch (t) {
+	case TERN_VMS_U8:
+		tern_buf_u8(out, *at);
+		return 0;
+	case TERN_VMS_BOOL:
+		tern_buf_u8(out, *(const bool *)at ? 1 : 0);
+		return 0;
+	case TERN_VMS_U16: {
+		uint16_t v;
+		memcpy(&v, at, 2);
+		uint8_t le[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+		tern_buf_put(out, le, 2);
+		return 0;
+	}
+	case TERN_VMS_U32:
+	case TERN_VMS_I32: {
+		uint32_t v;
+		memcpy(&v, at, 4);
+		tern_buf_u32(out, v);
+		return 0;
+	}
+	case TERN_VMS_U64:
+	case TERN_VMS_I64: {
+		uint64_t v;
+		memcpy(&v, at, 8);
+		tern_buf_u64(out, v);
+		return 0;
+	}
+	case TERN_VMS_BUFFER:
+		tern_buf_put(out, at, f->size);
+		return 0;
+	case TERN_VMS_STRUCT:
+		return save_object(f->sub, at, out);
+	default:
+		return -EINVAL;
+	}
+}
+
+static size_t element_size(enum tern_vms_type t, const struct tern_vmstate_field *f)
+{
+	return t == TERN_VMS_STRUCT || t == TERN_VMS_BUFFER ? f->size : scalar_size(t);
+}
+
+static int save_field(const struct tern_vmstate_field *f, const uint8_t *base,
+		      struct tern_buf *out)
+{
+	const uint8_t *at = base + f->offset;
+	switch (f->type) {
+	case TERN_VMS_ARRAY:
+	case TERN_VMS_VARRAY: {
+		uint32_t n = f->count;
+		if (f->type == TERN_VMS_VARRAY) {
+			memcpy(&n, base + f->count_offset, sizeof n);
+			if (n > f->count)
+				return -EOVERFLOW;
+			tern_buf_u32(out, n);
+		}
+		size_t step = element_size(f->elem, f);
+		for (uint32_t i = 0; i < n; i++) {
+			int rc = save_element(f->elem, f, at + (size_t)i * step, out);
+			if (rc < 0)
+				return rc;
+		}
+		return 0;
+	}
+	case TERN_VMS_CUSTOM: {
+		/* Length-prefixed, so the loader can hand it exactly its bytes. */
+		struct tern_buf inner = { 0 };
+		int rc = f->custom->save(at, &inner);
+		if (rc == 0 && inner.failed)
+			rc = -ENOMEM;
+		if (rc == 0) {
+			tern_buf_u64(out, inner.len);
+			tern_buf_put(out, inner.data, inner.len);
+		}
+		tern_buf_free(&inner);
+		return rc;
+	}
+	default:
+		return save_element(f->type, f, at, out);
+	}
+}
+
+static int save_object(const struct tern_vmstate_desc *d, const void *obj, struct tern_buf *out)
+{
+	size_t nlen = strlen(d->name);
+	tern_buf_u8(out, (uint8_t)nlen);
+	tern_buf_put(out, d->name, nlen);
+	tern_buf_u32(out, d->version);
+	for (const struct tern_vmstate_field *f = d->fields; f && f->name; f++) {
+		if (f->since > d->version)
+			continue; /* not in the version this description writes */
+		int rc = save_field(f, obj, out);
+		if (rc < 0)
+			return rc;
+	}
+	for (const struct tern_vmstate_subsection *s = d->subsections; s && s->desc; s++) {
+		if (s->needed != NULL && !s->needed(obj))
+			continue;
+		tern_buf_u8(out, SUBSECTION);
+		int rc = save_object(s->desc, obj, out);
+		if (rc < 0)
+			return rc;
+	}
+	tern_buf_u8(out, END);
+	return 0;
+}
+
+int tern_vmstate_save(const struct tern_vmstate_desc *d, const void *obj, struct tern_buf *out)
+{
+	int rc = save_object(d, obj, out);
+	return rc < 0 ? rc : out->failed ? -ENOMEM : 0;
+}
+
+/* ------------------------------------------------------------ loading */
+
+struct loader {
+	struct tern_reader r;
+	struct tern_error *err;
+	unsigned depth;
+};
+
+static int truncated(struct loader *l, const char *where, const char *what)
+{
+	return tern_errorf(l->err, -EBADMSG, "%s: input ends inside %s (at byte %zu)", where, what,
+			   l->r.at);
+}
+
+static int load_object(struct loader *l, const struct tern_vmstate_desc *d, uint8_t *obj);
+
+static int load_element(struct loader *l, const struct tern_vmstate_desc *d,
+			const struct tern_vmstate_field *f, enum tern_vms_type t, uint8_t *at)
+{
+	uint8_t raw[8];
+	switch (t) {
+	case TERN_VMS_U8:
+	case TERN_VMS_BOOL:
+		if (tern_read_u8(&l->r, raw) < 0)
+			return truncated(l, d->name, f->name);
+		if (t == TERN_VMS_BOOL) {
+			if (raw[0] > 1)
+				return tern_errorf(l->err, -EBADMSG, "%s.%s: boolean is %u, not 0 or 1",
+						   d->name, f->name, raw[0]);
+			*(bool *)at = raw[0] != 0;
+		} else {
+			*at = raw[0];
+		}
+		return 0;
+	case TERN_VMS_U16:
+	case TERN_VMS_U32:
+	case TERN_VMS_I32:
+	case TERN_VMS_U64:
+	case TERN_VMS_I64: {
+		size_t n = scalar_size(t);
+		if (tern_read_bytes(&l->r, raw, n) < 0)
+			return truncated(l, d->name, f->name);
+		memcpy(at, raw, n); /* little-endian wire, little-endian host */
+		return 0;
+	}
+	case TERN_VMS_BUFFER:
+		if (tern_read_bytes(&l->r, at, f->size) < 0)
+			return truncated(l, d->name, f->name);
+		return 0;
+	case TERN_VMS_STRUCT:
+		return load_object(l, f->sub, at);
+	default:
+		return tern_errorf(l->err, -EINVAL, "%s.%s: bad element type", d->name, f->name);
+	}
+}
+
+static int load_field(struct loader *l, const struct tern_vmstate_desc *d,
+		      const struct tern_vmstate_field *f, uint8_t *base)
+{
+	uint8_t *at = base + f->offset;
+	switch (f->type) {
+	case TERN_VMS_ARRAY:
+	case TERN_VMS_VARRAY: {
+		uint32_t n = f->count;
+		if (f->type == TERN_VMS_VARRAY) {
+			if (tern_read_u32(&l->r, &n) < 0)
+				return truncated(l, d->name, f->name);
+			if (n > f->count)
+				return tern_errorf(l->err, -EBADMSG, "%s.%s: %u elements, at most %u fit",
+						   d->name, f->name, n, f->count);
+			memcpy(base + f->count_offset, &n, sizeof n);
+		}
+		size_t step = element_size(f->elem, f);
+		for (uint32_t i = 0; i < n; i++) {
+			int rc = load_element(l, d, f, f->elem, at + (size_t)i * step);
+			if (rc < 0)
+				return rc;
+		}
+		return 0;
+	}
+	case TERN_VMS_CUSTOM: {
+		uint64_t n = 0;
+		if (tern_read_u64(&l->r, &n) < 0)
+			return truncated(l, d->name, f->name);
+		if (n > l->r.len - l->r.at)
+			return tern_errorf(l->err, -EBADMSG, "%s.%s: %llu bytes claimed, %zu left",
+					   d->name, f->name, (unsigned long long)n,
+					   l->r.len - l->r.at);
+		int rc = f->custom->load(at, l->r.p + l->r.at, (size_t)n, l->err);
+		if (rc < 0) {
+			tern_error_prefix(l->err, "%s.%s", d->name, f->name);
+			return rc;
+		}
+		l->r.at += (size_t)n;
+		return 0;
+	}
+	default:
+		return load_element(l, d, f, f->type, at);
+	}
+}
+
+static int load_header(struct loader *l, const char *expect, uint32_t *version)
+{
+	uint8_t nlen;
+	char name[256];
+	if (tern_read_u8(&l->r, &nlen) < 0 || tern_read_bytes(&l->r, name, nlen) < 0)
+		return truncated(l, expect, "its name");
+	name[nlen] = '\0';
+	if (strcmp(name, expect) != 0)
+		return tern_errorf(l->err, -EBADMSG, "expected state '%s', found '%.64s'", expect,
+				   name);
+	if (tern_read_u32(&l->r, version) < 0)
+		return truncated(l, expect, "its version");
+	return 0;
+}
+
+static int load_body(struct loader *l, const struct tern_vmstate_desc *d, uint8_t *obj,
+		     uint32_t version)
+{
+	if (version < d->min_version || version > d->version)
+		return tern_errorf(l->err, -EPROTO, "%s version %u: this tern loads versions %u to %u",
+				   d->name, version, d->min_version, d->version);
+	for (const struct tern_vmstate_field *f = d->fields; f && f->name; f++) {
+		if (f->since > version)
+			continue;
+		int rc = load_field(l, d, f, obj);
+		if (rc < 0)
+			return rc;
+	}
+	for (;;) {
+		uint8_t marker;
+		if (tern_read_u8(&l->r, &marker) < 0)
+			return truncated(l, d->name, "its end marker");
+		if (marker == END)
+			break;
+		if (marker != SUBSECTION)
+			return tern_errorf(l->err, -EBADMSG, "%s: bad marker 0x%02x after the fields",
+					   d->name, marker);
+		/* Which subsection: peek at its name. */
+		size_t mark = l->r.at;
+		uint8_t nlen;
+		char name[256];
+		if (tern_read_u8(&l->r, &nlen) < 0 || tern_read_bytes(&l->r, name, nlen) < 0)
+			return truncated(l, d->name, "a subsection name");
+		name[nlen] = '\0';
+		l->r.at = mark;
+		const struct tern_vmstate_subsection *s = d->subsections;
+		while (s && s->desc && strcmp(s->desc->name, name) != 0)
+			s++;
+		if (s == NULL || s->desc == NULL)
+			return tern_errorf(l->err, -EPROTO, "%s: unknown subsection '%.64s' (saved by a "
+					   "newer tern?)", d->name, name);
+		int rc = load_object(l, s->desc, obj);
+		if (rc < 0)
+			return rc;
+	}
+	if (d->post_load != NULL)
+		return d->post_load(obj, version, l->err);
+	return 0;
+}
+
+static int load_object(struct loader *l, const struct tern_vmstate_desc *d, uint8_t *obj)
+{
+	if (++l->depth > MAX_DEPTH)
+		return tern_errorf(l->err, -ELOOP, "%s: nested too deeply", d->name);
+	uint32_t version;
+	int rc = load_header(l, d->name, &version);
+	if (rc == 0)
+		rc = load_body(l, d, obj, version);
+	l->depth--;
+	return rc;
+}
+
+int tern_vmstate_load(const struct tern_vmstate_desc *d, void *obj, const uint8_t *in,
+		      size_t len, struct tern_error *err)
+{
+	uint8_t *copy = malloc(d->size ? d->size : 1);
+	if (copy == NULL)
+		return tern_errorf(err, -ENOMEM, "out of memory loading %s", d->name);
+	memcpy(copy, obj, d->size);
+	struct loader l = { .r = { in, len, 0 }, .err = err };
+	int rc = load_object(&l, d, copy);
+	if (rc == 0 && l.r.at != len)
+		rc = tern_errorf(err, -EBADMSG, "%s: %zu bytes left over after the state", d->name,
+				 len - l.r.at);
+	if (rc == 0)
+		memcpy(obj, copy, d->size);
+	free(copy);
+	return rc;
+}
