@@ -103,13 +103,14 @@ $(B)/bench/%: $(B)/bench/%.o $(BASELINE_OBJS) $(HARNESS_OBJS) $(B)/libvmm.a $(B)
 FUZZ_CC := clang
 FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all
-build-fuzz/fuzz_multiboot: fuzz/fuzz_multiboot.c $(LIB_SRCS)
+# Each target: its file, libtern, and what else it exercises.
+FUZZ_EXTRA_qmp := vmm/qmp.c vmm/qmp_framer.c vmm/loop.c
+FUZZ_EXTRA_stream := harness/memio.c
+FUZZERS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard vmm/qmp*.c) harness/memio.c
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
-build-fuzz/fuzz_qmp: fuzz/fuzz_qmp.c vmm/qmp.c vmm/qmp_framer.c vmm/loop.c $(LIB_SRCS)
-	@mkdir -p build-fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -ljansson
-FUZZERS := build-fuzz/fuzz_multiboot build-fuzz/fuzz_qmp
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) -ljansson -lpthread
 .PHONY: fuzz
 fuzz: $(FUZZERS)
 

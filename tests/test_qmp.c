@@ -126,6 +126,9 @@ static void malformed_requests(void **state)
 		     "The command nope has not been found");
 	expect_error(f, "{\"execute\":\"x\",\"execute\":\"y\"}", "GenericError", "duplicate");
 	expect_error(f, "{\"execute\":\"fail\"}", "GenericError", "busy; try later");
+	/* A parse error quoting bytes that are not UTF-8 still gets a reply
+	 * (found by fuzz_qmp). */
+	expect_error(f, "\"\\\xdf\x82\xdf\x91\xa4\xa2\xdd\x33", "GenericError", "JSON parse error");
 }
 
 static void id_echoed_on_errors(void **state)

@@ -12,9 +12,17 @@
 
 #include "version.h"
 
+/* Descriptions may quote the client's own bytes (jansson's parse errors
+ * do), which need not be valid UTF-8: anything but printable ASCII becomes
+ * '?', so the reply is always valid JSON. */
 static json_t *error_reply(const char *cls, const char *desc)
 {
-	return json_pack("{s:{s:s,s:s}}", "error", "class", cls, "desc", desc);
+	char safe[512];
+	size_t i = 0;
+	for (; desc[i] != '\0' && i + 1 < sizeof safe; i++)
+		safe[i] = (unsigned char)desc[i] >= 0x20 && (unsigned char)desc[i] < 0x7f ? desc[i] : '?';
+	safe[i] = '\0';
+	return json_pack("{s:{s:s,s:s}}", "error", "class", cls, "desc", safe);
 }
 
 static const char *type_name(enum qmp_arg_type t)
