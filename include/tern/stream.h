@@ -79,6 +79,7 @@ int tern_stream_xbzrle(struct tern_stream_writer *w, uint64_t gfn, const uint8_t
 		       size_t len);
 int tern_stream_section(struct tern_stream_writer *w, const char *name, const uint8_t *data,
 			size_t len);
+/* SYNC, then the frame is sent. */
 int tern_stream_sync(struct tern_stream_writer *w, uint64_t iteration);
 /* END, then the frame is sent. */
 int tern_stream_end(struct tern_stream_writer *w);

@@ -208,7 +208,9 @@ static int varint_record(struct tern_stream_writer *w, uint8_t type, uint64_t a,
 
 int tern_stream_sync(struct tern_stream_writer *w, uint64_t iteration)
 {
-	return varint_record(w, TERN_REC_SYNC, iteration, 0, 0);
+	/* An iteration's pages leave now, not with the next iteration's. */
+	int rc = varint_record(w, TERN_REC_SYNC, iteration, 0, 0);
+	return rc < 0 ? rc : tern_stream_flush(w);
 }
 
 int tern_stream_end(struct tern_stream_writer *w)

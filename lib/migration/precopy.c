@@ -1,0 +1,603 @@
+/* The RAM precopy engine (source side); see include/tern/migration.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tern/migration.h"
+#include "tern/pagecache.h"
+#include "tern/xbzrle.h"
+#include "tern/zero.h"
+
+#define PAGE TERN_STREAM_PAGE
+#define BATCH 65536          /* dirty pages taken at a time */
+#define CHUNK_PAGES 512      /* bulk stage: pages between hole lookups */
+#define READY_TIMEOUT_MS 30000
+#define STATS_EVERY 4096     /* pages between stats updates, at most */
+#define STATS_MS 50          /* and time */
+
+static const char *const status_names[] = {
+	[TERN_MIG_NONE] = "none",           [TERN_MIG_SETUP] = "setup",
+	[TERN_MIG_ACTIVE] = "active",       [TERN_MIG_DEVICE] = "device",
+	[TERN_MIG_COMPLETED] = "completed", [TERN_MIG_FAILED] = "failed",
+	[TERN_MIG_CANCELLING] = "cancelling", [TERN_MIG_CANCELLED] = "cancelled",
+};
+
+const char *tern_mig_status_name(enum tern_mig_status s)
+{
+	return status_names[s];
+}
+
+void tern_mig_params_default(struct tern_mig_params *p)
+{
+	*p = (struct tern_mig_params){
+		.downtime_limit_ms = 300,
+		.max_bandwidth = 0,
+		.xbzrle_cache_size = 64ULL << 20,
+		.throttle_initial = 20,
+		.throttle_increment = 10,
+		.throttle_max = 99,
+	};
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static uint64_t now_ms(void)
+{
+	return now_us() / 1000;
+}
+
+struct engine {
+	struct tern_migration *m;
+	const struct tern_mig_source_ops *ops;
+	void *o;
+	struct tern_stream_writer w;
+	struct tern_mig_region *reg;
+	size_t nreg;
+	struct tern_pagecache *cache;
+	int bulk; /* the bulk stage: nothing goes into the cache */
+	uint64_t *batch;
+	uint8_t snap[PAGE] __attribute__((aligned(64)));
+	uint8_t enc[PAGE];
+	uint64_t zrun_gfn, zrun_len; /* zero pages waiting to go as one run */
+	uint64_t start_ms, since_stats, published_ms;
+	/* counters, published to m->stats now and then */
+	uint64_t duplicate, normal, xbzrle_pages, xbzrle_bytes, miss, overflow, skipped;
+	uint64_t xbzrle_in, pages_sent;
+	unsigned throttle;
+	int stopped; /* the vCPUs are paused by us */
+	struct tern_stream_reader replies; /* two-way channels: what the destination says */
+	int have_replies;
+	char refused[TERN_ERROR_MAX];      /* why the destination gave up, if it said */
+};
+
+static void set_status(struct engine *e, enum tern_mig_status s)
+{
+	pthread_mutex_lock(&e->m->lock);
+	e->m->stats.status = s;
+	pthread_mutex_unlock(&e->m->lock);
+	if (e->ops->event)
+		e->ops->event(e->o, s);
+}
+
+static int cancelled(struct engine *e)
+{
+	return __atomic_load_n(&e->m->cancel, __ATOMIC_ACQUIRE);
+}
+
+/* Copy the counters into the stats QMP reads. */
+static void publish(struct engine *e)
+{
+	struct tern_mig_stats *s = &e->m->stats;
+	pthread_mutex_lock(&e->m->lock);
+	s->transferred = e->w.bytes;
+	s->duplicate = e->duplicate;
+	s->normal = e->normal;
+	s->normal_bytes = e->normal * PAGE;
+	s->xbzrle_pages = e->xbzrle_pages;
+	s->xbzrle_bytes = e->xbzrle_bytes;
+	s->xbzrle_cache_miss = e->miss;
+	s->xbzrle_overflow = e->overflow;
+	s->skipped = e->skipped;
+	uint64_t lookups = e->miss + e->xbzrle_pages + e->overflow + e->skipped;
+	s->xbzrle_cache_miss_rate = lookups ? (double)e->miss / (double)lookups : 0;
+	s->xbzrle_encoding_rate = e->xbzrle_bytes ? (double)e->xbzrle_in / (double)e->xbzrle_bytes : 0;
+	s->throttle_percent = e->throttle;
+	s->total_time_ms = now_ms() - e->start_ms;
+	pthread_mutex_unlock(&e->m->lock);
+	e->since_stats = 0;
+	e->published_ms = now_ms();
+}
+
+static int flush_zero_run(struct engine *e)
+{
+	int rc = 0;
+	if (e->zrun_len)
+		rc = tern_stream_zero_run(&e->w, e->zrun_gfn, e->zrun_len);
+	e->zrun_len = 0;
+	return rc;
+}
+
+static int zero_pages(struct engine *e, uint64_t gfn, uint64_t n)
+{
+	e->duplicate += n;
+	if (e->zrun_len && e->zrun_gfn + e->zrun_len == gfn) {
+		e->zrun_len += n;
+		return 0;
+	}
+	int rc = flush_zero_run(e);
+	e->zrun_gfn = gfn;
+	e->zrun_len = n;
+	return rc;
+}
+
+/*
+ * The destination's next reply, within timeout_ms: 1 and rec when it is
+ * READY, 0 when nothing came, -EPROTO with e->refused saying why when it
+ * gave up (FAILED), hung up or said something out of turn.
+ */
+static int read_reply(struct engine *e, int timeout_ms, struct tern_record *rec)
+{
+	if (e->refused[0] != '\0')
+		return -EPROTO;
+	if (!e->m->ch->two_way || !e->have_replies ||
+	    tern_channel_wait_readable(e->m->ch, timeout_ms) <= 0)
+		return 0;
+	struct tern_error err = { .msg = "" };
+	int rc = tern_stream_read(&e->replies, rec, &err);
+	if (rc == -ENODATA || rc == -EPIPE || rc == -ECONNRESET)
+		snprintf(e->refused, sizeof e->refused, "the destination closed the connection");
+	else if (rc < 0)
+		snprintf(e->refused, sizeof e->refused, "the destination's reply: %s", err.msg);
+	else if (rec->type == TERN_REC_FAILED)
+		snprintf(e->refused, sizeof e->refused, "the destination refused the migration: %.*s",
+			 (int)(rec->len > 400 ? 400 : rec->len), (const char *)rec->data);
+	else if (rec->type != TERN_REC_READY)
+		snprintf(e->refused, sizeof e->refused, "the destination sent record 0x%02x out of turn",
+			 rec->type);
+	else
+		return 1;
+	return -EPROTO;
+}
+
+/* Has the destination given up mid-stream?  Looked at now and then rather
+ * than writing into a dead connection until it fills. */
+static int peer_check(struct engine *e, int timeout_ms)
+{
+	struct tern_record rec;
+	int rc = read_reply(e, timeout_ms, &rec);
+	if (rc > 0) {
+		snprintf(e->refused, sizeof e->refused, "the destination said READY mid-stream");
+		rc = -EPROTO;
+	}
+	return rc;
+}
+
+/* One page, as the rules of the stage say. */
+static int send_page(struct engine *e, uint64_t gfn, const uint8_t *host)
+{
+	e->pages_sent++;
+	/* Fresh figures for query-migrate every 50 ms or so, even on a slow
+	 * link, and a look at whether the destination gave up. */
+	if ((++e->since_stats & 63) == 0 &&
+	    (e->since_stats >= STATS_EVERY || now_ms() - e->published_ms >= STATS_MS)) {
+		publish(e);
+		int rc = peer_check(e, 0);
+		if (rc < 0)
+			return rc;
+	}
+	if (tern_is_zero(host, PAGE)) {
+		if (e->cache)
+			tern_pagecache_drop(e->cache, gfn); /* the peer has zeros now */
+		return zero_pages(e, gfn, 1);
+	}
+	int rc = flush_zero_run(e);
+	if (rc < 0)
+		return rc;
+	if (e->cache != NULL && !e->bulk) {
+		uint8_t *cached = tern_pagecache_get(e->cache, gfn);
+		if (cached != NULL) {
+			/* Encode from a snapshot: the guest may write the page
+			 * meanwhile, and the cache must hold what was sent. */
+			memcpy(e->snap, host, PAGE);
+			int n = tern_xbzrle_encode(cached, e->snap, PAGE, e->enc, sizeof e->enc);
+			if (n == 0) { /* the peer already has exactly this */
+				e->skipped++;
+				return 0;
+			}
+			memcpy(cached, e->snap, PAGE);
+			if (n > 0) {
+				e->xbzrle_pages++;
+				e->xbzrle_bytes += (uint64_t)n;
+				e->xbzrle_in += PAGE;
+				return tern_stream_xbzrle(&e->w, gfn, e->enc, (size_t)n);
+			}
+			e->overflow++;
+			e->normal++;
+			return tern_stream_raw(&e->w, gfn, e->snap);
+		}
+		e->miss++;
+		uint8_t *slot = tern_pagecache_put(e->cache, gfn);
+		if (slot != NULL) {
+			memcpy(slot, host, PAGE);
+			e->normal++;
+			return tern_stream_raw(&e->w, gfn, slot);
+		}
+	}
+	e->normal++;
+	return tern_stream_raw(&e->w, gfn, host);
+}
+
+/* Every page once; holes (never-written memory) without reading them. */
+static int bulk_stage(struct engine *e)
+{
+	e->bulk = 1;
+	for (size_t r = 0; r < e->nreg; r++) {
+		const struct tern_mig_region *g = &e->reg[r];
+		uint64_t first = g->gpa / PAGE, pages = g->size / PAGE, p = 0;
+		while (p < pages) {
+			if (cancelled(e))
+				return -ECANCELED;
+			if (e->ops->next_data != NULL) {
+				uint64_t data = e->ops->next_data(e->o, r, p * PAGE);
+				uint64_t q = data >= g->size ? pages : data / PAGE;
+				if (q > p) {
+					int rc = zero_pages(e, first + p, q - p);
+					if (rc < 0)
+						return rc;
+					p = q;
+					continue;
+				}
+			}
+			uint64_t end = p + CHUNK_PAGES < pages ? p + CHUNK_PAGES : pages;
+			for (; p < end; p++) {
+				int rc = send_page(e, first + p, g->host + p * PAGE);
+				if (rc < 0)
+					return rc;
+			}
+		}
+	}
+	e->bulk = 0;
+	int rc = flush_zero_run(e);
+	return rc < 0 ? rc : tern_stream_sync(&e->w, 0);
+}
+
+static uint64_t pending_pages(struct engine *e)
+{
+	uint64_t n = 0;
+	for (size_t r = 0; r < e->nreg; r++)
+		n += tern_dirty_count(e->reg[r].dirty);
+	return n;
+}
+
+/* Send (and clear) every dirty page. */
+static int send_dirty(struct engine *e, unsigned flags)
+{
+	for (size_t r = 0; r < e->nreg; r++) {
+		const struct tern_mig_region *g = &e->reg[r];
+		struct tern_dirty_cursor c = { 0 };
+		uint64_t first = g->gpa / PAGE;
+		while (c.page < tern_dirty_pages(g->dirty)) {
+			if (cancelled(e))
+				return -ECANCELED;
+			size_t n = tern_dirty_compact(g->dirty, &c, e->batch, BATCH, flags);
+			for (size_t i = 0; i < n; i++) {
+				int rc = send_page(e, first + e->batch[i], g->host + e->batch[i] * PAGE);
+				if (rc < 0)
+					return rc;
+			}
+			if (n == 0)
+				break;
+		}
+	}
+	return flush_zero_run(e);
+}
+
+static int fail(struct engine *e, int rc, struct tern_error *err)
+{
+	pthread_mutex_lock(&e->m->lock);
+	memcpy(e->m->stats.error, err->msg, sizeof err->msg);
+	pthread_mutex_unlock(&e->m->lock);
+	return rc;
+}
+
+/* After END, on a two-way channel: READY means the destination can run the
+ * guest; then GO, and this side is done.  Anything else: not done. */
+static int handshake(struct engine *e, struct tern_error *err)
+{
+	struct tern_record rec;
+	int rc = read_reply(e, READY_TIMEOUT_MS, &rec);
+	if (rc < 0)
+		return tern_errorf(err, rc, "%s", e->refused);
+	if (rc == 0)
+		return tern_errorf(err, -ETIMEDOUT, "the destination did not answer within %d s "
+				   "after the stream ended", READY_TIMEOUT_MS / 1000);
+	/* Replies go both ways as control streams of their own, apart from
+	 * the frames of the migration stream. */
+	struct tern_stream_writer ctl;
+	if ((rc = tern_stream_writer_init(&ctl, &e->m->ch->io)) < 0)
+		return tern_errorf(err, rc, "out of memory");
+	if ((rc = tern_stream_control(&ctl, TERN_REC_GO, NULL)) < 0)
+		tern_errorf(err, rc, "sending GO: %s", strerror(-rc));
+	e->w.bytes += ctl.bytes;
+	tern_stream_writer_destroy(&ctl);
+	return rc;
+}
+
+static int switchover(struct engine *e, struct tern_error *err)
+{
+	set_status(e, TERN_MIG_DEVICE);
+	uint64_t t_stop = now_ms();
+	int rc = e->ops->stop(e->o, err);
+	if (rc < 0)
+		return rc;
+	e->stopped = 1;
+	if ((rc = e->ops->dirty_sync(e->o, err)) < 0)
+		return rc;
+	pthread_mutex_lock(&e->m->lock);
+	e->m->stats.dirty_sync_count++;
+	pthread_mutex_unlock(&e->m->lock);
+	if ((rc = send_dirty(e, TERN_DIRTY_TAKE)) < 0)
+		return tern_errorf(err, rc, "sending the last pages: %s", strerror(-rc));
+	if ((rc = e->ops->save_state(e->o, &e->w, err)) < 0)
+		return rc;
+	if ((rc = tern_stream_end(&e->w)) < 0)
+		return tern_errorf(err, rc, "sending the end of the stream: %s", strerror(-rc));
+	if (e->m->ch->two_way && (rc = handshake(e, err)) < 0)
+		return rc;
+	pthread_mutex_lock(&e->m->lock);
+	e->m->stats.downtime_ms = now_ms() - t_stop;
+	e->m->stats.remaining = 0;
+	pthread_mutex_unlock(&e->m->lock);
+	return 0;
+}
+
+/*
+ * The link's bandwidth in bytes per millisecond: an average of periods
+ * that sent enough to tell (a few pages say nothing), never above the
+ * limit, and a guess until something was measured.
+ */
+#define MEASURE_MIN_BYTES (256u << 10)
+#define BANDWIDTH_GUESS 1e6 /* 1 GB/s */
+
+static double measure(double prev, uint64_t bytes, uint64_t us)
+{
+	if (bytes < MEASURE_MIN_BYTES || us == 0)
+		return prev;
+	double sample = (double)bytes * 1000.0 / (double)us;
+	return prev > 0 ? 0.5 * prev + 0.5 * sample : sample;
+}
+
+static double usable_bandwidth(const struct engine *e, double measured)
+{
+	double bw = measured > 0 ? measured : BANDWIDTH_GUESS;
+	uint64_t limit = __atomic_load_n(&e->m->ch->limit, __ATOMIC_RELAXED);
+	if (limit && bw > (double)limit / 1000.0)
+		bw = (double)limit / 1000.0;
+	return bw;
+}
+
+/* Iterate until what is left fits the downtime limit. */
+static int iterate(struct engine *e, struct tern_error *err)
+{
+	uint64_t last_sync = now_us(), last_bytes = e->w.bytes, last_pages = e->pages_sent;
+	double measured = measure(0, e->w.bytes, last_sync - e->start_ms * 1000);
+	unsigned slow_syncs = 0;
+	for (uint64_t it = 1;; it++) {
+		if (cancelled(e))
+			return -ECANCELED;
+		struct tern_mig_params p;
+		tern_migration_get_params(e->m, &p); /* QMP may change them meanwhile */
+		int rc = e->ops->dirty_sync(e->o, err);
+		if (rc < 0)
+			return rc;
+		if (e->cache != NULL) /* ages the entries for replacement */
+			tern_pagecache_next_generation(e->cache);
+		uint64_t t = now_us(), pending = pending_pages(e);
+		uint64_t period = t - last_sync ? t - last_sync : 1;
+		uint64_t sent_bytes = e->w.bytes - last_bytes, sent_pages = e->pages_sent - last_pages;
+		if (it > 1)
+			measured = measure(measured, sent_bytes, period);
+		double bytes_per_ms = usable_bandwidth(e, measured);
+		/* What the pending pages will cost on the wire, going by the
+		 * last iteration (XBZRLE and zero pages cost less than a page). */
+		double per_page = sent_pages ? (double)sent_bytes / (double)sent_pages : PAGE;
+		if (per_page < 64)
+			per_page = 64;
+		double expected_ms = (double)pending * per_page / bytes_per_ms;
+		pthread_mutex_lock(&e->m->lock);
+		struct tern_mig_stats *s = &e->m->stats;
+		s->dirty_sync_count++;
+		s->iterations = it;
+		s->remaining = pending * PAGE;
+		s->expected_downtime_ms = (uint64_t)expected_ms;
+		s->dirty_pages_rate = pending * 1000000 / period;
+		s->mbps = bytes_per_ms * 8.0 / 1000.0;
+		s->pages_per_second = sent_pages * 1000000 / period;
+		pthread_mutex_unlock(&e->m->lock);
+		publish(e);
+		if (expected_ms <= (double)p.downtime_limit_ms || pending == 0)
+			return 0;
+		/* Auto-converge: the guest dirties more than half of what the
+		 * link carries, twice running: slow it down, more each time. */
+		if (p.auto_converge && it > 1) {
+			slow_syncs = (double)pending * per_page > 0.5 * (double)sent_bytes ? slow_syncs + 1 : 0;
+			if (slow_syncs >= 2) {
+				unsigned next = e->throttle ? e->throttle + p.throttle_increment
+							    : p.throttle_initial;
+				e->throttle = next > p.throttle_max ? p.throttle_max : next;
+				if (e->ops->throttle)
+					e->ops->throttle(e->o, e->throttle);
+				slow_syncs = 0;
+			}
+		}
+		last_sync = t;
+		last_bytes = e->w.bytes;
+		last_pages = e->pages_sent;
+		if ((rc = send_dirty(e, TERN_DIRTY_TAKE)) < 0)
+			return tern_errorf(err, rc, "sending dirty pages: %s", strerror(-rc));
+		if ((rc = tern_stream_sync(&e->w, it)) < 0)
+			return tern_errorf(err, rc, "writing the stream: %s", strerror(-rc));
+	}
+}
+
+static int setup(struct engine *e, struct tern_error *err)
+{
+	struct tern_mig_params params;
+	tern_migration_get_params(e->m, &params);
+	const struct tern_mig_params *p = &params;
+	e->reg = calloc(TERN_MIG_MAX_REGIONS, sizeof *e->reg);
+	e->batch = malloc(BATCH * sizeof *e->batch);
+	if (e->reg == NULL || e->batch == NULL || tern_stream_writer_init(&e->w, &e->m->ch->io) < 0 ||
+	    tern_stream_reader_init_control(&e->replies, &e->m->ch->io) < 0)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	e->have_replies = 1;
+	e->nreg = e->ops->regions(e->o, e->reg, TERN_MIG_MAX_REGIONS);
+	if (p->xbzrle) {
+		e->cache = tern_pagecache_new(p->xbzrle_cache_size, PAGE, TERN_PAGECACHE_WAYS,
+					      TERN_PAGECACHE_LIFETIME);
+		if (e->cache == NULL)
+			return tern_errorf(err, -EINVAL, "xbzrle-cache-size %llu: too small (at least "
+					   "%d pages) or no memory",
+					   (unsigned long long)p->xbzrle_cache_size, TERN_PAGECACHE_WAYS);
+	}
+	/* HELLO lists RAM as contiguous ranges (memslots merged). */
+	struct tern_stream_hello h = {
+		.version = TERN_STREAM_VERSION,
+		.page_size = PAGE,
+		.flags = p->xbzrle ? TERN_STREAM_XBZRLE_FLAG : 0,
+	};
+	uint64_t total = 0;
+	for (size_t r = 0; r < e->nreg; r++) {
+		struct tern_range *last = h.ranges ? &h.range[h.ranges - 1] : NULL;
+		total += e->reg[r].size;
+		if (last && last->gpa + last->size == e->reg[r].gpa) {
+			last->size += e->reg[r].size;
+		} else if (h.ranges < TERN_STREAM_MAX_RANGES) {
+			h.range[h.ranges++] = (struct tern_range){ e->reg[r].gpa, e->reg[r].size };
+		} else {
+			return tern_errorf(err, -E2BIG, "guest RAM has more than %d separate ranges",
+					   TERN_STREAM_MAX_RANGES);
+		}
+	}
+	pthread_mutex_lock(&e->m->lock);
+	e->m->stats.total = total;
+	e->m->stats.xbzrle_cache_size = e->cache ? tern_pagecache_bytes(e->cache) : 0;
+	pthread_mutex_unlock(&e->m->lock);
+	tern_channel_set_limit(e->m->ch, p->max_bandwidth);
+	int rc = tern_stream_hello(&e->w, &h);
+	if (rc < 0)
+		return tern_errorf(err, rc, "writing the stream: %s", strerror(-rc));
+	return e->ops->dirty_start(e->o, err);
+}
+
+int tern_migration_run(struct tern_migration *m)
+{
+	struct engine *e = calloc(1, sizeof *e);
+	struct tern_error err = { .msg = "" };
+	if (e == NULL)
+		return -ENOMEM;
+	e->m = m;
+	e->ops = m->ops;
+	e->o = m->opaque;
+	e->start_ms = now_ms();
+	set_status(e, TERN_MIG_SETUP);
+	int rc = setup(e, &err);
+	pthread_mutex_lock(&m->lock);
+	m->stats.setup_time_ms = now_ms() - e->start_ms;
+	pthread_mutex_unlock(&m->lock);
+	if (rc == 0) {
+		set_status(e, TERN_MIG_ACTIVE);
+		rc = bulk_stage(e);
+		if (rc < 0 && rc != -ECANCELED)
+			tern_errorf(&err, rc, "the bulk stage: %s", strerror(-rc));
+	}
+	if (rc == 0)
+		rc = iterate(e, &err);
+	if (rc == 0)
+		rc = switchover(e, &err);
+	if (rc == -ECANCELED || (rc < 0 && cancelled(e)))
+		tern_errorf(&err, -ECANCELED, "cancelled");
+	else if (rc < 0 && peer_check(e, 1000) < 0) /* the real reason, if it said */
+		tern_errorf(&err, rc, "%s", e->refused);
+	/* Done, failed or cancelled: the guest runs here unless it has
+	 * moved, and runs at full speed again. */
+	if (rc < 0 && e->stopped)
+		e->ops->resume(e->o);
+	if (e->throttle && e->ops->throttle)
+		e->ops->throttle(e->o, 0);
+	e->throttle = 0;
+	if (e->reg != NULL)
+		e->ops->dirty_stop(e->o);
+	publish(e);
+	if (rc < 0)
+		fail(e, rc, &err);
+	set_status(e, rc == 0 ? TERN_MIG_COMPLETED : cancelled(e) ? TERN_MIG_CANCELLED : TERN_MIG_FAILED);
+	tern_pagecache_free(e->cache);
+	tern_stream_writer_destroy(&e->w);
+	if (e->have_replies)
+		tern_stream_reader_destroy(&e->replies);
+	free(e->reg);
+	free(e->batch);
+	free(e);
+	return rc;
+}
+
+void tern_migration_init(struct tern_migration *m, const struct tern_mig_params *p,
+			 const struct tern_mig_source_ops *ops, void *opaque,
+			 struct tern_channel *ch)
+{
+	memset(m, 0, sizeof *m);
+	m->params = *p;
+	m->ops = ops;
+	m->opaque = opaque;
+	m->ch = ch;
+	pthread_mutex_init(&m->lock, NULL);
+}
+
+void tern_migration_destroy(struct tern_migration *m)
+{
+	pthread_mutex_destroy(&m->lock);
+}
+
+void tern_migration_cancel(struct tern_migration *m)
+{
+	__atomic_store_n(&m->cancel, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&m->lock);
+	if (m->stats.status == TERN_MIG_SETUP || m->stats.status == TERN_MIG_ACTIVE ||
+	    m->stats.status == TERN_MIG_DEVICE)
+		m->stats.status = TERN_MIG_CANCELLING;
+	pthread_mutex_unlock(&m->lock);
+	if (m->ch != NULL)
+		tern_channel_cancel(m->ch);
+}
+
+void tern_migration_get_params(struct tern_migration *m, struct tern_mig_params *out)
+{
+	pthread_mutex_lock(&m->lock);
+	*out = m->params;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void tern_migration_set_params(struct tern_migration *m, const struct tern_mig_params *p)
+{
+	pthread_mutex_lock(&m->lock);
+	m->params.downtime_limit_ms = p->downtime_limit_ms;
+	m->params.max_bandwidth = p->max_bandwidth;
+	pthread_mutex_unlock(&m->lock);
+	if (m->ch != NULL)
+		tern_channel_set_limit(m->ch, p->max_bandwidth);
+}
+
+void tern_migration_get_stats(struct tern_migration *m, struct tern_mig_stats *out)
+{
+	pthread_mutex_lock(&m->lock);
+	*out = m->stats;
+	pthread_mutex_unlock(&m->lock);
+}

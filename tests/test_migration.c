@@ -1,0 +1,876 @@
+/*
+ * The migration engine without KVM: a fake guest (plain memory, a writer
+ * thread standing in for the vCPUs) migrates over a socketpair or a file
+ * into another fake guest.  Every test checks that the destination holds
+ * exactly the source's memory, or that it refused and never ran.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tern/migration.h"
+
+#define PAGE 4096
+#define LOW_SIZE (8u << 20)
+#define HIGH_GPA (4ULL << 30)
+#define HIGH_SIZE (4u << 20)
+
+/* ------------------------------------------------------------ fake guest */
+
+enum write_kind { WRITE_NONE, WRITE_SPARSE, WRITE_FULL };
+
+struct fake {
+	struct tern_mig_region reg[2];
+	struct tern_dirty *log[2]; /* written since the last sync */
+	pthread_mutex_t lock;      /* one write, or a sync, at a time */
+	int tracking, stopped, resumed, quit;
+	unsigned throttle, max_throttle, throttle_calls, unthrottled;
+	enum write_kind kind;
+	unsigned ws_pages;         /* the writer's working set, from page 256 of low RAM */
+	uint64_t writes, seed;
+	pthread_t writer;
+	int have_writer;
+	/* sync-driven writes: at sync n (1-based) rewrite pages [0, per_sync) */
+	unsigned syncs, sync_writes_until, per_sync;
+	/* destination side */
+	uint64_t cpu_state;
+	int have_cpu, finished, ran;
+	enum tern_mig_status last_event;
+};
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void fake_init(struct fake *f, int with_content)
+{
+	memset(f, 0, sizeof *f);
+	pthread_mutex_init(&f->lock, NULL);
+	const uint64_t gpa[2] = { 0, HIGH_GPA }, size[2] = { LOW_SIZE, HIGH_SIZE };
+	for (int r = 0; r < 2; r++) {
+		f->reg[r].gpa = gpa[r];
+		f->reg[r].size = size[r];
+		f->reg[r].host = aligned_alloc(PAGE, size[r]);
+		assert_non_null(f->reg[r].host);
+		memset(f->reg[r].host, 0, size[r]);
+		f->reg[r].dirty = tern_dirty_new(size[r] / PAGE);
+		f->log[r] = tern_dirty_new(size[r] / PAGE);
+		assert_non_null(f->reg[r].dirty);
+		assert_non_null(f->log[r]);
+	}
+	f->seed = 0x9e3779b97f4a7c15ull;
+	if (with_content) {
+		/* Some pages with data, a hole, more data up high. */
+		for (uint64_t p = 0; p < 1024; p += 1 + p % 3)
+			for (int i = 0; i < PAGE; i += 8)
+				*(uint64_t *)(f->reg[0].host + p * PAGE + i) = rnd(&f->seed);
+		for (uint64_t p = 0; p < HIGH_SIZE / PAGE; p += 7)
+			memset(f->reg[1].host + p * PAGE, (int)(p | 1), PAGE);
+	}
+	f->ws_pages = 512;
+	f->cpu_state = 0x1122334455667788ull;
+}
+
+static void fake_destroy(struct fake *f)
+{
+	for (int r = 0; r < 2; r++) {
+		free(f->reg[r].host);
+		tern_dirty_free(f->reg[r].dirty);
+		tern_dirty_free(f->log[r]);
+	}
+	pthread_mutex_destroy(&f->lock);
+}
+
+/* Like a vCPU: write, and the write shows in the dirty log. */
+static void guest_write(struct fake *f, int r, uint64_t page, enum write_kind kind)
+{
+	uint8_t *p = f->reg[r].host + page * PAGE;
+	if (kind == WRITE_SPARSE)
+		memset(p + (rnd(&f->seed) % (PAGE / 64)) * 64, (int)(rnd(&f->seed) | 1), 64);
+	else
+		for (int i = 0; i < PAGE; i += 8)
+			*(uint64_t *)(p + i) = rnd(&f->seed);
+	if (f->tracking)
+		tern_dirty_insert(f->log[r], page);
+	f->writes++;
+}
+
+static void *writer_main(void *arg)
+{
+	struct fake *f = arg;
+	for (;;) {
+		pthread_mutex_lock(&f->lock);
+		if (f->quit) {
+			pthread_mutex_unlock(&f->lock);
+			return NULL;
+		}
+		/* A throttled guest of this kind stops writing at 50%. */
+		int run = !f->stopped && f->throttle < 50;
+		for (int i = 0; run && i < 32; i++)
+			guest_write(f, i & 1, (256 + rnd(&f->seed) % f->ws_pages) % (f->reg[i & 1].size / PAGE),
+				    f->kind);
+		pthread_mutex_unlock(&f->lock);
+		struct timespec nap = { 0, 200000 };
+		nanosleep(&nap, NULL);
+	}
+}
+
+static void writer_start(struct fake *f, enum write_kind kind)
+{
+	f->kind = kind;
+	assert_int_equal(pthread_create(&f->writer, NULL, writer_main, f), 0);
+	f->have_writer = 1;
+}
+
+static void writer_stop(struct fake *f)
+{
+	if (!f->have_writer)
+		return;
+	pthread_mutex_lock(&f->lock);
+	f->quit = 1;
+	pthread_mutex_unlock(&f->lock);
+	pthread_join(f->writer, NULL);
+	f->have_writer = 0;
+}
+
+static size_t fake_regions(void *o, struct tern_mig_region *out, size_t max)
+{
+	struct fake *f = o;
+	assert_true(max >= 2);
+	memcpy(out, f->reg, sizeof f->reg);
+	return 2;
+}
+
+/* Like SEEK_DATA: skip whole zero pages. */
+static uint64_t fake_next_data(void *o, size_t r, uint64_t offset)
+{
+	struct fake *f = o;
+	const uint8_t *h = f->reg[r].host;
+	for (uint64_t off = offset & ~(uint64_t)(PAGE - 1); off < f->reg[r].size; off += PAGE)
+		for (int i = 0; i < PAGE; i++)
+			if (h[off + (uint64_t)i] != 0)
+				return off;
+	return f->reg[r].size;
+}
+
+static int fake_dirty_start(void *o, struct tern_error *err)
+{
+	(void)err;
+	struct fake *f = o;
+	pthread_mutex_lock(&f->lock);
+	f->tracking = 1;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+static int fake_dirty_sync(void *o, struct tern_error *err)
+{
+	(void)err;
+	struct fake *f = o;
+	pthread_mutex_lock(&f->lock);
+	if (++f->syncs <= f->sync_writes_until)
+		for (unsigned p = 0; p < f->per_sync; p++)
+			guest_write(f, 0, p, WRITE_SPARSE);
+	for (int r = 0; r < 2; r++) {
+		struct tern_dirty_cursor c = { 0 };
+		uint64_t pages[256];
+		size_t n;
+		while ((n = tern_dirty_compact(f->log[r], &c, pages, 256, TERN_DIRTY_TAKE)) > 0)
+			for (size_t i = 0; i < n; i++)
+				tern_dirty_insert(f->reg[r].dirty, pages[i]);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+static void fake_dirty_stop(void *o)
+{
+	struct fake *f = o;
+	pthread_mutex_lock(&f->lock);
+	f->tracking = 0;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static int fake_stop(void *o, struct tern_error *err)
+{
+	(void)err;
+	struct fake *f = o;
+	pthread_mutex_lock(&f->lock);
+	f->stopped = 1;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+static void fake_resume(void *o)
+{
+	struct fake *f = o;
+	pthread_mutex_lock(&f->lock);
+	f->stopped = 0;
+	f->resumed++;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static int fake_save_state(void *o, struct tern_stream_writer *w, struct tern_error *err)
+{
+	struct fake *f = o;
+	int rc = tern_stream_section(w, "cpu/0", (const uint8_t *)&f->cpu_state, sizeof f->cpu_state);
+	return rc < 0 ? tern_errorf(err, rc, "writing cpu/0") : 0;
+}
+
+static void fake_throttle(void *o, unsigned percent)
+{
+	struct fake *f = o;
+	pthread_mutex_lock(&f->lock);
+	f->throttle = percent;
+	if (percent > f->max_throttle)
+		f->max_throttle = percent;
+	if (percent == 0)
+		f->unthrottled++;
+	else
+		f->throttle_calls++;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static void fake_event(void *o, enum tern_mig_status s)
+{
+	((struct fake *)o)->last_event = s;
+}
+
+static const struct tern_mig_source_ops source_ops = {
+	.regions = fake_regions,
+	.next_data = fake_next_data,
+	.dirty_start = fake_dirty_start,
+	.dirty_sync = fake_dirty_sync,
+	.dirty_stop = fake_dirty_stop,
+	.stop = fake_stop,
+	.resume = fake_resume,
+	.save_state = fake_save_state,
+	.throttle = fake_throttle,
+	.event = fake_event,
+};
+
+static int fake_load_section(void *o, const char *name, const uint8_t *data, size_t len,
+			     struct tern_error *err)
+{
+	struct fake *f = o;
+	if (strcmp(name, "cpu/0") != 0 || len != sizeof f->cpu_state)
+		return tern_errorf(err, -EINVAL, "unexpected section %s", name);
+	memcpy(&f->cpu_state, data, len);
+	f->have_cpu = 1;
+	return 0;
+}
+
+static int fake_finish(void *o, struct tern_error *err)
+{
+	struct fake *f = o;
+	if (!f->have_cpu)
+		return tern_errorf(err, -EINVAL, "no cpu/0 section");
+	f->finished = 1;
+	return 0;
+}
+
+static void fake_run(void *o)
+{
+	((struct fake *)o)->ran = 1;
+}
+
+static const struct tern_mig_dest_ops dest_ops = {
+	.regions = fake_regions,
+	.load_section = fake_load_section,
+	.finish = fake_finish,
+	.run = fake_run,
+	.event = fake_event,
+};
+
+static void assert_same_memory(const struct fake *a, const struct fake *b)
+{
+	for (int r = 0; r < 2; r++)
+		for (uint64_t off = 0; off < a->reg[r].size; off += PAGE)
+			if (memcmp(a->reg[r].host + off, b->reg[r].host + off, PAGE) != 0)
+				fail_msg("region %d page %llu differs", r, (unsigned long long)(off / PAGE));
+}
+
+/* ------------------------------------------------------------ plumbing */
+
+struct source_run {
+	struct tern_migration m;
+	struct tern_channel ch;
+	pthread_t thread;
+	int rc;
+};
+
+static void *source_main(void *arg)
+{
+	struct source_run *s = arg;
+	s->rc = tern_migration_run(&s->m);
+	return NULL;
+}
+
+static void source_start(struct source_run *s, struct fake *f, const struct tern_mig_params *p,
+			 const char *uri)
+{
+	struct tern_error err;
+	assert_int_equal(tern_channel_connect(&s->ch, uri, &err), 0);
+	tern_migration_init(&s->m, p, &source_ops, f, &s->ch);
+	assert_int_equal(pthread_create(&s->thread, NULL, source_main, s), 0);
+}
+
+static void source_join(struct source_run *s)
+{
+	pthread_join(s->thread, NULL);
+	tern_channel_close(&s->ch);
+}
+
+static int dest_run(struct fake *d, const char *uri, struct tern_mig_stats *stats,
+		    struct tern_error *err)
+{
+	struct tern_channel ch;
+	int rc = tern_channel_accept(&ch, uri, -1, err);
+	if (rc < 0)
+		return rc;
+	struct tern_incoming in;
+	tern_incoming_init(&in, &dest_ops, d, &ch);
+	rc = tern_incoming_run(&in, err);
+	tern_incoming_get_stats(&in, stats);
+	tern_incoming_destroy(&in);
+	tern_channel_close(&ch);
+	return rc;
+}
+
+/* A destination in a thread of its own. */
+struct dest_thread {
+	struct fake *d;
+	char uri[300];
+	struct tern_mig_stats st;
+	struct tern_error err;
+	int rc;
+	pthread_t thread;
+};
+
+static void *dest_main(void *arg)
+{
+	struct dest_thread *t = arg;
+	t->rc = dest_run(t->d, t->uri, &t->st, &t->err);
+	return NULL;
+}
+
+static void dest_start(struct dest_thread *t, struct fake *d, const char *uri)
+{
+	memset(t, 0, sizeof *t);
+	t->d = d;
+	snprintf(t->uri, sizeof t->uri, "%s", uri);
+	assert_int_equal(pthread_create(&t->thread, NULL, dest_main, t), 0);
+}
+
+static void dest_join(struct dest_thread *t)
+{
+	pthread_join(t->thread, NULL);
+}
+
+/* A socketpair; the URIs for both ends. */
+static void pair(int sv[2], char src[32], char dst[32])
+{
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	snprintf(src, 32, "fd:%d", sv[0]);
+	snprintf(dst, 32, "fd:%d", sv[1]);
+}
+
+/* Migrate over a socketpair while the writer runs; returns source stats. */
+static void migrate_live(struct fake *src, struct fake *dst, const struct tern_mig_params *p,
+			 struct tern_mig_stats *ss, struct tern_mig_stats *ds)
+{
+	int sv[2];
+	char su[32], du[32];
+	pair(sv, su, du);
+	struct source_run s;
+	source_start(&s, src, p, su);
+	struct tern_error err = { .msg = "" };
+	int rc = dest_run(dst, du, ds, &err);
+	source_join(&s);
+	tern_migration_get_stats(&s.m, ss);
+	if (rc != 0 || s.rc != 0)
+		fail_msg("destination: %d %s; source: %d %s", rc, err.msg, s.rc, ss->error);
+	tern_migration_destroy(&s.m);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void check_arrived(struct fake *src, struct fake *dst, const struct tern_mig_stats *ss)
+{
+	writer_stop(src);
+	assert_int_equal(ss->status, TERN_MIG_COMPLETED);
+	assert_int_equal(src->last_event, TERN_MIG_COMPLETED);
+	assert_int_equal(dst->last_event, TERN_MIG_COMPLETED);
+	assert_true(src->stopped);            /* the guest has moved */
+	assert_int_equal(src->resumed, 0);
+	assert_false(src->tracking);
+	assert_true(dst->finished && dst->ran);
+	assert_int_equal(dst->cpu_state, src->cpu_state);
+	assert_same_memory(src, dst);
+	assert_int_equal(ss->total, LOW_SIZE + HIGH_SIZE);
+	assert_int_equal(ss->remaining, 0);
+	assert_true(ss->dirty_sync_count >= 2); /* one iteration at least, and the last sync */
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void migrates_a_running_guest(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 1);
+	fake_init(&dst, 0);
+	dst.cpu_state = 0;
+	writer_start(&src, WRITE_FULL);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	struct tern_mig_stats ss, ds;
+	migrate_live(&src, &dst, &p, &ss, &ds);
+	check_arrived(&src, &dst, &ss);
+	assert_true(src.writes > 0);
+	/* Mostly zero memory goes as zero records; the rest whole. */
+	assert_true(ss.duplicate > (LOW_SIZE + HIGH_SIZE) / PAGE / 2);
+	assert_true(ss.normal >= 700);
+	assert_int_equal(ss.xbzrle_pages, 0);
+	assert_true(ss.transferred < (uint64_t)(ss.normal + 64) * (PAGE + 64) + (1u << 20));
+	assert_true(ds.transferred > 0 && ds.transferred <= ss.transferred);
+	assert_int_equal(ds.normal, ss.normal);
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
+/*
+ * Seed 004's rule: the bulk stage fills no cache.  Pages rewritten after
+ * every sync miss the first time (they were sent whole in the bulk stage,
+ * uncached) and go as XBZRLE deltas after that.
+ */
+static void xbzrle_after_the_bulk_stage_only(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 1);
+	fake_init(&dst, 0);
+	src.per_sync = 100;
+	src.sync_writes_until = 3; /* syncs 1, 2, 3 rewrite pages 0..99 */
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.xbzrle = 1;
+	p.downtime_limit_ms = 0; /* switch over only when nothing is dirty */
+	struct tern_mig_stats ss, ds;
+	migrate_live(&src, &dst, &p, &ss, &ds);
+	check_arrived(&src, &dst, &ss);
+	assert_int_equal(ss.xbzrle_cache_miss, 100);
+	assert_int_equal(ss.xbzrle_pages, 200);
+	assert_int_equal(ss.xbzrle_overflow, 0);
+	assert_int_equal(ds.xbzrle_pages, 200);
+	assert_true(ss.xbzrle_bytes < 200 * 200); /* 64 changed bytes a page */
+	assert_true(ss.xbzrle_encoding_rate > 10.0);
+	assert_true(ss.xbzrle_cache_miss_rate > 0.3 && ss.xbzrle_cache_miss_rate < 0.4);
+	assert_int_equal(ss.dirty_sync_count, 5); /* 4 iterations and the last */
+	assert_true(ss.xbzrle_cache_size > 0);
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
+static void xbzrle_with_a_running_guest(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 1);
+	fake_init(&dst, 0);
+	src.ws_pages = 64; /* a small, hot working set: cache hits */
+	writer_start(&src, WRITE_SPARSE);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.xbzrle = 1;
+	p.downtime_limit_ms = 0; /* no switchover while the guest writes */
+	int sv[2];
+	char su[32], du[32];
+	pair(sv, su, du);
+	struct dest_thread d;
+	dest_start(&d, &dst, du);
+	struct source_run s;
+	source_start(&s, &src, &p, su);
+	/* Iterate against the writer a while, then quiet the guest so that
+	 * nothing stays dirty and the migration completes. */
+	struct timespec nap = { 0, 500000000 };
+	nanosleep(&nap, NULL);
+	writer_stop(&src);
+	dest_join(&d);
+	source_join(&s);
+	struct tern_mig_stats ss;
+	tern_migration_get_stats(&s.m, &ss);
+	if (d.rc != 0 || s.rc != 0)
+		fail_msg("destination: %d %s; source: %d %s", d.rc, d.err.msg, s.rc, ss.error);
+	tern_migration_destroy(&s.m);
+	close(sv[0]);
+	close(sv[1]);
+	check_arrived(&src, &dst, &ss);
+	assert_true(ss.dirty_sync_count > 3);
+	assert_true(ss.xbzrle_pages > 0);
+	assert_int_equal(d.st.xbzrle_pages, ss.xbzrle_pages);
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
+static char *temp_path(const char *name)
+{
+	static char path[256];
+	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(path, sizeof path, "%s/tern-test-migration-%d-%s", dir, (int)getpid(), name);
+	return path;
+}
+
+/* Save to a file, stopped or not; returns the source stats. */
+static void save_to_file(struct fake *src, const char *path, int xbzrle, struct tern_mig_stats *ss)
+{
+	char uri[300];
+	snprintf(uri, sizeof uri, "file:%s", path);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.xbzrle = xbzrle;
+	struct source_run s;
+	source_start(&s, src, &p, uri);
+	source_join(&s);
+	tern_migration_get_stats(&s.m, ss);
+	if (s.rc != 0)
+		fail_msg("source: %d %s", s.rc, ss->error);
+	tern_migration_destroy(&s.m);
+}
+
+static void file_round_trip(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 1);
+	fake_init(&dst, 0);
+	writer_start(&src, WRITE_FULL);
+	const char *path = temp_path("file");
+	struct tern_mig_stats ss, ds;
+	save_to_file(&src, path, 1, &ss);
+	char uri[300];
+	snprintf(uri, sizeof uri, "file:%s", path);
+	struct tern_error err = { .msg = "" };
+	int rc = dest_run(&dst, uri, &ds, &err);
+	if (rc != 0)
+		fail_msg("%s", err.msg);
+	check_arrived(&src, &dst, &ss);
+	assert_int_equal(ds.transferred, ss.transferred); /* no replies on a file */
+	unlink(path);
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
+/* Load a damaged copy of a saved stream: refused, never run. */
+static void refuses_damaged(const char *path, size_t cut, long flip, const char *want)
+{
+	FILE *in = fopen(path, "rb");
+	assert_non_null(in);
+	fseek(in, 0, SEEK_END);
+	size_t len = (size_t)ftell(in);
+	rewind(in);
+	uint8_t *buf = malloc(len);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, len, in), len);
+	fclose(in);
+	if (flip >= 0)
+		buf[(size_t)flip % len] ^= 0x10;
+	const char *bad = temp_path("bad");
+	FILE *out = fopen(bad, "wb");
+	assert_non_null(out);
+	size_t keep = cut ? len - cut : len;
+	assert_int_equal(fwrite(buf, 1, keep, out), keep);
+	fclose(out);
+	free(buf);
+
+	struct fake dst;
+	fake_init(&dst, 0);
+	char uri[300];
+	snprintf(uri, sizeof uri, "file:%s", bad);
+	struct tern_error err = { .msg = "" };
+	struct tern_mig_stats ds;
+	int rc = dest_run(&dst, uri, &ds, &err);
+	assert_true(rc < 0);
+	assert_false(dst.ran);
+	assert_false(dst.finished);
+	assert_int_equal(ds.status, TERN_MIG_FAILED);
+	assert_string_equal(ds.error, err.msg);
+	if (strstr(err.msg, want) == NULL)
+		fail_msg("error '%s' does not mention '%s'", err.msg, want);
+	unlink(bad);
+	fake_destroy(&dst);
+}
+
+static void damaged_streams_are_refused(void **state)
+{
+	(void)state;
+	struct fake src;
+	fake_init(&src, 1);
+	const char *path = temp_path("good");
+	char saved[256];
+	snprintf(saved, sizeof saved, "%s", path);
+	struct tern_mig_stats ss;
+	save_to_file(&src, saved, 0, &ss);
+	refuses_damaged(saved, 1, -1, "");         /* cut by a byte: no END */
+	refuses_damaged(saved, 5000, -1, "");
+	refuses_damaged(saved, 0, 12, "");         /* header */
+	refuses_damaged(saved, 0, 100000, "");     /* a page */
+	refuses_damaged(saved, 0, (long)ss.transferred - 3, ""); /* the END frame */
+	for (long at = 7; at < (long)ss.transferred; at += (long)ss.transferred / 13)
+		refuses_damaged(saved, 0, at, "");
+	unlink(saved);
+	fake_destroy(&src);
+}
+
+static void cancel_leaves_the_guest_running(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 1);
+	fake_init(&dst, 0);
+	/* Pages the zero check cannot skip, and a slow link: ~4 s of bulk. */
+	for (uint64_t off = 0; off < LOW_SIZE; off += 64)
+		src.reg[0].host[off] = 1;
+	writer_start(&src, WRITE_SPARSE);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.max_bandwidth = 2u << 20;
+	int sv[2];
+	char su[32], du[32];
+	pair(sv, su, du);
+	struct dest_thread d;
+	dest_start(&d, &dst, du);
+	struct source_run s;
+	source_start(&s, &src, &p, su);
+	struct timespec nap = { 0, 600000000 };
+	nanosleep(&nap, NULL);
+	struct tern_mig_stats mid;
+	tern_migration_get_stats(&s.m, &mid);
+	assert_int_equal(mid.status, TERN_MIG_ACTIVE);
+	assert_true(mid.transferred > 0);
+	assert_true(mid.duplicate + mid.normal > 0);
+	tern_migration_cancel(&s.m);
+	source_join(&s);
+	close(sv[0]); /* the source side is gone */
+	dest_join(&d);
+	struct tern_mig_stats ss;
+	tern_migration_get_stats(&s.m, &ss);
+	assert_int_equal(s.rc, -ECANCELED);
+	assert_int_equal(ss.status, TERN_MIG_CANCELLED);
+	assert_string_equal(ss.error, "cancelled");
+	assert_int_equal(src.last_event, TERN_MIG_CANCELLED);
+	/* The guest never stopped and still runs. */
+	pthread_mutex_lock(&src.lock);
+	uint64_t before = src.writes;
+	pthread_mutex_unlock(&src.lock);
+	nanosleep(&nap, NULL);
+	pthread_mutex_lock(&src.lock);
+	assert_false(src.stopped);
+	assert_false(src.tracking);
+	assert_true(src.writes > before);
+	pthread_mutex_unlock(&src.lock);
+	/* The destination saw a stream cut short and did not run. */
+	assert_true(d.rc < 0);
+	assert_false(dst.ran);
+	assert_int_equal(d.st.status, TERN_MIG_FAILED);
+	writer_stop(&src);
+	tern_migration_destroy(&s.m);
+	close(sv[1]);
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
+/* A destination of another size says why; the source keeps its guest. */
+static void destination_refusal_reaches_the_source(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 1);
+	fake_init(&dst, 0);
+	dst.reg[1].size = HIGH_SIZE / 2;
+	writer_start(&src, WRITE_FULL);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	int sv[2];
+	char su[32], du[32];
+	pair(sv, su, du);
+	struct source_run s;
+	source_start(&s, &src, &p, su);
+	struct tern_error err = { .msg = "" };
+	struct tern_mig_stats ds, ss;
+	int rc = dest_run(&dst, du, &ds, &err);
+	close(sv[1]);
+	source_join(&s);
+	tern_migration_get_stats(&s.m, &ss);
+	assert_true(rc < 0);
+	assert_non_null(strstr(err.msg, "same --memory"));
+	assert_false(dst.ran);
+	assert_true(s.rc < 0);
+	assert_int_equal(ss.status, TERN_MIG_FAILED);
+	if (strstr(ss.error, "the destination refused the migration") == NULL ||
+	    strstr(ss.error, "same --memory") == NULL)
+		fail_msg("source error: %s", ss.error);
+	pthread_mutex_lock(&src.lock);
+	assert_false(src.stopped);
+	pthread_mutex_unlock(&src.lock);
+	writer_stop(&src);
+	tern_migration_destroy(&s.m);
+	close(sv[0]);
+	dst.reg[1].size = HIGH_SIZE;
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
+/* A destination that hangs up mid-stream: the source fails and resumes. */
+static void destination_gone(void **state)
+{
+	(void)state;
+	struct fake src;
+	fake_init(&src, 1);
+	for (uint64_t off = 0; off < LOW_SIZE; off += 64)
+		src.reg[0].host[off] = 1;
+	writer_start(&src, WRITE_SPARSE);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.max_bandwidth = 4u << 20;
+	int sv[2];
+	char su[32], du[32];
+	pair(sv, su, du);
+	struct source_run s;
+	source_start(&s, &src, &p, su);
+	struct timespec nap = { 0, 200000000 };
+	nanosleep(&nap, NULL);
+	close(sv[1]);
+	source_join(&s);
+	struct tern_mig_stats ss;
+	tern_migration_get_stats(&s.m, &ss);
+	assert_true(s.rc < 0);
+	assert_int_equal(ss.status, TERN_MIG_FAILED);
+	assert_non_null(strstr(ss.error, "closed the connection"));
+	pthread_mutex_lock(&src.lock);
+	assert_false(src.stopped);
+	pthread_mutex_unlock(&src.lock);
+	writer_stop(&src);
+	tern_migration_destroy(&s.m);
+	close(sv[0]);
+	fake_destroy(&src);
+}
+
+/* A guest that dirties more than the link carries converges only when
+ * throttled; auto-converge does that, step by step, and lets go after. */
+static void auto_converge_throttles(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 0);
+	fake_init(&dst, 0);
+	src.ws_pages = 1024;
+	writer_start(&src, WRITE_FULL);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.auto_converge = 1;
+	p.max_bandwidth = 8u << 20;
+	p.downtime_limit_ms = 20;
+	struct tern_mig_stats ss, ds;
+	migrate_live(&src, &dst, &p, &ss, &ds);
+	check_arrived(&src, &dst, &ss);
+	assert_true(src.max_throttle >= 50);
+	assert_true(src.throttle_calls >= 4); /* 20, 30, 40, 50 */
+	assert_int_equal(src.unthrottled, 1);
+	assert_int_equal(ss.throttle_percent, 0);
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
+static void without_auto_converge_it_keeps_iterating(void **state)
+{
+	(void)state;
+	struct fake src;
+	fake_init(&src, 0);
+	src.ws_pages = 1024;
+	writer_start(&src, WRITE_FULL);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.max_bandwidth = 8u << 20;
+	p.downtime_limit_ms = 20;
+	const char *path = temp_path("noconv");
+	char uri[300];
+	snprintf(uri, sizeof uri, "file:%s", path);
+	struct source_run s;
+	source_start(&s, &src, &p, uri);
+	struct timespec nap = { 1, 500000000 };
+	nanosleep(&nap, NULL);
+	struct tern_mig_stats mid;
+	tern_migration_get_stats(&s.m, &mid);
+	assert_int_equal(mid.status, TERN_MIG_ACTIVE);
+	assert_true(mid.dirty_sync_count >= 2);
+	assert_true(mid.expected_downtime_ms > 20);
+	assert_true(mid.remaining > 0);
+	assert_int_equal(src.throttle_calls, 0);
+	tern_migration_cancel(&s.m);
+	source_join(&s);
+	assert_int_equal(s.rc, -ECANCELED);
+	assert_false(src.stopped);
+	writer_stop(&src);
+	tern_migration_destroy(&s.m);
+	unlink(path);
+	fake_destroy(&src);
+}
+
+static void bandwidth_limit_holds(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 1);
+	fake_init(&dst, 0);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.max_bandwidth = 8u << 20;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct tern_mig_stats ss, ds;
+	migrate_live(&src, &dst, &p, &ss, &ds);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	check_arrived(&src, &dst, &ss);
+	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	/* No faster than the limit allows (less one window of 100 ms). */
+	double floor_s = (double)ss.transferred / (double)p.max_bandwidth - 0.1;
+	if (s < floor_s)
+		fail_msg("%llu bytes in %.3f s: faster than %llu B/s",
+			 (unsigned long long)ss.transferred, s, (unsigned long long)p.max_bandwidth);
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(migrates_a_running_guest),
+		cmocka_unit_test(xbzrle_after_the_bulk_stage_only),
+		cmocka_unit_test(xbzrle_with_a_running_guest),
+		cmocka_unit_test(file_round_trip),
+		cmocka_unit_test(damaged_streams_are_refused),
+		cmocka_unit_test(cancel_leaves_the_guest_running),
+		cmocka_unit_test(destination_refusal_reaches_the_source),
+		cmocka_unit_test(destination_gone),
+		cmocka_unit_test(auto_converge_throttles),
+		cmocka_unit_test(without_auto_converge_it_keeps_iterating),
+		cmocka_unit_test(bandwidth_limit_holds),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
