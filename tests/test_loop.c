@@ -1,4 +1,6 @@
-/* The main loop: dispatch, and sources removed from inside callbacks. */
+/* The main loop: dispatch, sources removed from inside callbacks, work
+ * posted from other threads. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,11 +80,67 @@ static void events_zero_means_not_polled(void **state)
 	close(p[0]), close(p[1]);
 }
 
+struct posted {
+	struct loop *loop;
+	int order[65];
+	int n;
+	int on_owner;
+};
+
+struct post_arg {
+	struct posted *p;
+	int value;
+};
+
+static struct post_arg args[64];
+
+static void record(void *opaque)
+{
+	struct post_arg *a = opaque;
+	a->p->order[a->p->n++] = a->value;
+	a->p->on_owner += loop_is_owner(a->p->loop);
+}
+
+static void *poster(void *opaque)
+{
+	struct posted *p = opaque;
+	assert_false(loop_is_owner(p->loop));
+	for (int i = 0; i < 64; i++) {
+		args[i] = (struct post_arg){ p, i };
+		assert_int_equal(loop_post(p->loop, record, &args[i]), 0);
+	}
+	return NULL;
+}
+
+static void work_posted_from_another_thread_runs_in_order(void **state)
+{
+	(void)state;
+	struct loop l;
+	loop_init(&l);
+	struct posted p = { .loop = &l };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, poster, &p), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(p.n, 0); /* nothing runs until the loop does */
+	assert_int_equal(loop_run_once(&l, 1000), 0);
+	assert_int_equal(p.n, 64);
+	assert_int_equal(p.on_owner, 64);
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(p.order[i], i);
+	/* Work still queued at the end runs when the loop goes away. */
+	args[0].value = 99;
+	assert_int_equal(loop_post(&l, record, &args[0]), 0);
+	loop_destroy(&l);
+	assert_int_equal(p.n, 65);
+	assert_int_equal(p.order[64], 99);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(removal_inside_callback),
 		cmocka_unit_test(events_zero_means_not_polled),
+		cmocka_unit_test(work_posted_from_another_thread_runs_in_order),
 	};
 	return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }

@@ -32,6 +32,9 @@ const char cli_run_usage[] =
 	"                         unix:PATH,server[,wait=off], null\n"
 	"      --qmp unix:PATH    QMP server on a unix socket\n"
 	"  -S, --paused           start with the vCPUs stopped (resume with QMP cont)\n"
+	"      --incoming URI     boot nothing: wait for a migration on URI (tcp:HOST:PORT,\n"
+	"                         unix:PATH, file:PATH, fd:N), then run the guest it\n"
+	"                         brings; 'defer' waits for QMP migrate-incoming\n"
 	"  -h, --help             this text\n"
 	"\n"
 	"Built-in guest parameters (in --append): ws=SIZE working set (default 64M,\n"
@@ -41,7 +44,8 @@ const char cli_run_usage[] =
 	"hotshare=PCT (hotcold), report=SECONDS progress lines, verify=0|1.\n"
 	"\n"
 	"Exit status: the guest's exit-port value, 0 after QMP quit, 128+N after\n"
-	"signal N, 125 when the VM could not be started, 126 when the guest crashed.\n";
+	"signal N, 125 when the VM could not be started (or an incoming migration\n"
+	"failed), 126 when the guest crashed.\n";
 
 static const char *const workloads[] = { "idle", "random", "sequential", "hotcold", "sparse" };
 
@@ -90,6 +94,7 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 		{ "mem-prealloc", no_argument, NULL, 'P' },
 		{ "dirty-tracking", required_argument, NULL, 'd' },
 		{ "dirty-ring-size", required_argument, NULL, 'r' },
+		{ "incoming", required_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -152,6 +157,14 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 				rc = tern_errorf(err, -EINVAL, "--dirty-ring-size %s: must be a power of "
 						 "two", optarg);
 			break;
+		case 'i':
+			if (strcmp(optarg, "defer") != 0 && strncmp(optarg, "tcp:", 4) != 0 &&
+			    strncmp(optarg, "unix:", 5) != 0 && strncmp(optarg, "file:", 5) != 0 &&
+			    strncmp(optarg, "fd:", 3) != 0)
+				rc = tern_errorf(err, -EINVAL, "--incoming '%s': expected tcp:HOST:PORT, "
+						 "unix:PATH, file:PATH, fd:N or defer", optarg);
+			o->incoming = optarg;
+			break;
 		case 'h':
 			o->help = 1;
 			return 0;
@@ -168,6 +181,9 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 	if (optind < argc)
 		return tern_errorf(err, -EINVAL, "unexpected argument '%s' (see tern run --help)",
 				   argv[optind]);
+	if (o->incoming != NULL && (o->kernel != NULL || o->append[0] != '\0' || workload != NULL))
+		return tern_errorf(err, -EINVAL, "--incoming takes the guest from the migration: "
+				   "leave out --kernel, --append and --workload");
 	if (workload != NULL) {
 		if (!cli_known_workload(workload))
 			return tern_errorf(err, -EINVAL, "unknown workload '%s' (choose idle, random, "

@@ -21,6 +21,7 @@ struct run_options {
 	int mem_prealloc;
 	enum dirty_mode dirty_mode;
 	uint32_t dirty_ring_entries;
+	const char *incoming; /* a migration URI to load the guest from, or "defer" */
 	int help;
 };
 

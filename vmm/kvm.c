@@ -55,6 +55,8 @@ int kvm_open(struct kvm *kvm, struct tern_error *err)
 	if (vcpus <= 0)
 		vcpus = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
 	kvm->max_vcpus = vcpus > 0 ? (unsigned)vcpus : 1;
+	int xsave2 = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	kvm->xsave_size = xsave2 > (int)sizeof(struct kvm_xsave) ? xsave2 : (int)sizeof(struct kvm_xsave);
 
 	kvm->cpuid = calloc(1, sizeof *kvm->cpuid + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2));
 	if (kvm->cpuid == NULL) {

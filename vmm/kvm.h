@@ -8,6 +8,8 @@
 
 #include "tern/error.h"
 
+#define KVM_MIGRATED_MSRS_MAX 96
+
 struct kvm {
 	int sys_fd;
 	int vm_fd;
@@ -15,6 +17,10 @@ struct kvm {
 	unsigned max_memslots;
 	unsigned max_vcpus;
 	struct kvm_cpuid2 *cpuid; /* what KVM supports, the base for every vCPU */
+	int xsave_size;           /* bytes of a vCPU's XSAVE area */
+	/* MSRs a vCPU's state carries: KVM reads and writes them (probed). */
+	uint32_t msr_index[KVM_MIGRATED_MSRS_MAX];
+	unsigned nmsrs;
 };
 
 /* Open /dev/kvm (or $TERN_KVM_DEVICE) with an actionable error. */

@@ -4,21 +4,87 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
+
+struct loop_call {
+	void (*fn)(void *opaque);
+	void *opaque;
+	struct loop_call *next;
+};
+
+/* Run what other threads posted, in order. */
+static void run_posted(void *opaque, int fd, short revents)
+{
+	(void)revents;
+	struct loop *l = opaque;
+	uint64_t v;
+	ssize_t n = read(fd, &v, sizeof v);
+	(void)n; /* the list below is the truth, the counter only wakes us */
+	pthread_mutex_lock(&l->post_lock);
+	struct loop_call *c = l->posted;
+	l->posted = NULL;
+	l->posted_tail = &l->posted;
+	pthread_mutex_unlock(&l->post_lock);
+	while (c != NULL) {
+		struct loop_call *next = c->next;
+		c->fn(c->opaque);
+		free(c);
+		c = next;
+	}
+}
 
 void loop_init(struct loop *l)
 {
 	memset(l, 0, sizeof *l);
 	l->next_id = 1;
+	l->owner = pthread_self();
+	pthread_mutex_init(&l->post_lock, NULL);
+	l->posted_tail = &l->posted;
+	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->wake_fd >= 0 && loop_add(l, l->wake_fd, POLLIN, run_posted, l) < 0) {
+		close(l->wake_fd);
+		l->wake_fd = -1;
+	}
 }
 
 void loop_destroy(struct loop *l)
 {
+	/* Posted work still runs: it may free what it was handed. */
+	if (l->wake_fd >= 0) {
+		run_posted(l, l->wake_fd, POLLIN);
+		close(l->wake_fd);
+	}
+	pthread_mutex_destroy(&l->post_lock);
 	free(l->sources);
 	free(l->pollfds);
 	free(l->poll_ids);
 	memset(l, 0, sizeof *l);
+	l->wake_fd = -1;
+}
+
+int loop_post(struct loop *l, void (*fn)(void *opaque), void *opaque)
+{
+	if (l->wake_fd < 0)
+		return -EBADF;
+	struct loop_call *c = malloc(sizeof *c);
+	if (c == NULL)
+		return -ENOMEM;
+	*c = (struct loop_call){ fn, opaque, NULL };
+	pthread_mutex_lock(&l->post_lock);
+	*l->posted_tail = c;
+	l->posted_tail = &c->next;
+	pthread_mutex_unlock(&l->post_lock);
+	uint64_t one = 1;
+	ssize_t n = write(l->wake_fd, &one, sizeof one);
+	(void)n; /* a saturated counter wakes the loop all the same */
+	return 0;
+}
+
+int loop_is_owner(const struct loop *l)
+{
+	return pthread_equal(pthread_self(), l->owner);
 }
 
 static struct loop_source *find(struct loop *l, int64_t handle)

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "version.h"
@@ -25,7 +26,7 @@ static int cmd_query_status(void *opaque, json_t *args, json_t **ret, struct ter
 	(void)args;
 	(void)err;
 	struct vm_qmp *q = opaque;
-	enum vm_state st = q->vm->state;
+	enum vm_state st = vm_get_state(q->vm);
 	*ret = json_pack("{s:s,s:b,s:b}", "status", vm_state_name(st), "singlestep", 0, "running",
 			 st == VM_STATE_RUNNING);
 	return 0;
@@ -55,10 +56,18 @@ static int cmd_cont(void *opaque, json_t *args, json_t **ret, struct tern_error 
 	(void)args;
 	(void)ret;
 	struct vm_qmp *q = opaque;
-	if (q->vm->state == VM_STATE_SHUTDOWN)
+	switch (vm_get_state(q->vm)) {
+	case VM_STATE_SHUTDOWN:
 		return tern_errorf(err, -EINVAL, "the VM has shut down and cannot continue");
-	vm_resume(q->vm);
-	return 0;
+	case VM_STATE_INMIGRATE:
+		return 0; /* it runs as soon as the migration is in, as with QEMU */
+	case VM_STATE_FINISH_MIGRATE:
+		return tern_errorf(err, -EBUSY, "a migration is switching over; if it fails the "
+				   "guest runs on here by itself");
+	default:
+		vm_resume(q->vm);
+		return 0;
+	}
 }
 
 static int cmd_quit(void *opaque, json_t *args, json_t **ret, struct tern_error *err)
@@ -104,6 +113,8 @@ static int cmd_calc_dirty_rate(void *opaque, json_t *args, json_t **ret, struct 
 {
 	(void)ret;
 	struct vm_qmp *q = opaque;
+	if (q->mig != NULL && vm_migration_busy(q->mig))
+		return tern_errorf(err, -EBUSY, "a migration is using dirty-page tracking");
 	json_int_t seconds = json_integer_value(json_object_get(args, "calc-time"));
 	if (seconds < 1 || seconds > 60)
 		return tern_errorf(err, -EINVAL, "calc-time must be 1 .. 60 seconds");
@@ -135,6 +146,8 @@ static int cmd_x_dirty_tracking(void *opaque, json_t *args, json_t **ret, struct
 	struct vm_qmp *q = opaque;
 	if (q->rate.status == DIRTY_RATE_MEASURING)
 		return tern_errorf(err, -EBUSY, "a dirty-rate measurement is running");
+	if (q->mig != NULL && vm_migration_busy(q->mig))
+		return tern_errorf(err, -EBUSY, "a migration is using dirty-page tracking");
 	if (json_is_true(json_object_get(args, "enable")))
 		return dirty_tracker_start(&q->vm->dirty, err);
 	dirty_tracker_stop(&q->vm->dirty);
@@ -238,17 +251,47 @@ static const struct qmp_command vm_commands[] = {
 	{ NULL, NULL, NULL },
 };
 
-static void on_vm_event(void *opaque, enum vm_event event)
+struct posted_event {
+	struct vm_qmp *q;
+	enum vm_event event;
+};
+
+static void send_vm_event(struct vm_qmp *q, enum vm_event event)
 {
-	struct vm_qmp *q = opaque;
 	qmp_server_event(q->server, event == VM_EVENT_STOP ? "STOP" : "RESUME", NULL);
 }
 
+static void deliver_vm_event(void *opaque)
+{
+	struct posted_event *e = opaque;
+	send_vm_event(e->q, e->event);
+	free(e);
+}
+
+/* STOP and RESUME: at once on the main thread (before a command's reply,
+ * as QEMU), posted to it from others (migration threads). */
+static void on_vm_event(void *opaque, enum vm_event event)
+{
+	struct vm_qmp *q = opaque;
+	if (loop_is_owner(q->loop)) {
+		send_vm_event(q, event);
+		return;
+	}
+	struct posted_event *e = malloc(sizeof *e);
+	if (e == NULL)
+		return;
+	*e = (struct posted_event){ q, event };
+	if (loop_post(q->loop, deliver_vm_event, e) < 0)
+		free(e);
+}
+
 int vm_qmp_register(struct vm_qmp *q, struct vm *vm, struct qmp_server *server,
-		    struct loop *loop)
+		    struct loop *loop, struct vm_migration *mig)
 {
 	q->vm = vm;
 	q->server = server;
+	q->loop = loop;
+	q->mig = mig;
 	dirty_rate_init(&q->rate, vm, loop);
 	vm->on_event = on_vm_event;
 	vm->event_opaque = q;
@@ -269,6 +312,7 @@ void vm_qmp_shutdown_event(struct vm_qmp *q)
 	case VM_EXIT_QUIT: reason = "host-qmp-quit"; break;
 	case VM_EXIT_SIGNAL: reason = "host-signal"; break;
 	case VM_EXIT_CRASH: reason = "guest-panic"; guest = 1; break;
+	case VM_EXIT_INCOMING_FAILED: reason = "host-error"; break;
 	case VM_EXIT_NONE: break;
 	}
 	qmp_server_event(q->server, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", guest, "reason",

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "builtin_guest.h"
+#include "migration.h"
 #include "qmp_commands.h"
+#include "qmp_migration.h"
 #include "vm.h"
 
 #define KERNEL_MAX_BYTES (512u << 20)
@@ -24,6 +26,8 @@ struct runner {
 	struct loop loop;
 	struct qmp_server qmp;
 	struct vm_qmp vm_qmp;
+	struct vm_migration mig;
+	int have_mig;
 	int have_qmp;
 	int signal_fd;
 };
@@ -111,10 +115,22 @@ static int exit_status(const struct vm *vm)
 	case VM_EXIT_CRASH:
 		fprintf(stderr, "tern: the guest crashed: %s\n", vm->exit_detail);
 		return TERN_EXIT_GUEST_CRASHED;
+	case VM_EXIT_INCOMING_FAILED:
+		fprintf(stderr, "tern: the incoming migration failed: %s\n", vm->exit_detail);
+		return TERN_EXIT_START_FAILED;
 	case VM_EXIT_NONE:
 		break;
 	}
 	return TERN_EXIT_GUEST_CRASHED;
+}
+
+/* A destination whose migration failed has no guest to run: like QEMU,
+ * it ends, saying why. */
+static void on_incoming_done(void *opaque, int rc, const char *error)
+{
+	struct runner *r = opaque;
+	if (rc < 0)
+		vm_request_exit(&r->vm, VM_EXIT_INCOMING_FAILED, 0, error);
 }
 
 static int setup(struct runner *r, const struct run_options *o, struct tern_error *err)
@@ -130,6 +146,7 @@ static int setup(struct runner *r, const struct run_options *o, struct tern_erro
 		.mem_prealloc = o->mem_prealloc,
 		.dirty_mode = o->dirty_mode,
 		.dirty_ring_entries = o->dirty_ring_entries,
+		.incoming = o->incoming != NULL,
 	};
 	if (o->kernel != NULL) {
 		int rc = read_kernel(o->kernel, &kernel_file, &cfg.kernel_len, err);
@@ -146,10 +163,13 @@ static int setup(struct runner *r, const struct run_options *o, struct tern_erro
 	free(kernel_file);
 	if (rc < 0)
 		return rc;
-	if (o->start_paused)
+	if (o->start_paused && o->incoming == NULL)
 		r->vm.state = VM_STATE_PAUSED;
+	vm_migration_init(&r->mig, &r->vm, &r->loop);
+	r->mig.on_incoming_done = on_incoming_done;
+	r->mig.done_opaque = r;
+	r->have_mig = 1;
 
-	loop_init(&r->loop);
 	if (loop_add(&r->loop, r->vm.notify_fd, POLLIN, on_notify, r) < 0 ||
 	    loop_add(&r->loop, r->signal_fd, POLLIN, on_signal, r) < 0)
 		return tern_errorf(err, -ENOMEM, "out of memory");
@@ -157,14 +177,20 @@ static int setup(struct runner *r, const struct run_options *o, struct tern_erro
 		if ((rc = qmp_server_open(&r->qmp, o->qmp, &r->loop, err)) < 0)
 			return rc;
 		r->have_qmp = 1;
-		if ((rc = vm_qmp_register(&r->vm_qmp, &r->vm, &r->qmp, &r->loop)) < 0)
+		if ((rc = vm_qmp_register(&r->vm_qmp, &r->vm, &r->qmp, &r->loop, &r->mig)) < 0 ||
+		    (rc = migration_qmp_register(&r->mig, &r->qmp)) < 0)
 			return tern_errorf(err, rc, "registering QMP commands");
 	}
 	if ((rc = chardev_wait_for_client(&r->vm.serial, err)) < 0)
 		return rc;
 	if ((rc = chardev_attach(&r->vm.serial, &r->loop, serial_receive, serial_room, &r->vm)) < 0)
 		return tern_errorf(err, rc, "out of memory");
-	return vm_start(&r->vm, err);
+	if ((rc = vm_start(&r->vm, err)) < 0)
+		return rc;
+	if (o->incoming != NULL && strcmp(o->incoming, "defer") != 0 &&
+	    (rc = vm_migration_incoming(&r->mig, o->incoming, err)) < 0)
+		tern_error_prefix(err, "--incoming %s", o->incoming);
+	return rc;
 }
 
 int tern_run(const struct run_options *o)
@@ -184,6 +210,7 @@ int tern_run(const struct run_options *o)
 	signal(SIGPIPE, SIG_IGN);
 	r->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
+	loop_init(&r->loop);
 	struct tern_error err = { .msg = "" };
 	int status;
 	if (r->signal_fd < 0) {
@@ -198,6 +225,9 @@ int tern_run(const struct run_options *o)
 			loop_run_once(&r->loop, held ? THROTTLED_POLL_MS : -1);
 		}
 		vm_stop_threads(&r->vm);
+		vm_migration_destroy(&r->mig); /* cancels one under way */
+		r->have_mig = 0;
+		loop_run_once(&r->loop, 0); /* events the threads posted go out first */
 		chardev_flush(&r->vm.serial, 1000);
 		if (r->have_qmp) {
 			vm_qmp_shutdown_event(&r->vm_qmp);
@@ -209,6 +239,8 @@ int tern_run(const struct run_options *o)
 		qmp_server_close(&r->qmp);
 		vm_qmp_destroy(&r->vm_qmp);
 	}
+	if (r->have_mig)
+		vm_migration_destroy(&r->mig);
 	vm_destroy(&r->vm);
 	loop_destroy(&r->loop);
 	if (r->signal_fd >= 0)

@@ -1,6 +1,7 @@
 /* 16550A register model; see uart.h. */
 #include "uart.h"
 
+#include <stddef.h>
 #include <string.h>
 
 enum {
@@ -196,3 +197,59 @@ size_t uart_receive(struct uart *u, const uint8_t *data, size_t len)
 	pthread_mutex_unlock(&u->lock);
 	return n;
 }
+
+void uart_get_state(struct uart *u, struct uart_state *s)
+{
+	memset(s, 0, sizeof *s);
+	pthread_mutex_lock(&u->lock);
+	*s = (struct uart_state){
+		.ier = u->ier, .lcr = u->lcr, .mcr = u->mcr, .lsr_errors = u->lsr_errors,
+		.msr = u->msr, .scr = u->scr, .dll = u->dll, .dlm = u->dlm, .fcr = u->fcr,
+		.thr_interrupt = u->thr_interrupt != 0, .rx_count = (uint32_t)u->rx_count,
+	};
+	for (size_t i = 0; i < u->rx_count; i++)
+		s->rx[i] = u->rx[(u->rx_head + i) % UART_RX_CAPACITY];
+	pthread_mutex_unlock(&u->lock);
+}
+
+void uart_put_state(struct uart *u, const struct uart_state *s)
+{
+	pthread_mutex_lock(&u->lock);
+	u->ier = s->ier & 0x0f;
+	u->lcr = s->lcr;
+	u->mcr = s->mcr & 0x1f;
+	u->lsr_errors = s->lsr_errors;
+	u->msr = s->msr;
+	u->scr = s->scr;
+	u->dll = s->dll;
+	u->dlm = s->dlm;
+	u->fcr = s->fcr & 0xc9;
+	u->thr_interrupt = s->thr_interrupt;
+	u->rx_head = 0;
+	u->rx_count = s->rx_count <= UART_RX_CAPACITY ? s->rx_count : UART_RX_CAPACITY;
+	memcpy(u->rx, s->rx, u->rx_count);
+	update_irq_locked(u);
+	pthread_mutex_unlock(&u->lock);
+}
+
+#define REG(field_name)                                                                    \
+	{ .name = #field_name, .type = TERN_VMS_U8, .offset = offsetof(struct uart_state, field_name) }
+
+static const struct tern_vmstate_field uart_fields[] = {
+	REG(ier), REG(lcr), REG(mcr), REG(lsr_errors), REG(msr), REG(scr), REG(dll), REG(dlm),
+	REG(fcr),
+	{ .name = "thr_interrupt", .type = TERN_VMS_BOOL,
+	  .offset = offsetof(struct uart_state, thr_interrupt) },
+	{ .name = "rx", .type = TERN_VMS_VARRAY, .offset = offsetof(struct uart_state, rx),
+	  .count = UART_RX_CAPACITY, .count_offset = offsetof(struct uart_state, rx_count),
+	  .elem = TERN_VMS_U8 },
+	{ 0 },
+};
+
+const struct tern_vmstate_desc uart_state_desc = {
+	.name = "uart-16550a",
+	.size = sizeof(struct uart_state),
+	.version = 1,
+	.min_version = 1,
+	.fields = uart_fields,
+};

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tern/vmstate.h"
+
 #define UART_RX_CAPACITY 4096
 #define UART_FIFO_SIZE 16
 
@@ -41,5 +43,19 @@ void uart_write(struct uart *u, unsigned offset, uint8_t value);
 /* Main thread: how much input fits, and handing it over. */
 size_t uart_rx_room(struct uart *u);
 size_t uart_receive(struct uart *u, const uint8_t *data, size_t len);
+
+/* What migrates: the registers and the input the guest has not read. */
+struct uart_state {
+	uint8_t ier, lcr, mcr, lsr_errors, msr, scr, dll, dlm, fcr;
+	bool thr_interrupt;
+	uint32_t rx_count;
+	uint8_t rx[UART_RX_CAPACITY];
+};
+
+extern const struct tern_vmstate_desc uart_state_desc;
+
+void uart_get_state(struct uart *u, struct uart_state *s);
+/* Replaces the registers and the input; the IRQ line follows. */
+void uart_put_state(struct uart *u, const struct uart_state *s);
 
 #endif

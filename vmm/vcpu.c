@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vm.h"
@@ -163,11 +164,55 @@ static int handle_exit(struct vcpu *v)
 	}
 }
 
+/*
+ * KVM finishes an I/O or MMIO exit (stores what an IN read, moves RIP on)
+ * only when KVM_RUN is entered again.  Before a vCPU parks, where its
+ * state may be saved, enter once with immediate_exit set: the exit is
+ * completed and the guest does not run.
+ */
+static void complete_exit(struct vcpu *v)
+{
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	while (ioctl(v->fd, KVM_RUN, 0) == 0) {
+		/* Not expected: KVM ran anyway; handle what it reports and retry. */
+		if (handle_exit(v) != 0)
+			break;
+	}
+	v->exit_pending = 0;
+}
+
+/* The throttle asked this vCPU to sit out a while (auto-converge); a
+ * pause or the end of the VM cuts the nap short.  Under vm->lock. */
+static void throttle_nap(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	uint64_t ns = __atomic_exchange_n(&v->throttle_ns, 0, __ATOMIC_ACQ_REL);
+	if (ns == 0)
+		return;
+	struct timespec until; /* vm->cond waits on the realtime clock */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(ns / 1000000000u);
+	until.tv_nsec += (long)(ns % 1000000000u);
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	while (!vm->pause_requested && !vm->stopping &&
+	       pthread_cond_timedwait(&vm->cond, &vm->lock, &until) == 0)
+		;
+}
+
 /* Park while paused; returns nonzero when the thread must leave. */
 static int wait_until_runnable(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
 	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_requested && !vm->stopping && v->exit_pending) {
+		pthread_mutex_unlock(&vm->lock);
+		complete_exit(v);
+		pthread_mutex_lock(&vm->lock);
+	}
+	throttle_nap(v);
 	/* Cleared under the lock: a pause that follows sets it again. */
 	__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 	while (vm->pause_requested && !vm->stopping) {
@@ -196,6 +241,8 @@ void *vcpu_thread(void *arg)
 			crash(v, what);
 			break;
 		}
+		v->exit_pending = v->run->exit_reason == KVM_EXIT_IO ||
+				  v->run->exit_reason == KVM_EXIT_MMIO;
 		if (handle_exit(v) != 0)
 			break;
 	}

@@ -1,5 +1,6 @@
 /* VM construction, run state and teardown; see vm.h. */
 #include "vm.h"
+#include "vcpu_state.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +18,9 @@ static const char *const state_names[] = {
 	[VM_STATE_RUNNING] = "running",
 	[VM_STATE_PAUSED] = "paused",
 	[VM_STATE_SHUTDOWN] = "shutdown",
+	[VM_STATE_INMIGRATE] = "inmigrate",
+	[VM_STATE_FINISH_MIGRATE] = "finish-migrate",
+	[VM_STATE_POSTMIGRATE] = "postmigrate",
 };
 
 const char *vm_state_name(enum vm_state state)
@@ -156,6 +160,12 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 		if ((rc = dirty_ring_map(&vm->dirty, &vm->vcpu[i], err)) < 0)
 			return rc;
 	}
+	if ((rc = vcpu_msrs_probe(vm, &vm->vcpu[0], err)) < 0)
+		return rc;
+	if (cfg->incoming) {
+		vm->state = VM_STATE_INMIGRATE;
+		return 0;
+	}
 	return boot_multiboot(vm, cfg, err);
 }
 
@@ -163,7 +173,7 @@ int vm_start(struct vm *vm, struct tern_error *err)
 {
 	vcpu_install_kick_signal();
 	pthread_mutex_lock(&vm->lock);
-	vm->pause_requested = vm->state == VM_STATE_PAUSED;
+	vm->pause_requested = vm->state != VM_STATE_PRELAUNCH && vm->state != VM_STATE_RUNNING;
 	pthread_mutex_unlock(&vm->lock);
 	if (vm->state == VM_STATE_PRELAUNCH)
 		vm->state = VM_STATE_RUNNING;
@@ -184,28 +194,42 @@ int vm_start(struct vm *vm, struct tern_error *err)
 	return 0;
 }
 
-void vm_pause(struct vm *vm)
+int vm_pause_to(struct vm *vm, enum vm_state to)
 {
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VM_STATE_RUNNING || vm->stopping) {
+	if (vm->state == VM_STATE_SHUTDOWN || vm->stopping) {
 		pthread_mutex_unlock(&vm->lock);
-		return;
+		return 0;
 	}
+	if (vm->state != VM_STATE_RUNNING) {
+		if (vm->state == VM_STATE_PAUSED) /* stopped by the user: now for `to` */
+			vm->state = to;
+		pthread_mutex_unlock(&vm->lock);
+		return 0;
+	}
+	/* The state changes first: a second pauser finds it stopped. */
+	vm->state = to;
 	vm->pause_requested = 1;
+	pthread_cond_broadcast(&vm->cond); /* ends throttle naps */
 	for (unsigned i = 0; i < vm->vcpus; i++)
 		vcpu_kick(&vm->vcpu[i]);
-	while (vm->parked < vm->running_threads && !vm->stopping)
+	while (vm->parked < vm->running_threads && vm->pause_requested && !vm->stopping)
 		pthread_cond_wait(&vm->cond, &vm->lock);
-	vm->state = VM_STATE_PAUSED;
 	pthread_mutex_unlock(&vm->lock);
 	if (vm->on_event != NULL)
 		vm->on_event(vm->event_opaque, VM_EVENT_STOP);
+	return 1;
+}
+
+void vm_pause(struct vm *vm)
+{
+	vm_pause_to(vm, VM_STATE_PAUSED);
 }
 
 void vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VM_STATE_PAUSED && vm->state != VM_STATE_PRELAUNCH) {
+	if (vm->state == VM_STATE_RUNNING || vm->state == VM_STATE_SHUTDOWN || vm->stopping) {
 		pthread_mutex_unlock(&vm->lock);
 		return;
 	}
@@ -215,6 +239,22 @@ void vm_resume(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 	if (vm->on_event != NULL)
 		vm->on_event(vm->event_opaque, VM_EVENT_RESUME);
+}
+
+void vm_set_state(struct vm *vm, enum vm_state state)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_STATE_SHUTDOWN)
+		vm->state = state;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+enum vm_state vm_get_state(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	enum vm_state s = vm->state;
+	pthread_mutex_unlock(&vm->lock);
+	return s;
 }
 
 void vm_request_exit(struct vm *vm, enum vm_exit_cause cause, int status, const char *detail)
@@ -254,6 +294,7 @@ void vm_stop_threads(struct vm *vm)
 void vm_destroy(struct vm *vm)
 {
 	vm_stop_threads(vm);
+	vm_set_throttle(vm, 0);
 	for (unsigned i = 0; i < vm->vcpus; i++)
 		vcpu_destroy(&vm->vcpu[i]);
 	free(vm->vcpu);

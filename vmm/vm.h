@@ -34,9 +34,19 @@ struct vm_config {
 	int start_paused;
 	enum dirty_mode dirty_mode;
 	uint32_t dirty_ring_entries;
+	int incoming;          /* RAM and state will come from a migration: boot nothing */
 };
 
-enum vm_state { VM_STATE_PRELAUNCH, VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_SHUTDOWN };
+/* QEMU's RunState names where they mean the same. */
+enum vm_state {
+	VM_STATE_PRELAUNCH,
+	VM_STATE_RUNNING,
+	VM_STATE_PAUSED,
+	VM_STATE_SHUTDOWN,
+	VM_STATE_INMIGRATE,      /* waiting for an incoming migration */
+	VM_STATE_FINISH_MIGRATE, /* stopped for a migration's last pages and state */
+	VM_STATE_POSTMIGRATE,    /* stopped: the guest has moved elsewhere */
+};
 
 enum vm_exit_cause {
 	VM_EXIT_NONE,
@@ -44,6 +54,7 @@ enum vm_exit_cause {
 	VM_EXIT_QUIT,    /* QMP quit */
 	VM_EXIT_SIGNAL,  /* SIGINT / SIGTERM */
 	VM_EXIT_CRASH,   /* triple fault, KVM internal error, failed entry */
+	VM_EXIT_INCOMING_FAILED, /* the migration this VM waited for did not arrive whole */
 };
 
 enum vm_event { VM_EVENT_STOP, VM_EVENT_RESUME };
@@ -56,6 +67,8 @@ struct vcpu {
 	pthread_t thread;
 	int thread_started;
 	/* The dirty ring (DIRTY_MODE_RING), harvested under ring_lock. */
+	int exit_pending;      /* the last exit completes at the next KVM_RUN */
+	uint64_t throttle_ns;  /* auto-converge: sit out this long before running */
 	struct kvm_dirty_gfn *ring;
 	uint32_t ring_next;
 	uint64_t ring_harvested;
@@ -86,6 +99,11 @@ struct vm {
 	char exit_detail[256];
 	int notify_fd;     /* eventfd: a vCPU asked the main thread to act */
 
+	/* vm_throttle.c */
+	pthread_t throttle_thread;
+	int throttle_thread_running;
+	unsigned throttle_percent; /* under lock */
+
 	void (*on_event)(void *opaque, enum vm_event event);
 	void *event_opaque;
 };
@@ -93,9 +111,21 @@ struct vm {
 int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err);
 /* Start the vCPU threads (paused when cfg->start_paused). */
 int vm_start(struct vm *vm, struct tern_error *err);
-/* Stop or continue all vCPUs; synchronous, main thread only. */
+/*
+ * Stop or continue all vCPUs; synchronous, any thread.  vm_pause_to stops
+ * a running guest and puts the VM in `to` (1); a guest the user paused only
+ * changes to `to`, other states stay (0).  vm_resume runs it from any
+ * stopped state but shutdown.  The VM's on_event hears of real stops and
+ * resumes.
+ */
 void vm_pause(struct vm *vm);
+int vm_pause_to(struct vm *vm, enum vm_state to);
 void vm_resume(struct vm *vm);
+void vm_set_state(struct vm *vm, enum vm_state state);
+enum vm_state vm_get_state(struct vm *vm);
+/* Auto-converge: keep the vCPUs out of the guest `percent` of the time
+ * (0: not at all).  Any thread. */
+int vm_set_throttle(struct vm *vm, unsigned percent);
 /* Any thread: ask for the VM to end; the first cause wins. */
 void vm_request_exit(struct vm *vm, enum vm_exit_cause cause, int status, const char *detail);
 /* Any thread: has the VM been asked to end? */

@@ -67,6 +67,7 @@ struct engine {
 	uint8_t enc[PAGE];
 	uint64_t zrun_gfn, zrun_len; /* zero pages waiting to go as one run */
 	uint64_t start_ms, since_stats, published_ms;
+	uint64_t tracking_since_us;
 	/* counters, published to m->stats now and then */
 	uint64_t duplicate, normal, xbzrle_pages, xbzrle_bytes, miss, overflow, skipped;
 	uint64_t xbzrle_in, pages_sent;
@@ -386,8 +387,10 @@ static double usable_bandwidth(const struct engine *e, double measured)
 /* Iterate until what is left fits the downtime limit. */
 static int iterate(struct engine *e, struct tern_error *err)
 {
-	uint64_t last_sync = now_us(), last_bytes = e->w.bytes, last_pages = e->pages_sent;
-	double measured = measure(0, e->w.bytes, last_sync - e->start_ms * 1000);
+	/* The first iteration's dirty pages were written since tracking began. */
+	uint64_t last_sync = e->tracking_since_us, last_bytes = e->w.bytes,
+		 last_pages = e->pages_sent;
+	double measured = measure(0, e->w.bytes, now_us() - e->tracking_since_us);
 	unsigned slow_syncs = 0;
 	for (uint64_t it = 1;; it++) {
 		if (cancelled(e))
@@ -494,6 +497,7 @@ static int setup(struct engine *e, struct tern_error *err)
 	int rc = tern_stream_hello(&e->w, &h);
 	if (rc < 0)
 		return tern_errorf(err, rc, "writing the stream: %s", strerror(-rc));
+	e->tracking_since_us = now_us();
 	return e->ops->dirty_start(e->o, err);
 }
 
@@ -568,14 +572,16 @@ void tern_migration_destroy(struct tern_migration *m)
 
 void tern_migration_cancel(struct tern_migration *m)
 {
-	__atomic_store_n(&m->cancel, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&m->cancel, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&m->lock);
 	if (m->stats.status == TERN_MIG_SETUP || m->stats.status == TERN_MIG_ACTIVE ||
 	    m->stats.status == TERN_MIG_DEVICE)
 		m->stats.status = TERN_MIG_CANCELLING;
 	pthread_mutex_unlock(&m->lock);
-	if (m->ch != NULL)
-		tern_channel_cancel(m->ch);
+	/* The channel may be published by another thread just now. */
+	struct tern_channel *ch = __atomic_load_n(&m->ch, __ATOMIC_SEQ_CST);
+	if (ch != NULL)
+		tern_channel_cancel(ch);
 }
 
 void tern_migration_get_params(struct tern_migration *m, struct tern_mig_params *out)

@@ -1,0 +1,77 @@
+/*
+ * Live migration of this VM: libtern's precopy engine and loader wired to
+ * KVM (guest RAM, dirty tracking, vCPU and device state), each in a thread
+ * of its own while the main loop keeps serving QMP and the serial port.
+ *
+ * Outgoing: vm_migration_start connects to the URI and migrates; the guest
+ * runs meanwhile.  On success the source stays stopped in `postmigrate`;
+ * on failure or cancel it runs on as before.
+ *
+ * Incoming: a VM created with `incoming` waits in `inmigrate`;
+ * vm_migration_incoming listens on (or opens) the URI and loads what
+ * arrives.  The guest runs only when the whole stream was good and the
+ * source said GO; otherwise `done` hears why and the guest never ran.
+ */
+#ifndef VMM_MIGRATION_H
+#define VMM_MIGRATION_H
+
+#include <pthread.h>
+
+#include "loop.h"
+#include "tern/migration.h"
+#include "vm.h"
+#include "vm_state.h"
+
+struct vm_migration {
+	struct vm *vm;
+	struct loop *loop;
+	/* For the next migration (migrate-set-capabilities / -parameters). */
+	struct tern_mig_params params;
+	int events;        /* capability "events": send MIGRATION events */
+	/* Hears MIGRATION events (main thread). */
+	void (*on_status)(void *opaque, enum tern_mig_status status);
+	void *status_opaque;
+	/* Hears how an incoming migration ended (main thread); 0 = running. */
+	void (*on_incoming_done)(void *opaque, int rc, const char *error);
+	void *done_opaque;
+
+	/* outgoing */
+	int out_used;       /* `out` holds a migration (running or finished) */
+	int out_thread;     /* its thread is still to be joined */
+	pthread_t out_tid;
+	struct tern_migration out;
+	struct tern_channel out_ch;
+	char out_uri[256];
+	int stopped_guest;  /* switchover paused a running guest */
+
+	/* incoming */
+	int in_used;
+	int in_thread;
+	pthread_t in_tid;
+	struct tern_incoming in;
+	struct tern_channel in_ch;
+	int in_listen_fd;
+	char in_uri[256];
+	struct vm_state_in state_in;
+	int in_rc;
+	struct tern_error in_err;
+};
+
+void vm_migration_init(struct vm_migration *m, struct vm *vm, struct loop *loop);
+/* Cancels what runs and waits for it (main thread). */
+void vm_migration_destroy(struct vm_migration *m);
+
+/* Is a migration (either way) under way? */
+int vm_migration_busy(struct vm_migration *m);
+/* What query-migrate shows: the outgoing migration, or else the incoming
+ * one; 0 when there has been none. */
+int vm_migration_stats(struct vm_migration *m, struct tern_mig_stats *out, int *incoming);
+
+int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_error *err);
+void vm_migration_cancel(struct vm_migration *m);
+/* migrate-set-parameters while one runs: the limits change at once. */
+void vm_migration_params_changed(struct vm_migration *m);
+
+int vm_migration_incoming(struct vm_migration *m, const char *uri, struct tern_error *err);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * The machine's state, besides RAM, as migration stream sections:
+ *
+ *   "kvm"     interrupt controllers, PIT, kvmclock, CPUID fingerprint
+ *   "cpu/N"   vCPU N, one per vCPU
+ *   "uart"    the serial port (the exit port keeps no state)
+ *
+ * The destination checks each section as it arrives and keeps it; only
+ * when every one is in does it hand them to KVM and the devices.
+ */
+#ifndef VMM_VM_STATE_H
+#define VMM_VM_STATE_H
+
+#include "kvm_state.h"
+#include "tern/error.h"
+#include "tern/stream.h"
+#include "uart.h"
+#include "vcpu_state.h"
+
+struct vm;
+
+/* Source, vCPUs stopped: append every section. */
+int vm_state_save(struct vm *vm, struct tern_stream_writer *w, struct tern_error *err);
+
+/* Destination: what has arrived. */
+struct vm_state_in {
+	unsigned vcpus;
+	struct vcpu_state *cpu;
+	unsigned char *have_cpu;
+	struct kvm_vm_state kvm;
+	int have_kvm;
+	struct uart_state uart;
+	int have_uart;
+};
+
+int vm_state_in_init(struct vm_state_in *in, unsigned vcpus);
+void vm_state_in_free(struct vm_state_in *in);
+/* Check and keep one section; a name not listed above, a second copy of
+ * one, or contents that do not load are refused. */
+int vm_state_load_section(struct vm_state_in *in, const char *name, const uint8_t *data,
+			  size_t len, struct tern_error *err);
+/* Every section is in: give the state to KVM and the devices. */
+int vm_state_apply(struct vm *vm, const struct vm_state_in *in, struct tern_error *err);
+
+#endif
