@@ -35,7 +35,7 @@ int tern_vm_prepare(struct tern_vm *vm)
 	return 0;
 }
 
-int tern_vm_start(struct tern_vm *vm, ...)
+int tern_vm_startv(struct tern_vm *vm, const char *const *extra)
 {
 	if (vm->dir == NULL) {
 		int rc = tern_vm_prepare(vm);
@@ -46,13 +46,23 @@ int tern_vm_start(struct tern_vm *vm, ...)
 	snprintf(spec, sizeof spec, "unix:%s", vm->qmp_path);
 	const char *args[MAX_ARGS + 1] = { "run", "--qmp", spec };
 	int n = 3;
+	for (; n < MAX_ARGS && extra[n - 3] != NULL; n++)
+		args[n] = extra[n - 3];
+	args[n] = NULL;
+	return tern_spawnv(&vm->proc, 0, args);
+}
+
+int tern_vm_start(struct tern_vm *vm, ...)
+{
+	const char *args[MAX_ARGS + 1];
+	int n = 0;
 	va_list ap;
 	va_start(ap, vm);
 	for (const char *a; n < MAX_ARGS && (a = va_arg(ap, const char *)) != NULL;)
 		args[n++] = a;
 	va_end(ap);
 	args[n] = NULL;
-	return tern_spawnv(&vm->proc, 0, args);
+	return tern_vm_startv(vm, args);
 }
 
 const char *tern_vm_path(const struct tern_vm *vm, const char *name, char *buf, size_t len)

@@ -22,6 +22,8 @@ int tern_vm_prepare(struct tern_vm *vm);
 /* Start `tern run --qmp unix:DIR/qmp.sock ARGS...` (ARGS NULL-terminated),
  * preparing the directory unless tern_vm_prepare() already did. */
 int tern_vm_start(struct tern_vm *vm, ...);
+/* Same, from an array that ends with NULL. */
+int tern_vm_startv(struct tern_vm *vm, const char *const *args);
 /* DIR/name, for other sockets and files the test wants next to it. */
 const char *tern_vm_path(const struct tern_vm *vm, const char *name, char *buf, size_t len);
 /* Kill tern if it still runs and remove the directory. */

@@ -8,10 +8,20 @@
 
 #include "tern/crc32c.h"
 
+/* KVM reports the APIC ID of whichever host CPU answered; each vCPU gets
+ * its own in those fields anyway, so they are left out. */
 static uint32_t cpuid_fingerprint(const struct kvm *kvm)
 {
-	return tern_crc32c(0, kvm->cpuid->entries,
-			   kvm->cpuid->nent * sizeof kvm->cpuid->entries[0]);
+	uint32_t crc = 0;
+	for (uint32_t i = 0; i < kvm->cpuid->nent; i++) {
+		struct kvm_cpuid_entry2 e = kvm->cpuid->entries[i];
+		if (e.function == 1)
+			e.ebx &= 0x00ffffffu;
+		else if (e.function == 0xb || e.function == 0x1f)
+			e.edx = 0;
+		crc = tern_crc32c(crc, &e, sizeof e);
+	}
+	return crc;
 }
 
 static int get_chip(struct kvm *kvm, uint32_t id, struct kvm_irqchip *c, struct tern_error *err)

@@ -1,0 +1,204 @@
+/*
+ * Live migration between two tern processes with the built-in guest: over
+ * TCP, a unix socket and a file, for every workload, with and without
+ * XBZRLE.  The guest, migrated mid-run, finishes on the destination,
+ * verifies all of its memory there and prints the same checksum as a run
+ * that was never migrated.  The source ends stopped in postmigrate.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../harness/env.h"
+#include "../harness/migrate.h"
+#include "../harness/qmp_client.h"
+#include "../harness/tern.h"
+#include "kvm_skip.h"
+
+#define MEMORY "64M"
+
+enum transport { TCP, UNIX_SOCKET, FILE_STREAM };
+
+static const char *const workloads[] = { "idle", "random", "sequential", "hotcold", "sparse" };
+#define NWORKLOADS (sizeof workloads / sizeof workloads[0])
+
+/* About 0.8 s of work: long enough to migrate in the middle of it. */
+static void guest_args(const char *workload, char *buf, size_t len)
+{
+	if (strcmp(workload, "idle") == 0)
+		snprintf(buf, len, "workload=idle ws=8M seconds=1 seed=5");
+	else
+		snprintf(buf, len, "workload=%s ws=8M writes=120000 rate=150000 seed=5", workload);
+}
+
+static uint64_t reference[NWORKLOADS];
+static int have_reference[NWORKLOADS];
+
+/* The checksum of an unmigrated run (computed once per workload). */
+static uint64_t reference_checksum(size_t w)
+{
+	if (have_reference[w])
+		return reference[w];
+	char append[128];
+	guest_args(workloads[w], append, sizeof append);
+	struct tern_vm vm = { 0 };
+	assert_int_equal(tern_vm_start(&vm, "--memory", MEMORY, "--append", append, NULL), 0);
+	assert_int_equal(proc_wait(&vm.proc, 30000), 0);
+	assert_int_equal(harness_guest_checksum(proc_output(&vm.proc), &reference[w]), 0);
+	tern_vm_end(&vm);
+	have_reference[w] = 1;
+	return reference[w];
+}
+
+static json_t *migrate(struct qmp_conn *q, const char *uri)
+{
+	json_t *r = qmp_execute(q, "migrate", json_pack("{s:s}", "uri", uri), 10000);
+	if (qmp_return(r) == NULL)
+		fail_msg("migrate %s: %s", uri, json_dumps(r, 0));
+	json_decref(r);
+	json_t *info = mig_wait(q, 20, 60000, NULL, NULL);
+	assert_non_null(info);
+	return info;
+}
+
+static void check_completed(json_t *info, struct qmp_conn *src)
+{
+	if (strcmp(mig_status(info), "completed") != 0)
+		fail_msg("migration ended %s", json_dumps(info, 0));
+	assert_true(mig_number(info, "ram.total") == 64ll << 20);
+	assert_true(mig_number(info, "ram.remaining") == 0);
+	assert_true(mig_number(info, "ram.transferred") > 0);
+	assert_true(mig_number(info, "ram.duplicate") > 0);
+	assert_true(mig_number(info, "downtime") >= 0);
+	assert_true(mig_number(info, "total-time") >= mig_number(info, "downtime"));
+	json_t *r = qmp_execute(src, "query-status", NULL, 5000);
+	assert_string_equal(json_string_value(json_object_get(qmp_return(r), "status")),
+			    "postmigrate");
+	json_decref(r);
+}
+
+/* The destination finishes the run: verified, with the reference checksum. */
+static void check_destination(struct tern_vm *dst, size_t w)
+{
+	int status = proc_wait(&dst->proc, 60000);
+	const char *out = proc_output(&dst->proc);
+	if (status != 0 || strstr(out, "verify ok (end)") == NULL)
+		fail_msg("destination exited %d:\n%s", status, out);
+	uint64_t sum;
+	assert_int_equal(harness_guest_checksum(out, &sum), 0);
+	if (sum != reference_checksum(w))
+		fail_msg("%s: checksum 0x%llx after migration, 0x%llx without", workloads[w],
+			 (unsigned long long)sum, (unsigned long long)reference_checksum(w));
+}
+
+static void migrate_one(enum transport t, size_t w, int xbzrle)
+{
+	char append[128], uri[300], path[256];
+	guest_args(workloads[w], append, sizeof append);
+	struct tern_vm src = { 0 }, dst = { 0 };
+	assert_int_equal(tern_vm_prepare(&dst), 0);
+	switch (t) {
+	case TCP:
+		snprintf(uri, sizeof uri, "tcp:127.0.0.1:%d", harness_free_tcp_port());
+		break;
+	case UNIX_SOCKET:
+		snprintf(uri, sizeof uri, "unix:%s", tern_vm_path(&dst, "migrate.sock", path,
+								    sizeof path));
+		break;
+	case FILE_STREAM:
+		snprintf(uri, sizeof uri, "file:%s", tern_vm_path(&dst, "guest.tmf", path,
+								    sizeof path));
+		break;
+	}
+	if (t != FILE_STREAM) {
+		assert_int_equal(mig_start_destination(&dst, uri, "--memory", MEMORY, NULL), 0);
+		struct qmp_conn dq;
+		assert_int_equal(qmp_connect(&dq, dst.qmp_path, 1, 10000), 0); /* it listens */
+		qmp_close(&dq);
+	}
+	assert_int_equal(tern_vm_start(&src, "--memory", MEMORY, "--append", append, NULL), 0);
+	assert_true(proc_wait_for(&src.proc, "tern-guest: start", 0, 20000) > 0);
+	struct qmp_conn q;
+	assert_int_equal(qmp_connect(&q, src.qmp_path, 1, 10000), 0);
+	assert_int_equal(mig_set_capabilities(&q, xbzrle, 0, 1), 0);
+	struct timespec nap = { 0, 150000000 }; /* into the run */
+	nanosleep(&nap, NULL);
+	json_t *info = migrate(&q, uri);
+	check_completed(info, &q);
+	if (xbzrle)
+		assert_non_null(json_object_get(info, "xbzrle-cache"));
+	json_decref(info);
+	if (t == FILE_STREAM)
+		assert_int_equal(mig_start_destination(&dst, uri, "--memory", MEMORY, NULL), 0);
+	check_destination(&dst, w);
+	/* The source keeps its stopped copy until told to quit. */
+	assert_int_equal(qmp_do(&q, "quit", NULL, NULL, 5000), 0);
+	assert_int_equal(proc_wait(&src.proc, 10000), 0);
+	qmp_close(&q);
+	tern_vm_end(&src);
+	tern_vm_end(&dst);
+}
+
+static void every_workload(enum transport t, int xbzrle)
+{
+	SKIP_WITHOUT_KVM();
+	for (size_t w = 0; w < NWORKLOADS; w++)
+		migrate_one(t, w, xbzrle);
+}
+
+static void over_tcp(void **state)
+{
+	(void)state;
+	every_workload(TCP, 0);
+}
+
+static void over_tcp_with_xbzrle(void **state)
+{
+	(void)state;
+	every_workload(TCP, 1);
+}
+
+static void over_unix_socket(void **state)
+{
+	(void)state;
+	every_workload(UNIX_SOCKET, 0);
+}
+
+static void over_unix_socket_with_xbzrle(void **state)
+{
+	(void)state;
+	every_workload(UNIX_SOCKET, 1);
+}
+
+static void through_a_file(void **state)
+{
+	(void)state;
+	every_workload(FILE_STREAM, 0);
+}
+
+static void through_a_file_with_xbzrle(void **state)
+{
+	(void)state;
+	every_workload(FILE_STREAM, 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(over_tcp),
+		cmocka_unit_test(over_tcp_with_xbzrle),
+		cmocka_unit_test(over_unix_socket),
+		cmocka_unit_test(over_unix_socket_with_xbzrle),
+		cmocka_unit_test(through_a_file),
+		cmocka_unit_test(through_a_file_with_xbzrle),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
