@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "env.h"
 
@@ -27,7 +28,9 @@ int tern_spawnv(struct proc *p, int want_stdin, const char *const *args)
 
 int tern_vm_prepare(struct tern_vm *vm)
 {
+	const char *netns = vm->netns;
 	memset(vm, 0, sizeof *vm);
+	vm->netns = netns;
 	vm->dir = harness_tmpdir();
 	if (vm->dir == NULL)
 		return -errno;
@@ -44,12 +47,25 @@ int tern_vm_startv(struct tern_vm *vm, const char *const *extra)
 	}
 	char spec[300];
 	snprintf(spec, sizeof spec, "unix:%s", vm->qmp_path);
-	const char *args[MAX_ARGS + 1] = { "run", "--qmp", spec };
-	int n = 3;
-	for (; n < MAX_ARGS && extra[n - 3] != NULL; n++)
-		args[n] = extra[n - 3];
+	const char *args[MAX_ARGS + 8];
+	int n = 0;
+	if (vm->netns != NULL) {
+		const char *wrap[] = { "ip", "netns", "exec", vm->netns, harness_tern() };
+		for (size_t i = 0; i < sizeof wrap / sizeof wrap[0]; i++)
+			args[n++] = wrap[i];
+	} else {
+		args[n++] = harness_tern();
+	}
+	args[n++] = "run";
+	args[n++] = "--qmp";
+	args[n++] = spec;
+	for (int i = 0; n < MAX_ARGS && extra[i] != NULL; i++)
+		args[n++] = extra[i];
 	args[n] = NULL;
-	return tern_spawnv(&vm->proc, 0, args);
+	/* proc_spawn runs argv[0] as a path: find ip on PATH by hand. */
+	if (vm->netns != NULL)
+		args[0] = access("/usr/sbin/ip", X_OK) == 0 ? "/usr/sbin/ip" : "/sbin/ip";
+	return proc_spawn(&vm->proc, (char *const *)args, 0);
 }
 
 int tern_vm_start(struct tern_vm *vm, ...)

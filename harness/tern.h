@@ -13,11 +13,12 @@ int tern_spawnv(struct proc *p, int want_stdin, const char *const *args);
 struct tern_vm {
 	char *dir;
 	char qmp_path[256];
+	const char *netns; /* run inside this network namespace (ip netns exec) */
 	struct proc proc;
 };
 
 /* Make the directory (and the QMP path) without starting anything, so a
- * test can place other sockets in it first. */
+ * test can place other sockets in it first (and set netns). */
 int tern_vm_prepare(struct tern_vm *vm);
 /* Start `tern run --qmp unix:DIR/qmp.sock ARGS...` (ARGS NULL-terminated),
  * preparing the directory unless tern_vm_prepare() already did. */

@@ -98,6 +98,8 @@ static void publish(struct engine *e)
 	struct tern_mig_stats *s = &e->m->stats;
 	pthread_mutex_lock(&e->m->lock);
 	s->transferred = e->w.bytes;
+	if (e->bulk) /* every page goes once: what has not gone yet remains */
+		s->remaining = s->total - (e->duplicate + e->normal) * PAGE;
 	s->duplicate = e->duplicate;
 	s->normal = e->normal;
 	s->normal_bytes = e->normal * PAGE;
@@ -491,6 +493,8 @@ static int setup(struct engine *e, struct tern_error *err)
 	}
 	pthread_mutex_lock(&e->m->lock);
 	e->m->stats.total = total;
+	e->m->stats.remaining = total;
+	e->m->stats.expected_downtime_ms = p->downtime_limit_ms; /* until measured */
 	e->m->stats.xbzrle_cache_size = e->cache ? tern_pagecache_bytes(e->cache) : 0;
 	pthread_mutex_unlock(&e->m->lock);
 	tern_channel_set_limit(e->m->ch, p->max_bandwidth);

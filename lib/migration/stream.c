@@ -274,6 +274,9 @@ static int next_frame(struct tern_stream_reader *r, struct tern_error *err)
 	if (rc == -ENODATA)
 		return tern_errorf(err, -EPIPE, "the stream ended after %u frames without its END "
 				   "record (the sender stopped or the link broke)", r->seq);
+	if (rc == -EPIPE)
+		return tern_errorf(err, rc, "frame %u: cut short in its header (the sender stopped "
+				   "or the link broke)", r->seq);
 	if (rc < 0)
 		return tern_errorf(err, rc, "reading frame %u: %s", r->seq, strerror(-rc));
 	if (get32(h) != FRAME_MAGIC)
@@ -289,7 +292,8 @@ static int next_frame(struct tern_stream_reader *r, struct tern_error *err)
 		return tern_errorf(err, -EBADMSG, "frame %u: payload length %u out of range", seq, len);
 	rc = r->io->read(r->io->opaque, r->frame, len);
 	if (rc < 0)
-		return tern_errorf(err, rc == -ENODATA ? -EPIPE : rc, "frame %u: cut short (%s)", seq,
+		return tern_errorf(err, rc == -ENODATA ? -EPIPE : rc, "frame %u: cut short (%s: "
+				   "the sender stopped or the link broke)", seq,
 				   rc == -ENODATA ? "the stream ended" : strerror(-rc));
 	if (tern_crc32c(0, r->frame, len) != get32(h + 12))
 		return tern_errorf(err, -EBADMSG, "frame %u: damaged payload (check mismatch); "
