@@ -109,6 +109,12 @@ static void src_resume(void *o)
 	m->stopped_guest = 0;
 }
 
+static void src_moved(void *o)
+{
+	struct vm_migration *m = o;
+	vm_set_state(m->vm, VM_STATE_POSTMIGRATE); /* the guest lives on there */
+}
+
 static int src_save_state(void *o, struct tern_stream_writer *w, struct tern_error *err)
 {
 	struct vm_migration *m = o;
@@ -134,6 +140,7 @@ static const struct tern_mig_source_ops source_ops = {
 	.dirty_stop = src_dirty_stop,
 	.stop = src_stop,
 	.resume = src_resume,
+	.moved = src_moved,
 	.save_state = src_save_state,
 	.throttle = src_throttle,
 	.event = on_engine_status,
@@ -176,8 +183,7 @@ static void *out_main(void *arg)
 		pthread_mutex_unlock(&m->out.lock);
 		post_status(m, TERN_MIG_CANCELLED);
 	} else {
-		if (tern_migration_run(&m->out) == 0)
-			vm_set_state(m->vm, VM_STATE_POSTMIGRATE); /* the guest lives on there */
+		tern_migration_run(&m->out);
 	}
 	if (loop_post(m->loop, out_finished, m) < 0)
 		fprintf(stderr, "tern: cannot reach the main loop to finish the migration\n");

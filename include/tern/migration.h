@@ -98,6 +98,9 @@ struct tern_mig_source_ops {
 	void (*resume)(void *opaque);                      /* run them again */
 	/* Append the CPU and device state sections. */
 	int (*save_state)(void *opaque, struct tern_stream_writer *w, struct tern_error *err);
+	/* Optional: the destination runs the guest now (before the status
+	 * says completed); the guest here stays stopped. */
+	void (*moved)(void *opaque);
 	/* Optional: slow the guest down to percent (0: not at all). */
 	void (*throttle)(void *opaque, unsigned percent);
 	/* Optional: the status changed (QMP's MIGRATION event). */

@@ -546,6 +546,8 @@ int tern_migration_run(struct tern_migration *m)
 	publish(e);
 	if (rc < 0)
 		fail(e, rc, &err);
+	else if (e->ops->moved != NULL)
+		e->ops->moved(e->o);
 	set_status(e, rc == 0 ? TERN_MIG_COMPLETED : cancelled(e) ? TERN_MIG_CANCELLED : TERN_MIG_FAILED);
 	tern_pagecache_free(e->cache);
 	tern_stream_writer_destroy(&e->w);
