@@ -54,6 +54,8 @@ _Noreturn void user_main(struct boot_info *info)
 		       (unsigned long long)run.p.seed, (unsigned long long)(info->ram_bytes >> 20),
 		       (unsigned long long)window_phys(info, run.ws_offset),
 		       (unsigned long long)(tsc_hz() / 1000000));
+	if (run.p.fill)
+		fill_working_set(&run);
 	run_workload(&run);
 	uint64_t ms = (run.end_tsc - run.start_tsc) * 1000 / tsc_hz();
 	console_printf("tern-guest: done workload=%s writes=%llu elapsed_ms=%llu rate=%llu\n",

@@ -112,6 +112,8 @@ static int set_param(struct params *p, const char *key, size_t klen, const char 
 		p->report_seconds = (uint32_t)v;
 	} else if (word_equals(key, klen, "verify")) {
 		p->verify_at_end = v != 0;
+	} else if (word_equals(key, klen, "fill")) {
+		p->fill = v != 0;
 	} else {
 		return bad(key, klen, "unknown parameter");
 	}

@@ -24,6 +24,7 @@ struct params {
 	uint32_t hot_share;     /* hotcold: share of writes to the hot pages */
 	uint32_t report_seconds; /* progress line interval, 0 = none */
 	int verify_at_end;
+	int fill;               /* write every working-set page once before the run */
 };
 
 /* Fills *p; on error prints what was wrong and returns -1. */

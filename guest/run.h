@@ -26,6 +26,7 @@ struct run {
 	char line[128];
 };
 
+void fill_working_set(struct run *r);
 void run_workload(struct run *r);
 /* Write working-set page `page` once more (its next version). */
 void write_page(struct run *r, uint64_t page);

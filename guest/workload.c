@@ -73,6 +73,20 @@ static uint64_t allowed_writes(const struct run *r, uint64_t now)
 	return elapsed / hz * r->p.rate + elapsed % hz * r->p.rate / hz + 1;
 }
 
+/* A guest whose memory holds data (an idle VM is rarely an empty one):
+ * every page once, whole, before the workload starts. */
+void fill_working_set(struct run *r)
+{
+	uint64_t t0 = rdtsc();
+	for (uint64_t page = 0; page < r->pages; page++) {
+		write_page(r, page);
+		if ((page & 0xffff) == 0xffff)
+			poll_commands(r); /* still answers while filling a large set */
+	}
+	console_printf("tern-guest: filled pages=%llu ms=%llu\n", (unsigned long long)r->pages,
+		       (unsigned long long)((rdtsc() - t0) * 1000 / tsc_hz()));
+}
+
 void run_workload(struct run *r)
 {
 	const uint64_t hz = tsc_hz();

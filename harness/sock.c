@@ -12,29 +12,6 @@
 
 #include "proc.h"
 
-int unix_connect_retry(const char *path, int timeout_ms)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	size_t len = strlen(path);
-	if (len >= sizeof addr.sun_path)
-		return -ENAMETOOLONG;
-	memcpy(addr.sun_path, path, len + 1);
-	double deadline = now_ms() + timeout_ms;
-	for (;;) {
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -errno;
-		if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0)
-			return fd;
-		int e = errno;
-		close(fd);
-		if (now_ms() > deadline)
-			return -e;
-		struct timespec nap = { 0, 10000000 };
-		nanosleep(&nap, NULL);
-	}
-}
-
 long text_stream_wait_line(struct text_stream *t, size_t from, const char *needle,
 			   int timeout_ms)
 {

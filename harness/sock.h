@@ -4,8 +4,7 @@
 
 #include <stddef.h>
 
-/* Connect to a unix socket, retrying until it exists; fd or -errno. */
-int unix_connect_retry(const char *path, int timeout_ms);
+#include "../vmm/qmp_client.h" /* unix_connect_retry */
 
 /* Text arriving on a socket, kept whole so tests can search it. */
 struct text_stream {

@@ -35,13 +35,18 @@ const char cli_run_usage[] =
 	"      --incoming URI     boot nothing: wait for a migration on URI (tcp:HOST:PORT,\n"
 	"                         unix:PATH, file:PATH, fd:N), then run the guest it\n"
 	"                         brings; 'defer' waits for QMP migrate-incoming\n"
+	"      --incoming-lazy    do not allocate guest RAM ahead of an incoming\n"
+	"                         migration (by default it is, in the background, as\n"
+	"                         the stream will write it; lazy saves memory for\n"
+	"                         guests that use little of theirs)\n"
 	"  -h, --help             this text\n"
 	"\n"
 	"Built-in guest parameters (in --append): ws=SIZE working set (default 64M,\n"
 	"0 = all memory), bytes=N written per page write (default 4096, sparse 64),\n"
 	"rate=N page writes per second (0 = unlimited), writes=N or seconds=N run\n"
 	"length (neither: until the 'stop' serial command), seed=N, hot=PCT and\n"
-	"hotshare=PCT (hotcold), report=SECONDS progress lines, verify=0|1.\n"
+	"hotshare=PCT (hotcold), report=SECONDS progress lines, verify=0|1, fill=1\n"
+	"(write the whole working set once first).\n"
 	"\n"
 	"Exit status: the guest's exit-port value, 0 after QMP quit, 128+N after\n"
 	"signal N, 125 when the VM could not be started (or an incoming migration\n"
@@ -95,6 +100,7 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 		{ "dirty-tracking", required_argument, NULL, 'd' },
 		{ "dirty-ring-size", required_argument, NULL, 'r' },
 		{ "incoming", required_argument, NULL, 'i' },
+		{ "incoming-lazy", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -165,6 +171,9 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 						 "unix:PATH, file:PATH, fd:N or defer", optarg);
 			o->incoming = optarg;
 			break;
+		case 'L':
+			o->lazy_incoming = 1;
+			break;
 		case 'h':
 			o->help = 1;
 			return 0;
@@ -181,6 +190,8 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 	if (optind < argc)
 		return tern_errorf(err, -EINVAL, "unexpected argument '%s' (see tern run --help)",
 				   argv[optind]);
+	if (o->lazy_incoming && o->incoming == NULL)
+		return tern_errorf(err, -EINVAL, "--incoming-lazy goes with --incoming");
 	if (o->incoming != NULL && (o->kernel != NULL || o->append[0] != '\0' || workload != NULL))
 		return tern_errorf(err, -EINVAL, "--incoming takes the guest from the migration: "
 				   "leave out --kernel, --append and --workload");

@@ -22,6 +22,7 @@ struct run_options {
 	enum dirty_mode dirty_mode;
 	uint32_t dirty_ring_entries;
 	const char *incoming; /* a migration URI to load the guest from, or "defer" */
+	int lazy_incoming;    /* do not populate RAM ahead of an incoming migration */
 	int help;
 };
 

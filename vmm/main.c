@@ -7,6 +7,7 @@
 
 #include "builtin_guest.h"
 #include "cli.h"
+#include "migrate_cmd.h"
 #include "run.h"
 #include "version.h"
 
@@ -18,6 +19,10 @@ static const char usage[] =
 	"\n"
 	"commands:\n"
 	"  run [options]         boot a guest (the built-in one by default); see tern run --help\n"
+	"  migrate [options] URI live-migrate a running VM, showing progress; see\n"
+	"                        tern migrate --help\n"
+	"  qmp unix:PATH COMMAND [ARGS]\n"
+	"                        run one QMP command on a running VM\n"
 	"  guest-image FILE      write the built-in guest, a multiboot ELF32 kernel that also\n"
 	"                        boots with qemu-system-x86_64 -kernel FILE\n"
 	"  --version             print the version\n"
@@ -75,6 +80,10 @@ int main(int argc, char **argv)
 		}
 		return tern_run(&o);
 	}
+	if (strcmp(cmd, "migrate") == 0)
+		return migrate_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "qmp") == 0)
+		return qmp_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "guest-image") == 0) {
 		if (argc != 3) {
 			fprintf(stderr, "usage: tern guest-image FILE\n");

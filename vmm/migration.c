@@ -246,6 +246,12 @@ static size_t dst_regions(void *o, struct tern_mig_region *out, size_t max)
 	return ram_regions(m->vm, out, max, 0);
 }
 
+static void dst_populate(void *o, uint8_t *host, size_t len)
+{
+	struct vm_migration *m = o;
+	ram_prefault_range(&m->prefault, host, len);
+}
+
 static int dst_load_section(void *o, const char *name, const uint8_t *data, size_t len,
 			    struct tern_error *err)
 {
@@ -267,6 +273,7 @@ static void dst_run(void *o)
 
 static const struct tern_mig_dest_ops dest_ops = {
 	.regions = dst_regions,
+	.populate = dst_populate,
 	.load_section = dst_load_section,
 	.finish = dst_finish,
 	.run = dst_run,
@@ -282,6 +289,7 @@ static void in_finished(void *opaque)
 	m->in_thread = 0;
 	tern_channel_close(&m->in_ch);
 	vm_state_in_free(&m->state_in);
+	ram_prefault_destroy(&m->prefault);
 	if (m->on_incoming_done != NULL)
 		m->on_incoming_done(m->done_opaque, m->in_rc, m->in_err.msg);
 }
@@ -323,8 +331,16 @@ int vm_migration_incoming(struct vm_migration *m, const char *uri, struct tern_e
 	int rc = vm_state_in_init(&m->state_in, m->vm->vcpus);
 	if (rc < 0)
 		return tern_errorf(err, rc, "out of memory");
+	/* RAM will be written: bring it in while the source gets going. */
+	if ((rc = ram_prefault_init(&m->prefault, &m->vm->ram, err)) < 0 ||
+	    (m->prefault_ram && (rc = ram_prefault_start(&m->prefault, err)) < 0)) {
+		ram_prefault_destroy(&m->prefault);
+		vm_state_in_free(&m->state_in);
+		return rc;
+	}
 	/* Listen now, so that the source may connect as soon as this returns. */
 	if ((rc = tern_channel_listen(uri, &m->in_listen_fd, err)) < 0) {
+		ram_prefault_destroy(&m->prefault);
 		vm_state_in_free(&m->state_in);
 		return rc;
 	}
@@ -339,6 +355,7 @@ int vm_migration_incoming(struct vm_migration *m, const char *uri, struct tern_e
 			close(m->in_listen_fd);
 		m->in_listen_fd = -1;
 		m->in.stats.status = TERN_MIG_FAILED;
+		ram_prefault_destroy(&m->prefault);
 		vm_state_in_free(&m->state_in);
 		return tern_errorf(err, -rc, "starting the incoming migration thread: %s",
 				   strerror(rc));
@@ -357,6 +374,7 @@ void vm_migration_init(struct vm_migration *m, struct vm *vm, struct loop *loop)
 	m->in_listen_fd = -1;
 	m->out_ch.fd = -1;
 	m->in_ch.fd = -1;
+	m->prefault_ram = 1;
 	tern_mig_params_default(&m->params);
 }
 
@@ -379,6 +397,7 @@ void vm_migration_destroy(struct vm_migration *m)
 		m->in_thread = 0;
 		tern_channel_close(&m->in_ch);
 		vm_state_in_free(&m->state_in);
+		ram_prefault_destroy(&m->prefault);
 	}
 	if (m->in_listen_fd >= 0)
 		close(m->in_listen_fd);

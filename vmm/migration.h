@@ -18,6 +18,7 @@
 #include <pthread.h>
 
 #include "loop.h"
+#include "ram_prefault.h"
 #include "tern/migration.h"
 #include "vm.h"
 #include "vm_state.h"
@@ -28,6 +29,7 @@ struct vm_migration {
 	/* For the next migration (migrate-set-capabilities / -parameters). */
 	struct tern_mig_params params;
 	int events;        /* capability "events": send MIGRATION events */
+	int prefault_ram;  /* incoming: populate all RAM in the background (default) */
 	/* Hears MIGRATION events (main thread). */
 	void (*on_status)(void *opaque, enum tern_mig_status status);
 	void *status_opaque;
@@ -53,6 +55,7 @@ struct vm_migration {
 	int in_listen_fd;
 	char in_uri[256];
 	struct vm_state_in state_in;
+	struct ram_prefault prefault;
 	int in_rc;
 	struct tern_error in_err;
 };

@@ -168,6 +168,7 @@ static int setup(struct runner *r, const struct run_options *o, struct tern_erro
 	vm_migration_init(&r->mig, &r->vm, &r->loop);
 	r->mig.on_incoming_done = on_incoming_done;
 	r->mig.done_opaque = r;
+	r->mig.prefault_ram = !o->lazy_incoming;
 	r->have_mig = 1;
 
 	if (loop_add(&r->loop, r->vm.notify_fd, POLLIN, on_notify, r) < 0 ||

@@ -136,6 +136,9 @@ void tern_migration_set_params(struct tern_migration *m, const struct tern_mig_p
 
 struct tern_mig_dest_ops {
 	size_t (*regions)(void *opaque, struct tern_mig_region *out, size_t max);
+	/* Optional: pages in [host, host + len) are about to be written for the
+	 * first time; allocate them in one go (a page at a time is slow). */
+	void (*populate)(void *opaque, uint8_t *host, size_t len);
 	/* A state section arrived: check it and keep it (not applied yet). */
 	int (*load_section)(void *opaque, const char *name, const uint8_t *data, size_t len,
 			    struct tern_error *err);

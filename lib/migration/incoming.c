@@ -10,6 +10,7 @@
 #define PAGE TERN_STREAM_PAGE
 #define GO_TIMEOUT_MS 30000
 #define LINGER_MS 3000
+#define POPULATE_PAGES 512 /* 2 MiB */
 
 static uint64_t now_ms(void)
 {
@@ -23,6 +24,7 @@ struct loader {
 	struct tern_mig_region *reg;
 	size_t nreg;
 	uint64_t **touched; /* per region: pages written during this migration */
+	uint64_t **populated; /* per region: POPULATE_CHUNK chunks made present */
 	uint64_t duplicate, normal, xbzrle_pages, xbzrle_bytes;
 };
 
@@ -90,9 +92,19 @@ static uint8_t *page_at(struct loader *l, uint64_t gfn, size_t *r, uint64_t *ind
 	return l->reg[g].host + *index * PAGE;
 }
 
+/* A page is about to be written: the first in its chunk brings the whole
+ * chunk in at once. */
 static void touch(struct loader *l, size_t r, uint64_t index)
 {
 	l->touched[r][index / 64] |= 1ULL << (index % 64);
+	uint64_t chunk = index / POPULATE_PAGES;
+	if (l->in->ops->populate == NULL || (l->populated[r][chunk / 64] >> (chunk % 64)) & 1)
+		return;
+	l->populated[r][chunk / 64] |= 1ULL << (chunk % 64);
+	const struct tern_mig_region *g = &l->reg[r];
+	uint64_t off = chunk * POPULATE_PAGES * PAGE;
+	uint64_t len = g->size - off < POPULATE_PAGES * PAGE ? g->size - off : POPULATE_PAGES * PAGE;
+	l->in->ops->populate(l->in->opaque, g->host + off, len);
 }
 
 static int was_touched(const struct loader *l, size_t r, uint64_t index)
@@ -124,8 +136,8 @@ static int apply(struct loader *l, const struct tern_record *rec, struct tern_er
 		if (p == NULL)
 			return tern_errorf(err, -EINVAL, "page 0x%llx is not guest RAM",
 					   (unsigned long long)rec->gfn);
-		memcpy(p, rec->data, PAGE);
 		touch(l, r, index);
+		memcpy(p, rec->data, PAGE);
 		l->normal++;
 		return 0;
 	}
@@ -222,14 +234,17 @@ int tern_incoming_run(struct tern_incoming *in, struct tern_error *err)
 	}
 	l.nreg = in->ops->regions(in->opaque, l.reg, TERN_MIG_MAX_REGIONS);
 	l.touched = calloc(l.nreg ? l.nreg : 1, sizeof *l.touched);
+	l.populated = calloc(l.nreg ? l.nreg : 1, sizeof *l.populated);
 	uint64_t total = 0;
-	for (size_t i = 0; l.touched != NULL && i < l.nreg; i++) {
-		l.touched[i] = calloc((l.reg[i].size / PAGE + 63) / 64, sizeof(uint64_t));
+	for (size_t i = 0; l.touched != NULL && l.populated != NULL && i < l.nreg; i++) {
+		uint64_t pages = l.reg[i].size / PAGE;
+		l.touched[i] = calloc((pages + 63) / 64, sizeof(uint64_t));
+		l.populated[i] = calloc((pages / POPULATE_PAGES + 64) / 64, sizeof(uint64_t));
 		total += l.reg[i].size;
-		if (l.touched[i] == NULL)
+		if (l.touched[i] == NULL || l.populated[i] == NULL)
 			rc = -ENOMEM;
 	}
-	if (l.touched == NULL || rc < 0)
+	if (l.touched == NULL || l.populated == NULL || rc < 0)
 		rc = tern_errorf(err, -ENOMEM, "out of memory");
 	pthread_mutex_lock(&in->lock);
 	in->stats.total = total;
@@ -267,9 +282,14 @@ int tern_incoming_run(struct tern_incoming *in, struct tern_error *err)
 		pthread_mutex_unlock(&in->lock);
 		set_status(in, TERN_MIG_FAILED);
 	}
-	for (size_t i = 0; l.touched != NULL && i < l.nreg; i++)
-		free(l.touched[i]);
+	for (size_t i = 0; i < l.nreg; i++) {
+		if (l.touched != NULL)
+			free(l.touched[i]);
+		if (l.populated != NULL)
+			free(l.populated[i]);
+	}
 	free(l.touched);
+	free(l.populated);
 	free(l.reg);
 	tern_stream_reader_destroy(&r);
 	return rc;

@@ -341,6 +341,9 @@ static int switchover(struct engine *e, struct tern_error *err)
 	if (rc < 0)
 		return rc;
 	e->stopped = 1;
+	/* The limit protects the link from a running migration; once the
+	 * guest waits, the rest goes at full speed (as QEMU does). */
+	tern_channel_set_limit(e->m->ch, 0);
 	if ((rc = e->ops->dirty_sync(e->o, err)) < 0)
 		return rc;
 	pthread_mutex_lock(&e->m->lock);
@@ -386,14 +389,22 @@ static double usable_bandwidth(const struct engine *e, double measured)
 	return bw;
 }
 
-/* Iterate until what is left fits the downtime limit. */
+/* Switch over at once when what is left takes less than this to send. */
+#define SETTLE_FLOOR_MS 2.0
+/* Rounds beyond the one that first fits the limit. */
+#define SETTLE_ROUNDS_MAX 8
+
+/*
+ * Iterate until what is left fits the downtime limit, and then while more
+ * rounds still shrink it fast: the downtime is what is left then.
+ */
 static int iterate(struct engine *e, struct tern_error *err)
 {
 	/* The first iteration's dirty pages were written since tracking began. */
 	uint64_t last_sync = e->tracking_since_us, last_bytes = e->w.bytes,
 		 last_pages = e->pages_sent;
 	double measured = measure(0, e->w.bytes, now_us() - e->tracking_since_us);
-	unsigned slow_syncs = 0;
+	unsigned slow_syncs = 0, settle_rounds = 0;
 	for (uint64_t it = 1;; it++) {
 		if (cancelled(e))
 			return -ECANCELED;
@@ -427,8 +438,17 @@ static int iterate(struct engine *e, struct tern_error *err)
 		s->pages_per_second = sent_pages * 1000000 / period;
 		pthread_mutex_unlock(&e->m->lock);
 		publish(e);
-		if (expected_ms <= (double)p.downtime_limit_ms || pending == 0)
+		if (pending == 0)
 			return 0;
+		if (expected_ms <= (double)p.downtime_limit_ms) {
+			/* It would fit the limit.  But if sending it live takes
+			 * well under the time in which it was dirtied, another
+			 * round leaves far less for the guest to wait on. */
+			if (expected_ms <= SETTLE_FLOOR_MS || settle_rounds >= SETTLE_ROUNDS_MAX ||
+			    expected_ms * 1000.0 > (double)period / 2)
+				return 0;
+			settle_rounds++;
+		}
 		/* Auto-converge: the guest dirties more than half of what the
 		 * link carries, twice running: slow it down, more each time. */
 		if (p.auto_converge && it > 1) {

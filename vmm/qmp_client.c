@@ -6,10 +6,39 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "proc.h"
-#include "sock.h"
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int unix_connect_retry(const char *path, int timeout_ms)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	size_t len = strlen(path);
+	if (len >= sizeof addr.sun_path)
+		return -ENAMETOOLONG;
+	memcpy(addr.sun_path, path, len + 1);
+	double deadline = now_ms() + timeout_ms;
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0)
+			return fd;
+		int e = errno;
+		close(fd);
+		if (now_ms() > deadline)
+			return -e;
+		struct timespec nap = { 0, 10000000 };
+		nanosleep(&nap, NULL);
+	}
+}
 
 int qmp_connect(struct qmp_conn *c, const char *path, int negotiate, int timeout_ms)
 {

@@ -1,9 +1,13 @@
-/* A QMP client for tests and benchmarks (jansson). */
-#ifndef HARNESS_QMP_CLIENT_H
-#define HARNESS_QMP_CLIENT_H
+/* A QMP client (jansson), for tern's own commands that drive a running VM
+ * (tern migrate, tern qmp) and for tests and benchmarks. */
+#ifndef VMM_QMP_CLIENT_H
+#define VMM_QMP_CLIENT_H
 
 #include <jansson.h>
 #include <stddef.h>
+
+/* Connect to a unix socket, retrying until it exists; fd or -errno. */
+int unix_connect_retry(const char *path, int timeout_ms);
 
 struct qmp_conn {
 	int fd;
