@@ -475,6 +475,13 @@ static void xbzrle_after_the_bulk_stage_only(void **state)
 	migrate_live(&src, &dst, &p, &ss, &ds);
 	check_arrived(&src, &dst, &ss);
 	assert_int_equal(ss.xbzrle_cache_miss, 100);
+	/* The misses went as their changed blocks: the digests of the bulk
+	 * stage knew what the destination held. */
+	/* Pages 0..99: 67 held data in the bulk stage (so digests), 33 were
+	 * zero and went whole. */
+	assert_int_equal(ss.delta_pages, 67);
+	assert_int_equal(ds.delta_pages, 67);
+	assert_true(ss.delta_bytes <= 67 * 2 * 64); /* a 64-byte write spans 1 or 2 blocks */
 	assert_int_equal(ss.xbzrle_pages, 200);
 	assert_int_equal(ss.xbzrle_overflow, 0);
 	assert_int_equal(ds.xbzrle_pages, 200);
@@ -483,6 +490,33 @@ static void xbzrle_after_the_bulk_stage_only(void **state)
 	assert_true(ss.xbzrle_cache_miss_rate > 0.3 && ss.xbzrle_cache_miss_rate < 0.4);
 	assert_int_equal(ss.dirty_sync_count, 5); /* 4 iterations and the last */
 	assert_true(ss.xbzrle_cache_size > 0);
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
+/* A cache far smaller than the pages rewritten: the block digests carry
+ * the deltas, and the destination still ends up with every byte. */
+static void block_deltas_beyond_the_cache(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 1);
+	fake_init(&dst, 0);
+	src.per_sync = 1000;
+	src.sync_writes_until = 3;
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.xbzrle = 1;
+	p.xbzrle_cache_size = 64 * 4096; /* 64 pages */
+	p.downtime_limit_ms = 0;
+	struct tern_mig_stats ss, ds;
+	migrate_live(&src, &dst, &p, &ss, &ds);
+	check_arrived(&src, &dst, &ss);
+	assert_true(ss.delta_pages >= 2000); /* most of 3 x 1000 rewrites */
+	assert_int_equal(ds.delta_pages, ss.delta_pages);
+	assert_true(ss.digest_bytes > 0);
+	/* Far less than whole pages: about one block of 64 bytes each. */
+	assert_true(ss.delta_bytes < ss.delta_pages * 3 * 64);
 	fake_destroy(&src);
 	fake_destroy(&dst);
 }
@@ -862,6 +896,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(migrates_a_running_guest),
 		cmocka_unit_test(xbzrle_after_the_bulk_stage_only),
+		cmocka_unit_test(block_deltas_beyond_the_cache),
 		cmocka_unit_test(xbzrle_with_a_running_guest),
 		cmocka_unit_test(file_round_trip),
 		cmocka_unit_test(damaged_streams_are_refused),

@@ -223,6 +223,13 @@ static void table(json_t *info)
 		row("xbzrle overflows", count_text(num(x, NULL, "overflow"), a, sizeof a));
 		row("xbzrle cache size", bytes_text(num(x, NULL, "cache-size"), a, sizeof a));
 	}
+	json_t *bd = json_object_get(info, "x-block-delta");
+	if (bd != NULL) {
+		snprintf(line, sizeof line, "%s pages, %s", count_text(num(bd, NULL, "pages"), a, sizeof a),
+			 bytes_text(num(bd, NULL, "bytes"), b, sizeof b));
+		row("changed blocks only", line);
+		row("block digests", bytes_text(num(bd, NULL, "digest-bytes"), a, sizeof a));
+	}
 	const char *why = json_string_value(json_object_get(info, "error-desc"));
 	if (why != NULL)
 		row("error", why);

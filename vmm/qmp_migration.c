@@ -98,6 +98,11 @@ static int cmd_query_migrate(void *opaque, json_t *args, json_t **ret, struct te
 	json_object_set_new(r, "ram", ram_info(&s));
 	if (!incoming && m->out.params.xbzrle)
 		json_object_set_new(r, "xbzrle-cache", xbzrle_info(&s));
+	if (m->out.params.xbzrle || s.delta_pages) /* tern's own: not in QEMU */
+		json_object_set_new(r, "x-block-delta",
+				    json_pack("{s:I,s:I,s:I}", "pages", (json_int_t)s.delta_pages,
+					      "bytes", (json_int_t)s.delta_bytes, "digest-bytes",
+					      (json_int_t)s.digest_bytes));
 	if (!incoming && running && s.throttle_percent)
 		json_object_set_new(r, "cpu-throttle-percentage",
 				    json_integer((json_int_t)s.throttle_percent));

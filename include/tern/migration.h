@@ -43,7 +43,8 @@ const char *tern_mig_status_name(enum tern_mig_status s);
 struct tern_mig_params {
 	uint64_t downtime_limit_ms;  /* default 300 */
 	uint64_t max_bandwidth;      /* bytes per second; 0: unlimited (the default) */
-	uint64_t xbzrle_cache_size;  /* bytes; default 64 MiB */
+	uint64_t xbzrle_cache_size;  /* bytes; default 64 MiB (and as much again for
+				      * block digests) */
 	int xbzrle;                  /* capability, default off */
 	int auto_converge;           /* capability, default off */
 	unsigned throttle_initial;   /* percent, default 20 */
@@ -72,6 +73,8 @@ struct tern_mig_stats {
 	uint64_t xbzrle_cache_size, xbzrle_bytes, xbzrle_pages, xbzrle_cache_miss,
 		xbzrle_overflow;
 	double xbzrle_cache_miss_rate, xbzrle_encoding_rate;
+	/* Pages missing from the XBZRLE cache sent as their changed blocks. */
+	uint64_t delta_pages, delta_bytes, digest_bytes;
 	unsigned throttle_percent;
 	char error[TERN_ERROR_MAX];
 };

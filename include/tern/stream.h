@@ -30,12 +30,15 @@ enum tern_record_type {
 	TERN_REC_SECTION = 0x06,
 	TERN_REC_SYNC = 0x07,
 	TERN_REC_END = 0x08,
+	TERN_REC_BLOCKS = 0x09,
 	TERN_REC_READY = 0x10,
 	TERN_REC_FAILED = 0x11,
 	TERN_REC_GO = 0x12,
 };
 
+/* HELLO flag: delta records (XBZRLE, BLOCKS) may follow. */
 #define TERN_STREAM_XBZRLE_FLAG 1u
+#define TERN_STREAM_BLOCK 64 /* BLOCKS: a page is 64 blocks of 64 bytes */
 
 /* Moving bytes: a channel, or memory in tests and fuzzers. */
 struct tern_io {
@@ -77,6 +80,10 @@ int tern_stream_zero_run(struct tern_stream_writer *w, uint64_t gfn, uint64_t co
 int tern_stream_raw(struct tern_stream_writer *w, uint64_t gfn, const uint8_t *page);
 int tern_stream_xbzrle(struct tern_stream_writer *w, uint64_t gfn, const uint8_t *delta,
 		       size_t len);
+/* The blocks of `page` whose bits are set in `mask` (bit i: bytes
+ * 64 i .. 64 i + 63); the others the destination keeps.  mask != 0. */
+int tern_stream_blocks(struct tern_stream_writer *w, uint64_t gfn, uint64_t mask,
+		       const uint8_t *page);
 int tern_stream_section(struct tern_stream_writer *w, const char *name, const uint8_t *data,
 			size_t len);
 /* SYNC, then the frame is sent. */
@@ -92,7 +99,9 @@ int tern_stream_flush(struct tern_stream_writer *w);
 struct tern_record {
 	enum tern_record_type type;
 	uint64_t gfn, count;  /* pages: first page, how many (1 but for ZERO_RUN) */
-	const uint8_t *data;  /* RAW page, XBZRLE delta, SECTION object, FAILED message */
+	const uint8_t *data;  /* RAW page, XBZRLE delta, BLOCKS blocks, SECTION object,
+			       * FAILED message */
+	uint64_t mask;        /* BLOCKS: which blocks data holds, in order */
 	size_t len;
 	char name[TERN_STREAM_NAME_MAX + 1];
 	uint64_t iteration;           /* SYNC */

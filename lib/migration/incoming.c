@@ -25,7 +25,7 @@ struct loader {
 	size_t nreg;
 	uint64_t **touched; /* per region: pages written during this migration */
 	uint64_t **populated; /* per region: POPULATE_CHUNK chunks made present */
-	uint64_t duplicate, normal, xbzrle_pages, xbzrle_bytes;
+	uint64_t duplicate, normal, xbzrle_pages, xbzrle_bytes, delta_pages, delta_bytes;
 };
 
 static void set_status(struct tern_incoming *in, enum tern_mig_status s)
@@ -160,6 +160,22 @@ static int apply(struct loader *l, const struct tern_record *rec, struct tern_er
 		l->xbzrle_bytes += rec->len;
 		return 0;
 	}
+	case TERN_REC_BLOCKS: {
+		uint8_t *p = page_at(l, rec->gfn, &r, &index);
+		if (p == NULL)
+			return tern_errorf(err, -EINVAL, "page 0x%llx is not guest RAM",
+					   (unsigned long long)rec->gfn);
+		touch(l, r, index);
+		const uint8_t *from = rec->data;
+		for (uint64_t m = rec->mask; m != 0; m &= m - 1) {
+			memcpy(p + (size_t)__builtin_ctzll(m) * TERN_STREAM_BLOCK, from,
+			       TERN_STREAM_BLOCK);
+			from += TERN_STREAM_BLOCK;
+		}
+		l->delta_pages++;
+		l->delta_bytes += rec->len;
+		return 0;
+	}
 	case TERN_REC_SECTION:
 		return l->in->ops->load_section(l->in->opaque, rec->name, rec->data, rec->len, err);
 	default:
@@ -177,6 +193,8 @@ static void publish(struct loader *l, const struct tern_stream_reader *r, uint64
 	s->normal_bytes = l->normal * PAGE;
 	s->xbzrle_pages = l->xbzrle_pages;
 	s->xbzrle_bytes = l->xbzrle_bytes;
+	s->delta_pages = l->delta_pages;
+	s->delta_bytes = l->delta_bytes;
 	s->total_time_ms = now_ms() - start;
 	pthread_mutex_unlock(&l->in->lock);
 }

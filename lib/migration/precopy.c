@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tern/blockdigest.h"
 #include "tern/migration.h"
 #include "tern/pagecache.h"
 #include "tern/xbzrle.h"
@@ -70,7 +71,8 @@ struct engine {
 	uint64_t tracking_since_us;
 	/* counters, published to m->stats now and then */
 	uint64_t duplicate, normal, xbzrle_pages, xbzrle_bytes, miss, overflow, skipped;
-	uint64_t xbzrle_in, pages_sent;
+	uint64_t xbzrle_in, pages_sent, delta_pages, delta_bytes;
+	struct tern_digests *digests; /* with the cache: what the peer holds, by block */
 	unsigned throttle;
 	int stopped; /* the vCPUs are paused by us */
 	struct tern_stream_reader replies; /* two-way channels: what the destination says */
@@ -112,6 +114,9 @@ static void publish(struct engine *e)
 	s->xbzrle_cache_miss_rate = lookups ? (double)e->miss / (double)lookups : 0;
 	s->xbzrle_encoding_rate = e->xbzrle_bytes ? (double)e->xbzrle_in / (double)e->xbzrle_bytes : 0;
 	s->throttle_percent = e->throttle;
+	s->delta_pages = e->delta_pages;
+	s->delta_bytes = e->delta_bytes;
+	s->digest_bytes = e->digests ? tern_digests_bytes(e->digests) : 0;
 	s->total_time_ms = now_ms() - e->start_ms;
 	pthread_mutex_unlock(&e->m->lock);
 	e->since_stats = 0;
@@ -182,6 +187,75 @@ static int peer_check(struct engine *e, int timeout_ms)
 	return rc;
 }
 
+/* A dirty page missing from the cache goes as its changed blocks only while
+ * they are fewer than this many bytes; beyond, whole. */
+#define BLOCKS_MAX_BYTES (PAGE / 2)
+/* Block digests may use as much memory as the XBZRLE cache, and at least
+ * this (it covers 512 MiB of guest RAM). */
+#define DIGESTS_MIN_BYTES (64u << 20)
+
+/*
+ * With deltas on, a page the cache missed: its changed blocks if the
+ * digests know what the destination holds and few changed, else whole.
+ * `snap` is what is sent; it goes into the cache either way.
+ */
+static int send_uncached(struct engine *e, uint64_t gfn, const uint8_t *snap)
+{
+	e->miss++;
+	uint8_t *slot = tern_pagecache_put(e->cache, gfn);
+	if (slot != NULL)
+		memcpy(slot, snap, PAGE);
+	uint64_t changed;
+	if (tern_digests_update(e->digests, gfn, snap, &changed) == 0) {
+		size_t bytes = (size_t)__builtin_popcountll(changed) * TERN_STREAM_BLOCK;
+		if (changed == 0) { /* the peer already has exactly this */
+			e->skipped++;
+			return 0;
+		}
+		if (bytes < BLOCKS_MAX_BYTES) {
+			e->delta_pages++;
+			e->delta_bytes += bytes;
+			return tern_stream_blocks(&e->w, gfn, changed, snap);
+		}
+	} else {
+		tern_digests_record(e->digests, gfn, snap);
+	}
+	e->normal++;
+	return tern_stream_raw(&e->w, gfn, snap);
+}
+
+/* With deltas on: XBZRLE against the cached copy, or send_uncached. */
+static int send_delta(struct engine *e, uint64_t gfn, const uint8_t *host)
+{
+	/* Encode from a snapshot: the guest may write the page meanwhile, and
+	 * the cache and digests must hold exactly what was sent. */
+	memcpy(e->snap, host, PAGE);
+	if (e->bulk) { /* seed 004: nothing enters the cache in the bulk stage */
+		tern_digests_record(e->digests, gfn, e->snap);
+		e->normal++;
+		return tern_stream_raw(&e->w, gfn, e->snap);
+	}
+	uint8_t *cached = tern_pagecache_get(e->cache, gfn);
+	if (cached == NULL)
+		return send_uncached(e, gfn, e->snap);
+	int n = tern_xbzrle_encode(cached, e->snap, PAGE, e->enc, sizeof e->enc);
+	if (n == 0) {
+		e->skipped++;
+		return 0;
+	}
+	memcpy(cached, e->snap, PAGE);
+	tern_digests_record(e->digests, gfn, e->snap);
+	if (n > 0) {
+		e->xbzrle_pages++;
+		e->xbzrle_bytes += (uint64_t)n;
+		e->xbzrle_in += PAGE;
+		return tern_stream_xbzrle(&e->w, gfn, e->enc, (size_t)n);
+	}
+	e->overflow++;
+	e->normal++;
+	return tern_stream_raw(&e->w, gfn, e->snap);
+}
+
 /* One page, as the rules of the stage say. */
 static int send_page(struct engine *e, uint64_t gfn, const uint8_t *host)
 {
@@ -196,43 +270,17 @@ static int send_page(struct engine *e, uint64_t gfn, const uint8_t *host)
 			return rc;
 	}
 	if (tern_is_zero(host, PAGE)) {
-		if (e->cache)
-			tern_pagecache_drop(e->cache, gfn); /* the peer has zeros now */
+		if (e->cache != NULL) { /* the peer has zeros now */
+			tern_pagecache_drop(e->cache, gfn);
+			tern_digests_drop(e->digests, gfn);
+		}
 		return zero_pages(e, gfn, 1);
 	}
 	int rc = flush_zero_run(e);
 	if (rc < 0)
 		return rc;
-	if (e->cache != NULL && !e->bulk) {
-		uint8_t *cached = tern_pagecache_get(e->cache, gfn);
-		if (cached != NULL) {
-			/* Encode from a snapshot: the guest may write the page
-			 * meanwhile, and the cache must hold what was sent. */
-			memcpy(e->snap, host, PAGE);
-			int n = tern_xbzrle_encode(cached, e->snap, PAGE, e->enc, sizeof e->enc);
-			if (n == 0) { /* the peer already has exactly this */
-				e->skipped++;
-				return 0;
-			}
-			memcpy(cached, e->snap, PAGE);
-			if (n > 0) {
-				e->xbzrle_pages++;
-				e->xbzrle_bytes += (uint64_t)n;
-				e->xbzrle_in += PAGE;
-				return tern_stream_xbzrle(&e->w, gfn, e->enc, (size_t)n);
-			}
-			e->overflow++;
-			e->normal++;
-			return tern_stream_raw(&e->w, gfn, e->snap);
-		}
-		e->miss++;
-		uint8_t *slot = tern_pagecache_put(e->cache, gfn);
-		if (slot != NULL) {
-			memcpy(slot, host, PAGE);
-			e->normal++;
-			return tern_stream_raw(&e->w, gfn, slot);
-		}
-	}
+	if (e->cache != NULL)
+		return send_delta(e, gfn, host);
 	e->normal++;
 	return tern_stream_raw(&e->w, gfn, host);
 }
@@ -492,6 +540,16 @@ static int setup(struct engine *e, struct tern_error *err)
 					   "%d pages) or no memory",
 					   (unsigned long long)p->xbzrle_cache_size, TERN_PAGECACHE_WAYS);
 	}
+	if (e->cache != NULL) {
+		uint64_t last = 0;
+		for (size_t r = 0; r < e->nreg; r++)
+			last = (e->reg[r].gpa + e->reg[r].size) / PAGE;
+		e->digests = tern_digests_new(last, p->xbzrle_cache_size > DIGESTS_MIN_BYTES
+							 ? p->xbzrle_cache_size
+							 : DIGESTS_MIN_BYTES);
+		if (e->digests == NULL)
+			return tern_errorf(err, -ENOMEM, "out of memory");
+	}
 	/* HELLO lists RAM as contiguous ranges (memslots merged). */
 	struct tern_stream_hello h = {
 		.version = TERN_STREAM_VERSION,
@@ -570,6 +628,7 @@ int tern_migration_run(struct tern_migration *m)
 		e->ops->moved(e->o);
 	set_status(e, rc == 0 ? TERN_MIG_COMPLETED : cancelled(e) ? TERN_MIG_CANCELLED : TERN_MIG_FAILED);
 	tern_pagecache_free(e->cache);
+	tern_digests_free(e->digests);
 	tern_stream_writer_destroy(&e->w);
 	if (e->have_replies)
 		tern_stream_reader_destroy(&e->replies);

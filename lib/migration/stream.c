@@ -172,6 +172,30 @@ int tern_stream_xbzrle(struct tern_stream_writer *w, uint64_t gfn, const uint8_t
 	return page_record(w, TERN_REC_XBZRLE, gfn, 1, delta, len, 1);
 }
 
+int tern_stream_blocks(struct tern_stream_writer *w, uint64_t gfn, uint64_t mask,
+		       const uint8_t *page)
+{
+	if (mask == 0)
+		return -EINVAL;
+	size_t len = (size_t)__builtin_popcountll(mask) * TERN_STREAM_BLOCK;
+	uint8_t *p = reserve(w, 1 + 10 + 8 + len);
+	if (p == NULL)
+		return w->error ? w->error : -ENOMEM;
+	size_t n = put_page_head(w, p, TERN_REC_BLOCKS, gfn);
+	put32(p + n, (uint32_t)mask);
+	put32(p + n + 4, (uint32_t)(mask >> 32));
+	n += 8;
+	for (uint64_t m = mask; m != 0; m &= m - 1) {
+		memcpy(p + n, page + (size_t)__builtin_ctzll(m) * TERN_STREAM_BLOCK, TERN_STREAM_BLOCK);
+		n += TERN_STREAM_BLOCK;
+	}
+	w->len += n;
+	w->next_gfn = gfn + 1;
+	w->have_prev = 1;
+	w->pages++;
+	return 0;
+}
+
 int tern_stream_section(struct tern_stream_writer *w, const char *name, const uint8_t *data,
 			size_t len)
 {
@@ -419,6 +443,16 @@ static int read_page_record(struct tern_stream_reader *r, uint8_t type, uint8_t 
 		if (rec->len == 0 || rec->len > TERN_STREAM_PAGE)
 			return tern_errorf(err, -EBADMSG, "frame %u: XBZRLE delta of %zu bytes",
 					   r->seq - 1, rec->len);
+	} else if (kind == TERN_REC_BLOCKS) {
+		if ((rc = need(r, 8, "a block mask", err)) < 0)
+			return rc;
+		rec->mask = (uint64_t)get32(r->frame + r->at) |
+			    (uint64_t)get32(r->frame + r->at + 4) << 32;
+		r->at += 8;
+		if (rec->mask == 0)
+			return tern_errorf(err, -EBADMSG, "frame %u: BLOCKS record with no blocks",
+					   r->seq - 1);
+		rec->len = (size_t)__builtin_popcountll(rec->mask) * TERN_STREAM_BLOCK;
 	}
 	if ((rc = need(r, rec->len, "a page", err)) < 0)
 		return rc;
@@ -497,7 +531,7 @@ int tern_stream_read(struct tern_stream_reader *r, struct tern_record *rec,
 	if (r->started && kind == TERN_REC_HELLO)
 		return tern_errorf(err, -EBADMSG, "a second HELLO in frame %u", r->seq - 1);
 	if ((type & CONTINUE) && kind != TERN_REC_ZERO && kind != TERN_REC_ZERO_RUN &&
-	    kind != TERN_REC_RAW && kind != TERN_REC_XBZRLE)
+	    kind != TERN_REC_RAW && kind != TERN_REC_XBZRLE && kind != TERN_REC_BLOCKS)
 		return tern_errorf(err, -EBADMSG, "frame %u: bad record type 0x%02x", r->seq - 1, type);
 	int rc;
 	switch (kind) {
@@ -509,9 +543,11 @@ int tern_stream_read(struct tern_stream_reader *r, struct tern_record *rec,
 	case TERN_REC_ZERO_RUN:
 	case TERN_REC_RAW:
 	case TERN_REC_XBZRLE:
-		if (kind == TERN_REC_XBZRLE && !(r->hello.flags & TERN_STREAM_XBZRLE_FLAG))
-			return tern_errorf(err, -EBADMSG, "frame %u: XBZRLE record, but HELLO did not "
-					   "announce XBZRLE", r->seq - 1);
+	case TERN_REC_BLOCKS:
+		if ((kind == TERN_REC_XBZRLE || kind == TERN_REC_BLOCKS) &&
+		    !(r->hello.flags & TERN_STREAM_XBZRLE_FLAG))
+			return tern_errorf(err, -EBADMSG, "frame %u: a delta record, but HELLO did not "
+					   "announce deltas", r->seq - 1);
 		return read_page_record(r, type, kind, rec, err);
 	case TERN_REC_SECTION:
 		return read_section(r, rec, err);
