@@ -185,6 +185,36 @@ static void source_killed(void **state)
 	tern_vm_end(&dst);
 }
 
+/* The guest ends its run (exit port) while it is being migrated: the
+ * source ends with it, and the destination never runs a guest that had
+ * already ended. */
+static void guest_ends_mid_migration(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	struct tern_vm src = { 0 }, dst = { 0 };
+	struct qmp_conn q;
+	char path[256], uri[300];
+	assert_int_equal(tern_vm_prepare(&dst), 0);
+	snprintf(uri, sizeof uri, "unix:%s", tern_vm_path(&dst, "m.sock", path, sizeof path));
+	start_destination(&dst, uri, "128M");
+	assert_int_equal(tern_vm_start(&src, "--memory", "128M", "--append",
+				       "workload=random ws=24M rate=50000 seconds=2 seed=12", NULL), 0);
+	assert_true(proc_wait_for(&src.proc, "tern-guest: start", 0, 20000) > 0);
+	struct timespec nap = { 0, 800000000 };
+	nanosleep(&nap, NULL);
+	assert_int_equal(qmp_connect(&q, src.qmp_path, 1, 10000), 0);
+	set_bandwidth(&q, 8 << 20); /* about 3 s: the guest ends first */
+	start_migration(&q, uri);
+	int status = proc_wait(&src.proc, 20000);
+	if (status != 0 || strstr(proc_output(&src.proc), "verify ok (end)") == NULL)
+		fail_msg("the source exited %d:\n%s", status, proc_output(&src.proc));
+	destination_refused(&dst, "");
+	qmp_close(&q);
+	tern_vm_end(&src);
+	tern_vm_end(&dst);
+}
+
 /* Save a guest to a file; the path is written to `path`. */
 static void save_guest(struct tern_vm *src, char *path, size_t len)
 {
@@ -300,6 +330,7 @@ int main(void)
 		cmocka_unit_test(cancel_mid_migration),
 		cmocka_unit_test(destination_killed),
 		cmocka_unit_test(source_killed),
+		cmocka_unit_test(guest_ends_mid_migration),
 		cmocka_unit_test(damaged_streams),
 		cmocka_unit_test(destination_of_another_shape),
 	};

@@ -118,6 +118,10 @@ static void src_moved(void *o)
 static int src_save_state(void *o, struct tern_stream_writer *w, struct tern_error *err)
 {
 	struct vm_migration *m = o;
+	/* A guest that asked to end (exit port, crash) ends here: its state
+	 * is that of a machine going away, not one to carry on elsewhere. */
+	if (vm_exit_requested(m->vm))
+		return tern_errorf(err, -ESHUTDOWN, "the guest shut down during the migration");
 	return vm_state_save(m->vm, w, err);
 }
 
