@@ -21,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../harness/stats.h"
+
 #include "baselines/seed_radix8.h"
 #include "tern/dirty.h"
 
@@ -61,18 +63,6 @@ static double now_ns(void)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static uint64_t *make_pages(const struct row *r)
@@ -204,8 +194,8 @@ static struct result measure(enum impl impl, const struct row *r, const uint64_t
 	res.kb = memory_kb(impl, r, &b);
 	unbuild(&b);
 	tern_dirty_use_kernel(default_kernel);
-	res.compact_ns = median(compact_ns, reps);
-	res.insert_ns = median(insert_ns, reps);
+	res.compact_ns = harness_median(compact_ns, reps);
+	res.insert_ns = harness_median(insert_ns, reps);
 	return res;
 }
 
@@ -230,8 +220,8 @@ static void insert_variants(const struct row *r, const uint64_t *list, int reps,
 		b[rep] = (t3 - t2) / (double)r->dirty;
 		tern_dirty_free(d);
 	}
-	*excl = median(a, reps);
-	*batch = median(b, reps);
+	*excl = harness_median(a, reps);
+	*batch = harness_median(b, reps);
 }
 
 static void print_ns(double ns)

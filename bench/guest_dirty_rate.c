@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../harness/stats.h"
 #include "../harness/env.h"
 #include "../harness/proc.h"
 
@@ -28,18 +29,6 @@ static const char *const workloads[] = { "idle", "random", "sequential", "hotcol
 struct sample {
 	double rate, steady, boot_ms;
 };
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static double field(const char *line, const char *key)
 {
@@ -146,9 +135,9 @@ int main(int argc, char **argv)
 				b[r] = samples[w][v][r].steady;
 				c[r] = samples[w][v][r].boot_ms;
 			}
-			med[w][v][0] = median(a, reps);
-			med[w][v][1] = median(b, reps);
-			med[w][v][2] = median(c, reps);
+			med[w][v][0] = harness_median(a, reps);
+			med[w][v][1] = harness_median(b, reps);
+			med[w][v][2] = harness_median(c, reps);
 		}
 
 	if (csv) {

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../harness/stats.h"
 #include "../harness/xbzrle_ref.h"
 #include "tern/xbzrle.h"
 
@@ -38,18 +39,6 @@ static double now_ns(void)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 struct bufs {
@@ -183,18 +172,18 @@ int main(int argc, char **argv)
 		(void)sink;
 		if (csv) {
 			printf("%s,%.0f,%.0f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f\n", cases[k],
-			       tern_bytes / PAIRS, canon_bytes / PAIRS, median(enc, reps),
-			       median(port, reps), median(ref, reps), median(dec, reps),
-			       median(cmp, reps), median(cpy, reps));
+			       tern_bytes / PAIRS, canon_bytes / PAIRS, harness_median(enc, reps),
+			       harness_median(port, reps), harness_median(ref, reps), harness_median(dec, reps),
+			       harness_median(cmp, reps), harness_median(cpy, reps));
 			continue;
 		}
 		char decode[32] = "        -";
 		if (tern_bytes > 0) /* identical or new pages: nothing to decode */
-			snprintf(decode, sizeof decode, "%6.2f GB/s", median(dec, reps));
+			snprintf(decode, sizeof decode, "%6.2f GB/s", harness_median(dec, reps));
 		printf("%-10s %9.0f %9.0f | %6.2f GB/s %6.2f %9.2f | %11s | %6.2f %9.2f\n", cases[k],
 		       tern_bytes < 0 ? -1.0 : tern_bytes / PAIRS, canon_bytes / PAIRS,
-		       median(enc, reps), median(port, reps), median(ref, reps), decode,
-		       median(cmp, reps), median(cpy, reps));
+		       harness_median(enc, reps), harness_median(port, reps), harness_median(ref, reps), decode,
+		       harness_median(cmp, reps), harness_median(cpy, reps));
 	}
 	if (!csv)
 		printf("\nencode: tern with its kernel; portable: tern's portable kernel; bytewise: "

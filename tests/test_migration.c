@@ -521,6 +521,46 @@ static void block_deltas_beyond_the_cache(void **state)
 	fake_destroy(&dst);
 }
 
+/* On a slow link the bulk stage takes a while: pages the guest writes
+ * before the bulk stage reaches them wait for the first iteration rather
+ * than go twice. */
+static void hot_pages_wait_for_the_first_iteration(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 1);
+	fake_init(&dst, 0);
+	src.ws_pages = 512;
+	writer_start(&src, WRITE_FULL);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.max_bandwidth = 4u << 20; /* about 0.7 s for the pages with data */
+	int sv[2];
+	char su[32], du[32];
+	pair(sv, su, du);
+	struct dest_thread d;
+	dest_start(&d, &dst, du);
+	struct source_run s;
+	source_start(&s, &src, &p, su);
+	struct timespec nap = { 0, 400000000 }; /* the guest writes during the bulk stage */
+	nanosleep(&nap, NULL);
+	writer_stop(&src);
+	dest_join(&d);
+	source_join(&s);
+	struct tern_mig_stats ss;
+	tern_migration_get_stats(&s.m, &ss);
+	if (d.rc != 0 || s.rc != 0)
+		fail_msg("destination: %d %s; source: %d %s", d.rc, d.err.msg, s.rc, ss.error);
+	tern_migration_destroy(&s.m);
+	close(sv[0]);
+	close(sv[1]);
+	check_arrived(&src, &dst, &ss);
+	assert_true(ss.bulk_deferred > 100);
+	assert_true(ss.dirty_sync_count > 3); /* syncs during the bulk stage too */
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
 static void xbzrle_with_a_running_guest(void **state)
 {
 	(void)state;
@@ -897,6 +937,7 @@ int main(void)
 		cmocka_unit_test(migrates_a_running_guest),
 		cmocka_unit_test(xbzrle_after_the_bulk_stage_only),
 		cmocka_unit_test(block_deltas_beyond_the_cache),
+		cmocka_unit_test(hot_pages_wait_for_the_first_iteration),
 		cmocka_unit_test(xbzrle_with_a_running_guest),
 		cmocka_unit_test(file_round_trip),
 		cmocka_unit_test(damaged_streams_are_refused),

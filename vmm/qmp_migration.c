@@ -42,7 +42,7 @@ static int cmd_migrate_incoming(void *opaque, json_t *args, json_t **ret,
 
 static json_t *ram_info(const struct tern_mig_stats *s)
 {
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I}",
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:I}",
 			 "transferred", (json_int_t)s->transferred,
 			 "remaining", (json_int_t)s->remaining,
 			 "total", (json_int_t)s->total,
@@ -55,7 +55,8 @@ static json_t *ram_info(const struct tern_mig_stats *s)
 			 "dirty-sync-count", (json_int_t)s->dirty_sync_count,
 			 "page-size", (json_int_t)4096,
 			 "pages-per-second", (json_int_t)s->pages_per_second,
-			 "postcopy-requests", (json_int_t)0);
+			 "postcopy-requests", (json_int_t)0,
+			 "x-bulk-deferred", (json_int_t)s->bulk_deferred);
 }
 
 static json_t *xbzrle_info(const struct tern_mig_stats *s)

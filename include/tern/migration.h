@@ -68,7 +68,8 @@ struct tern_mig_stats {
 	uint64_t dirty_sync_count;
 	uint64_t pages_per_second;
 	uint64_t iterations;
-	uint64_t skipped;        /* dirty pages XBZRLE found unchanged */
+	uint64_t skipped;        /* dirty pages found unchanged, not sent */
+	uint64_t bulk_deferred;  /* written before the bulk stage reached them: sent later */
 	double mbps;
 	uint64_t xbzrle_cache_size, xbzrle_bytes, xbzrle_pages, xbzrle_cache_miss,
 		xbzrle_overflow;

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "tern/migration.h"
+#include "tern/pagecopy.h"
 #include "tern/xbzrle.h"
 
 #define PAGE TERN_STREAM_PAGE
@@ -137,7 +138,7 @@ static int apply(struct loader *l, const struct tern_record *rec, struct tern_er
 			return tern_errorf(err, -EINVAL, "page 0x%llx is not guest RAM",
 					   (unsigned long long)rec->gfn);
 		touch(l, r, index);
-		memcpy(p, rec->data, PAGE);
+		tern_copy_stream(p, rec->data, PAGE); /* not read again before the guest runs */
 		l->normal++;
 		return 0;
 	}
@@ -285,6 +286,7 @@ int tern_incoming_run(struct tern_incoming *in, struct tern_error *err)
 			break;
 	}
 	publish(&l, &r, start);
+	tern_copy_fence(); /* the streamed pages are in memory before anyone looks */
 	if (rc == 0)
 		rc = in->ops->finish(in->opaque, err);
 	if (rc == 0 && in->ch->two_way)

@@ -72,6 +72,7 @@ struct engine {
 	/* counters, published to m->stats now and then */
 	uint64_t duplicate, normal, xbzrle_pages, xbzrle_bytes, miss, overflow, skipped;
 	uint64_t xbzrle_in, pages_sent, delta_pages, delta_bytes;
+	uint64_t deferred; /* bulk stage: pages left for the first iteration */
 	struct tern_digests *digests; /* with the cache: what the peer holds, by block */
 	unsigned throttle;
 	int stopped; /* the vCPUs are paused by us */
@@ -101,7 +102,7 @@ static void publish(struct engine *e)
 	pthread_mutex_lock(&e->m->lock);
 	s->transferred = e->w.bytes;
 	if (e->bulk) /* every page goes once: what has not gone yet remains */
-		s->remaining = s->total - (e->duplicate + e->normal) * PAGE;
+		s->remaining = s->total - (e->duplicate + e->normal + e->deferred) * PAGE;
 	s->duplicate = e->duplicate;
 	s->normal = e->normal;
 	s->normal_bytes = e->normal * PAGE;
@@ -115,6 +116,7 @@ static void publish(struct engine *e)
 	s->xbzrle_encoding_rate = e->xbzrle_bytes ? (double)e->xbzrle_in / (double)e->xbzrle_bytes : 0;
 	s->throttle_percent = e->throttle;
 	s->delta_pages = e->delta_pages;
+	s->bulk_deferred = e->deferred;
 	s->delta_bytes = e->delta_bytes;
 	s->digest_bytes = e->digests ? tern_digests_bytes(e->digests) : 0;
 	s->total_time_ms = now_ms() - e->start_ms;
@@ -285,10 +287,30 @@ static int send_page(struct engine *e, uint64_t gfn, const uint8_t *host)
 	return tern_stream_raw(&e->w, gfn, host);
 }
 
-/* Every page once; holes (never-written memory) without reading them. */
-static int bulk_stage(struct engine *e)
+static int sync_dirty(struct engine *e, struct tern_error *err)
+{
+	int rc = e->ops->dirty_sync(e->o, err);
+	if (rc == 0) {
+		pthread_mutex_lock(&e->m->lock);
+		e->m->stats.dirty_sync_count++;
+		pthread_mutex_unlock(&e->m->lock);
+	}
+	return rc;
+}
+
+/* Bulk stage: how often to look at which pages the guest has written. */
+#define BULK_SYNC_MS 50
+
+/*
+ * Every page once; holes (never-written memory) without reading them.  The
+ * dirty pages are synced now and then on the way: a page written since the
+ * migration began, not yet sent, is left for the first iteration (it is
+ * dirty anyway, and would go twice).
+ */
+static int bulk_stage(struct engine *e, struct tern_error *err)
 {
 	e->bulk = 1;
+	uint64_t last_sync = now_ms();
 	for (size_t r = 0; r < e->nreg; r++) {
 		const struct tern_mig_region *g = &e->reg[r];
 		uint64_t first = g->gpa / PAGE, pages = g->size / PAGE, p = 0;
@@ -306,17 +328,29 @@ static int bulk_stage(struct engine *e)
 					continue;
 				}
 			}
-			uint64_t end = p + CHUNK_PAGES < pages ? p + CHUNK_PAGES : pages;
-			for (; p < end; p++) {
-				int rc = send_page(e, first + p, g->host + p * PAGE);
+			if (now_ms() - last_sync >= BULK_SYNC_MS) {
+				int rc = sync_dirty(e, err);
 				if (rc < 0)
 					return rc;
+				last_sync = now_ms();
+			}
+			uint64_t end = p + CHUNK_PAGES < pages ? p + CHUNK_PAGES : pages;
+			for (; p < end; p++) {
+				if (tern_dirty_test(g->dirty, p)) {
+					e->deferred++;
+					continue;
+				}
+				int rc = send_page(e, first + p, g->host + p * PAGE);
+				if (rc < 0)
+					return tern_errorf(err, rc, "the bulk stage: %s", strerror(-rc));
 			}
 		}
 	}
 	e->bulk = 0;
 	int rc = flush_zero_run(e);
-	return rc < 0 ? rc : tern_stream_sync(&e->w, 0);
+	if (rc == 0)
+		rc = tern_stream_sync(&e->w, 0);
+	return rc < 0 ? tern_errorf(err, rc, "the bulk stage: %s", strerror(-rc)) : 0;
 }
 
 static uint64_t pending_pages(struct engine *e)
@@ -392,11 +426,8 @@ static int switchover(struct engine *e, struct tern_error *err)
 	/* The limit protects the link from a running migration; once the
 	 * guest waits, the rest goes at full speed (as QEMU does). */
 	tern_channel_set_limit(e->m->ch, 0);
-	if ((rc = e->ops->dirty_sync(e->o, err)) < 0)
+	if ((rc = sync_dirty(e, err)) < 0)
 		return rc;
-	pthread_mutex_lock(&e->m->lock);
-	e->m->stats.dirty_sync_count++;
-	pthread_mutex_unlock(&e->m->lock);
 	if ((rc = send_dirty(e, TERN_DIRTY_TAKE)) < 0)
 		return tern_errorf(err, rc, "sending the last pages: %s", strerror(-rc));
 	if ((rc = e->ops->save_state(e->o, &e->w, err)) < 0)
@@ -458,7 +489,7 @@ static int iterate(struct engine *e, struct tern_error *err)
 			return -ECANCELED;
 		struct tern_mig_params p;
 		tern_migration_get_params(e->m, &p); /* QMP may change them meanwhile */
-		int rc = e->ops->dirty_sync(e->o, err);
+		int rc = sync_dirty(e, err);
 		if (rc < 0)
 			return rc;
 		if (e->cache != NULL) /* ages the entries for replacement */
@@ -477,7 +508,6 @@ static int iterate(struct engine *e, struct tern_error *err)
 		double expected_ms = (double)pending * per_page / bytes_per_ms;
 		pthread_mutex_lock(&e->m->lock);
 		struct tern_mig_stats *s = &e->m->stats;
-		s->dirty_sync_count++;
 		s->iterations = it;
 		s->remaining = pending * PAGE;
 		s->expected_downtime_ms = (uint64_t)expected_ms;
@@ -600,9 +630,7 @@ int tern_migration_run(struct tern_migration *m)
 	pthread_mutex_unlock(&m->lock);
 	if (rc == 0) {
 		set_status(e, TERN_MIG_ACTIVE);
-		rc = bulk_stage(e);
-		if (rc < 0 && rc != -ECANCELED)
-			tern_errorf(&err, rc, "the bulk stage: %s", strerror(-rc));
+		rc = bulk_stage(e, &err);
 	}
 	if (rc == 0)
 		rc = iterate(e, &err);
