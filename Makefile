@@ -105,14 +105,22 @@ FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,
 	-fno-sanitize-recover=all
 # Each target: its file, libtern, and what else it exercises.
 FUZZ_EXTRA_qmp := vmm/qmp.c vmm/qmp_framer.c vmm/loop.c
-FUZZ_EXTRA_stream := harness/memio.c
+STREAM_STATE := harness/memio.c harness/frames.c vmm/vm_state.c vmm/vcpu_state.c \
+	vmm/kvm_state.c vmm/uart.c
+FUZZ_EXTRA_stream := $(STREAM_STATE)
 FUZZERS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
-build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard vmm/qmp*.c) harness/memio.c
+build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard vmm/*.c vmm/*.h harness/*.c)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) -ljansson -lpthread
+
+# Seeds for fuzz_stream, generated rather than committed (fuzz/run runs it).
+build-fuzz/stream_seeds: fuzz/stream_seeds.c $(LIB_SRCS) $(STREAM_STATE)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -o $@ $< $(LIB_SRCS) $(STREAM_STATE) \
+		-lpthread
 .PHONY: fuzz
-fuzz: $(FUZZERS)
+fuzz: $(FUZZERS) build-fuzz/stream_seeds
 
 # ---------------------------------------------------------------- targets
 .PHONY: all check tern tests bench

@@ -28,9 +28,7 @@ int tern_spawnv(struct proc *p, int want_stdin, const char *const *args)
 
 int tern_vm_prepare(struct tern_vm *vm)
 {
-	const char *netns = vm->netns;
 	memset(vm, 0, sizeof *vm);
-	vm->netns = netns;
 	vm->dir = harness_tmpdir();
 	if (vm->dir == NULL)
 		return -errno;
@@ -41,9 +39,11 @@ int tern_vm_prepare(struct tern_vm *vm)
 int tern_vm_startv(struct tern_vm *vm, const char *const *extra)
 {
 	if (vm->dir == NULL) {
+		const char *netns = vm->netns; /* set by the caller on a zeroed vm */
 		int rc = tern_vm_prepare(vm);
 		if (rc < 0)
 			return rc;
+		vm->netns = netns;
 	}
 	char spec[300];
 	snprintf(spec, sizeof spec, "unix:%s", vm->qmp_path);

@@ -18,7 +18,8 @@ struct tern_vm {
 };
 
 /* Make the directory (and the QMP path) without starting anything, so a
- * test can place other sockets in it first (and set netns). */
+ * test can place other sockets in it first.  (netns may be set after, or
+ * on a zeroed tern_vm that tern_vm_start prepares itself.) */
 int tern_vm_prepare(struct tern_vm *vm);
 /* Start `tern run --qmp unix:DIR/qmp.sock ARGS...` (ARGS NULL-terminated),
  * preparing the directory unless tern_vm_prepare() already did. */

@@ -37,6 +37,8 @@ static void sample(struct memio *m, size_t raw_pages)
 	assert_int_equal(tern_stream_zero_run(&w, 100, 50), 0);
 	const uint8_t delta[] = { 0x00, 0x02, 0xaa, 0xbb };
 	assert_int_equal(tern_stream_xbzrle(&w, 150, delta, sizeof delta), 0); /* continues */
+	assert_int_equal(tern_stream_blocks(&w, 151, (1ULL << 0) | (1ULL << 63), page), 0);
+	assert_int_equal(tern_stream_blocks(&w, 151, 0, page), -EINVAL);
 	for (size_t i = 0; i < raw_pages; i++) /* enough to span frames */
 		assert_int_equal(tern_stream_raw(&w, (4ULL << 30) / 4096 + i, page), 0);
 	assert_int_equal(tern_stream_sync(&w, 3), 0);
@@ -94,6 +96,13 @@ static void round_trip(void **state)
 	assert_int_equal(rec.type, TERN_REC_XBZRLE);
 	assert_int_equal(rec.gfn, 150);
 	assert_int_equal(rec.len, 4);
+	assert_int_equal(tern_stream_read(&r, &rec, &err), 0);
+	assert_int_equal(rec.type, TERN_REC_BLOCKS);
+	assert_int_equal(rec.gfn, 151);
+	assert_int_equal(rec.mask, (1ULL << 0) | (1ULL << 63));
+	assert_int_equal(rec.len, 128);
+	assert_memory_equal(rec.data, page, 64);
+	assert_memory_equal(rec.data + 64, page + 4032, 64);
 	for (size_t i = 0; i < 300; i++) {
 		assert_int_equal(tern_stream_read(&r, &rec, &err), 0);
 		assert_int_equal(rec.type, TERN_REC_RAW);
@@ -109,7 +118,7 @@ static void round_trip(void **state)
 	assert_int_equal(rec.len, 3);
 	assert_int_equal(tern_stream_read(&r, &rec, &err), 0);
 	assert_int_equal(rec.type, TERN_REC_END);
-	assert_int_equal(rec.end_pages, 1 + 1 + 50 + 1 + 300);
+	assert_int_equal(rec.end_pages, 1 + 1 + 50 + 1 + 1 + 300);
 	assert_int_equal(tern_stream_read(&r, &rec, &err), -EBADMSG); /* nothing after END */
 	tern_stream_reader_destroy(&r);
 	memio_free(&m);
@@ -206,7 +215,17 @@ static void records_out_of_place(void **state)
 	memcpy(p + h, (uint8_t[]){ TERN_REC_ZERO_RUN, 0x01, 0x80, 0x80, 0x01 }, 5);
 	expect_refused(p, h + 5, "outside the guest's memory");
 	memcpy(p + h, (uint8_t[]){ TERN_REC_XBZRLE, 0x01, 0x01, 0x00, 0x00 }, 5);
-	expect_refused(p, h + 5, "did not announce XBZRLE");
+	expect_refused(p, h + 5, "did not announce deltas");
+	memcpy(p + h, (uint8_t[]){ TERN_REC_BLOCKS, 0x01, 1, 0, 0, 0, 0, 0, 0, 0 }, 10);
+	expect_refused(p, h + 10, "did not announce deltas");
+	size_t hx = hello_bytes(p, TERN_STREAM_XBZRLE_FLAG);
+	memcpy(p + hx, (uint8_t[]){ TERN_REC_BLOCKS, 0x01, 0, 0, 0, 0, 0, 0, 0, 0 }, 10);
+	expect_refused(p, hx + 10, "no blocks");
+	memcpy(p + hx, (uint8_t[]){ TERN_REC_BLOCKS, 0x01, 3, 0, 0, 0, 0, 0, 0, 0, 0xaa }, 11);
+	expect_refused(p, hx + 11, "runs past the end of its frame"); /* 2 blocks, 1 byte */
+	memcpy(p + hx, (uint8_t[]){ TERN_REC_BLOCKS, 0x01, 3, 0, 0 }, 5);
+	expect_refused(p, hx + 5, "runs past the end of its frame"); /* mask cut short */
+	h = hello_bytes(p, 0);
 	memcpy(p + h, (uint8_t[]){ TERN_REC_ZERO | 0x80 }, 1);
 	expect_refused(p, h + 1, "continues nothing");
 	memcpy(p + h, (uint8_t[]){ TERN_REC_RAW, 0x01, 0xaa }, 3);

@@ -20,15 +20,16 @@ static const uint32_t extra_msrs[] = {
 	0x208, 0x209, 0x20a, 0x20b, 0x20c, 0x20d, 0x20e, 0x20f,
 };
 
+/* struct kvm_msrs with room for the entries (its layout, spelled out). */
 struct msr_buf {
-	struct kvm_msrs head;
+	uint32_t nmsrs, pad;
 	struct kvm_msr_entry entry[VCPU_MSRS_MAX];
 };
 
 /* Does KVM let the host read this MSR and write the same value back? */
 static int msr_round_trips(struct vcpu *v, uint32_t index)
 {
-	struct msr_buf b = { .head.nmsrs = 1, .entry[0].index = index };
+	struct msr_buf b = { .nmsrs = 1, .entry[0].index = index };
 	if (ioctl(v->fd, KVM_GET_MSRS, &b) != 1)
 		return 0;
 	return ioctl(v->fd, KVM_SET_MSRS, &b) == 1;
@@ -105,7 +106,7 @@ int vcpu_state_get(struct vcpu *v, struct vcpu_state *s, struct tern_error *err)
 	int khz = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
 	s->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
 
-	struct msr_buf b = { .head.nmsrs = kvm->nmsrs };
+	struct msr_buf b = { .nmsrs = kvm->nmsrs };
 	for (unsigned i = 0; i < kvm->nmsrs; i++)
 		b.entry[i].index = kvm->msr_index[i];
 	int n = ioctl(v->fd, KVM_GET_MSRS, &b);
@@ -132,22 +133,22 @@ static int put(struct vcpu *v, unsigned long req, const void *arg, const char *w
 static int put_msrs(struct vcpu *v, const struct vcpu_state *s, int deadline,
 		    struct tern_error *err)
 {
-	struct msr_buf b = { .head.nmsrs = 0 };
+	struct msr_buf b = { .nmsrs = 0 };
 	for (uint32_t i = 0; i < s->nmsrs; i++) {
 		if ((s->msrs[i].index == MSR_IA32_TSC_DEADLINE) != deadline)
 			continue;
 		if (!has_msr(&v->vm->kvm, s->msrs[i].index))
 			return tern_errorf(err, -EINVAL, "vCPU %u: MSR 0x%x is not one this host's KVM "
 					   "migrates", v->index, s->msrs[i].index);
-		b.entry[b.head.nmsrs++] = (struct kvm_msr_entry){ .index = s->msrs[i].index,
+		b.entry[b.nmsrs++] = (struct kvm_msr_entry){ .index = s->msrs[i].index,
 								   .data = s->msrs[i].data };
 	}
-	if (b.head.nmsrs == 0)
+	if (b.nmsrs == 0)
 		return 0;
 	int n = ioctl(v->fd, KVM_SET_MSRS, &b);
 	if (n < 0)
 		return tern_errorf(err, -errno, "vCPU %u: KVM_SET_MSRS: %s", v->index, strerror(errno));
-	if (n != (int)b.head.nmsrs)
+	if (n != (int)b.nmsrs)
 		return tern_errorf(err, -EINVAL, "vCPU %u: KVM refused MSR 0x%x = 0x%llx", v->index,
 				   b.entry[n].index, (unsigned long long)b.entry[n].data);
 	return 0;
