@@ -5,18 +5,18 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine.h"
 #include "tern/blockdigest.h"
-#include "tern/migration.h"
 #include "tern/pagecache.h"
-#include "tern/xbzrle.h"
-#include "tern/zero.h"
 
-#define PAGE TERN_STREAM_PAGE
 #define BATCH 65536          /* dirty pages taken at a time */
 #define CHUNK_PAGES 512      /* bulk stage: pages between hole lookups */
 #define READY_TIMEOUT_MS 30000
 #define STATS_EVERY 4096     /* pages between stats updates, at most */
 #define STATS_MS 50          /* and time */
+/* Block digests may use as much memory as the XBZRLE cache, and at least
+ * this (it covers 512 MiB of guest RAM). */
+#define DIGESTS_MIN_BYTES (64u << 20)
 
 static const char *const status_names[] = {
 	[TERN_MIG_NONE] = "none",           [TERN_MIG_SETUP] = "setup",
@@ -53,33 +53,6 @@ static uint64_t now_ms(void)
 {
 	return now_us() / 1000;
 }
-
-struct engine {
-	struct tern_migration *m;
-	const struct tern_mig_source_ops *ops;
-	void *o;
-	struct tern_stream_writer w;
-	struct tern_mig_region *reg;
-	size_t nreg;
-	struct tern_pagecache *cache;
-	int bulk; /* the bulk stage: nothing goes into the cache */
-	uint64_t *batch;
-	uint8_t snap[PAGE] __attribute__((aligned(64)));
-	uint8_t enc[PAGE];
-	uint64_t zrun_gfn, zrun_len; /* zero pages waiting to go as one run */
-	uint64_t start_ms, since_stats, published_ms;
-	uint64_t tracking_since_us;
-	/* counters, published to m->stats now and then */
-	uint64_t duplicate, normal, xbzrle_pages, xbzrle_bytes, miss, overflow, skipped;
-	uint64_t xbzrle_in, pages_sent, delta_pages, delta_bytes;
-	uint64_t deferred; /* bulk stage: pages left for the first iteration */
-	struct tern_digests *digests; /* with the cache: what the peer holds, by block */
-	unsigned throttle;
-	int stopped; /* the vCPUs are paused by us */
-	struct tern_stream_reader replies; /* two-way channels: what the destination says */
-	int have_replies;
-	char refused[TERN_ERROR_MAX];      /* why the destination gave up, if it said */
-};
 
 static void set_status(struct engine *e, enum tern_mig_status s)
 {
@@ -125,28 +98,6 @@ static void publish(struct engine *e)
 	e->published_ms = now_ms();
 }
 
-static int flush_zero_run(struct engine *e)
-{
-	int rc = 0;
-	if (e->zrun_len)
-		rc = tern_stream_zero_run(&e->w, e->zrun_gfn, e->zrun_len);
-	e->zrun_len = 0;
-	return rc;
-}
-
-static int zero_pages(struct engine *e, uint64_t gfn, uint64_t n)
-{
-	e->duplicate += n;
-	if (e->zrun_len && e->zrun_gfn + e->zrun_len == gfn) {
-		e->zrun_len += n;
-		return 0;
-	}
-	int rc = flush_zero_run(e);
-	e->zrun_gfn = gfn;
-	e->zrun_len = n;
-	return rc;
-}
-
 /*
  * The destination's next reply, within timeout_ms: 1 and rec when it is
  * READY, 0 when nothing came, -EPROTO with e->refused saying why when it
@@ -189,102 +140,16 @@ static int peer_check(struct engine *e, int timeout_ms)
 	return rc;
 }
 
-/* A dirty page missing from the cache goes as its changed blocks only while
- * they are fewer than this many bytes; beyond, whole. */
-#define BLOCKS_MAX_BYTES (PAGE / 2)
-/* Block digests may use as much memory as the XBZRLE cache, and at least
- * this (it covers 512 MiB of guest RAM). */
-#define DIGESTS_MIN_BYTES (64u << 20)
-
-/*
- * With deltas on, a page the cache missed: its changed blocks if the
- * digests know what the destination holds and few changed, else whole.
- * `snap` is what is sent; it goes into the cache either way.
- */
-static int send_uncached(struct engine *e, uint64_t gfn, const uint8_t *snap)
-{
-	e->miss++;
-	uint8_t *slot = tern_pagecache_put(e->cache, gfn);
-	if (slot != NULL)
-		memcpy(slot, snap, PAGE);
-	uint64_t changed;
-	if (tern_digests_update(e->digests, gfn, snap, &changed) == 0) {
-		size_t bytes = (size_t)__builtin_popcountll(changed) * TERN_STREAM_BLOCK;
-		if (changed == 0) { /* the peer already has exactly this */
-			e->skipped++;
-			return 0;
-		}
-		if (bytes < BLOCKS_MAX_BYTES) {
-			e->delta_pages++;
-			e->delta_bytes += bytes;
-			return tern_stream_blocks(&e->w, gfn, changed, snap);
-		}
-	} else {
-		tern_digests_record(e->digests, gfn, snap);
-	}
-	e->normal++;
-	return tern_stream_raw(&e->w, gfn, snap);
-}
-
-/* With deltas on: XBZRLE against the cached copy, or send_uncached. */
-static int send_delta(struct engine *e, uint64_t gfn, const uint8_t *host)
-{
-	/* Encode from a snapshot: the guest may write the page meanwhile, and
-	 * the cache and digests must hold exactly what was sent. */
-	memcpy(e->snap, host, PAGE);
-	if (e->bulk) { /* seed 004: nothing enters the cache in the bulk stage */
-		tern_digests_record(e->digests, gfn, e->snap);
-		e->normal++;
-		return tern_stream_raw(&e->w, gfn, e->snap);
-	}
-	uint8_t *cached = tern_pagecache_get(e->cache, gfn);
-	if (cached == NULL)
-		return send_uncached(e, gfn, e->snap);
-	int n = tern_xbzrle_encode(cached, e->snap, PAGE, e->enc, sizeof e->enc);
-	if (n == 0) {
-		e->skipped++;
-		return 0;
-	}
-	memcpy(cached, e->snap, PAGE);
-	tern_digests_record(e->digests, gfn, e->snap);
-	if (n > 0) {
-		e->xbzrle_pages++;
-		e->xbzrle_bytes += (uint64_t)n;
-		e->xbzrle_in += PAGE;
-		return tern_stream_xbzrle(&e->w, gfn, e->enc, (size_t)n);
-	}
-	e->overflow++;
-	e->normal++;
-	return tern_stream_raw(&e->w, gfn, e->snap);
-}
-
-/* One page, as the rules of the stage say. */
-static int send_page(struct engine *e, uint64_t gfn, const uint8_t *host)
+/* Every page: fresh figures for query-migrate every 50 ms or so, even on a
+ * slow link, and a look at whether the destination gave up. */
+int engine_tick(struct engine *e)
 {
 	e->pages_sent++;
-	/* Fresh figures for query-migrate every 50 ms or so, even on a slow
-	 * link, and a look at whether the destination gave up. */
-	if ((++e->since_stats & 63) == 0 &&
-	    (e->since_stats >= STATS_EVERY || now_ms() - e->published_ms >= STATS_MS)) {
-		publish(e);
-		int rc = peer_check(e, 0);
-		if (rc < 0)
-			return rc;
-	}
-	if (tern_is_zero(host, PAGE)) {
-		if (e->cache != NULL) { /* the peer has zeros now */
-			tern_pagecache_drop(e->cache, gfn);
-			tern_digests_drop(e->digests, gfn);
-		}
-		return zero_pages(e, gfn, 1);
-	}
-	int rc = flush_zero_run(e);
-	if (rc < 0)
-		return rc;
-	if (e->cache != NULL)
-		return send_delta(e, gfn, host);
-	e->normal++;
-	return tern_stream_raw(&e->w, gfn, host);
+	if ((++e->since_stats & 63) != 0 ||
+	    (e->since_stats < STATS_EVERY && now_ms() - e->published_ms < STATS_MS))
+		return 0;
+	publish(e);
+	return peer_check(e, 0);
 }
 
 static int sync_dirty(struct engine *e, struct tern_error *err)
@@ -321,7 +186,7 @@ static int bulk_stage(struct engine *e, struct tern_error *err)
 				uint64_t data = e->ops->next_data(e->o, r, p * PAGE);
 				uint64_t q = data >= g->size ? pages : data / PAGE;
 				if (q > p) {
-					int rc = zero_pages(e, first + p, q - p);
+					int rc = engine_zero_pages(e, first + p, q - p);
 					if (rc < 0)
 						return rc;
 					p = q;
@@ -340,14 +205,14 @@ static int bulk_stage(struct engine *e, struct tern_error *err)
 					e->deferred++;
 					continue;
 				}
-				int rc = send_page(e, first + p, g->host + p * PAGE);
+				int rc = engine_send_page(e, first + p, g->host + p * PAGE);
 				if (rc < 0)
 					return tern_errorf(err, rc, "the bulk stage: %s", strerror(-rc));
 			}
 		}
 	}
 	e->bulk = 0;
-	int rc = flush_zero_run(e);
+	int rc = engine_flush_zeros(e);
 	if (rc == 0)
 		rc = tern_stream_sync(&e->w, 0);
 	return rc < 0 ? tern_errorf(err, rc, "the bulk stage: %s", strerror(-rc)) : 0;
@@ -373,7 +238,7 @@ static int send_dirty(struct engine *e, unsigned flags)
 				return -ECANCELED;
 			size_t n = tern_dirty_compact(g->dirty, &c, e->batch, BATCH, flags);
 			for (size_t i = 0; i < n; i++) {
-				int rc = send_page(e, first + e->batch[i], g->host + e->batch[i] * PAGE);
+				int rc = engine_send_page(e, first + e->batch[i], g->host + e->batch[i] * PAGE);
 				if (rc < 0)
 					return rc;
 			}
@@ -381,7 +246,7 @@ static int send_dirty(struct engine *e, unsigned flags)
 				break;
 		}
 	}
-	return flush_zero_run(e);
+	return engine_flush_zeros(e);
 }
 
 static int fail(struct engine *e, int rc, struct tern_error *err)
