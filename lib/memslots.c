@@ -54,6 +54,7 @@ struct tern_memslots {
 	unsigned depth;
 	uint32_t max_slots;
 	bool spare_stale; /* a replay failed: rebuild the spare set first */
+	rangetree_find_fn *find; /* the guest-frame lookup this CPU runs best */
 	struct op *log;
 	size_t log_len, log_cap;
 };
@@ -181,6 +182,7 @@ struct tern_memslots *tern_memslots_new(uint32_t max_slots)
 	pthread_mutex_init(&m->writer, &attr);
 	pthread_mutexattr_destroy(&attr);
 	m->max_slots = max_slots;
+	m->find = rangetree_find_best();
 	return m;
 }
 
@@ -458,7 +460,7 @@ const struct tern_memslot *tern_memslots_find_gfn(const struct tern_memslots_vie
 	const struct tern_memslot *last = atomic_load_explicit(&s->last_hit, memory_order_relaxed);
 	if (last && gfn - last->gfn < last->pages)
 		return last;
-	const struct tern_memslot *slot = rangetree_find(&s->by_gfn, gfn);
+	const struct tern_memslot *slot = v->map->find(&s->by_gfn, gfn);
 	if (slot && slot != last)
 		atomic_store_explicit(&s->last_hit, slot, memory_order_relaxed);
 	return slot;

@@ -14,6 +14,24 @@
 #define KVM_TSS_ADDR 0xfeffd000ULL
 #define KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL
 
+/* Linux 6.8's memory-region ioctl, missing from older headers (Debian 12
+ * ships 6.1's); tern uses it where the running kernel offers it. */
+#ifndef KVM_CAP_USER_MEMORY2
+#define KVM_CAP_USER_MEMORY2 231
+struct kvm_userspace_memory_region2 {
+	__u32 slot;
+	__u32 flags;
+	__u64 guest_phys_addr;
+	__u64 memory_size;
+	__u64 userspace_addr;
+	__u64 guest_memfd_offset;
+	__u32 guest_memfd;
+	__u32 pad1;
+	__u64 pad2[14];
+};
+#define KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct kvm_userspace_memory_region2)
+#endif
+
 static const char *kvm_device(void)
 {
 	const char *path = getenv("TERN_KVM_DEVICE");
@@ -51,6 +69,8 @@ int kvm_open(struct kvm *kvm, struct tern_error *err)
 	}
 	int slots = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
 	kvm->max_memslots = slots > 0 ? (unsigned)slots : 32;
+	kvm->has_memory_region2 = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) > 0;
+	kvm->has_readonly_mem = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) > 0;
 	int vcpus = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
 	if (vcpus <= 0)
 		vcpus = ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
@@ -120,17 +140,30 @@ void kvm_close(struct kvm *kvm)
 int kvm_set_memslot(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
 		    uint32_t flags, struct tern_error *err)
 {
-	struct kvm_userspace_memory_region region = {
-		.slot = slot,
-		.flags = flags,
-		.guest_phys_addr = gpa,
-		.memory_size = size,
-		.userspace_addr = (uint64_t)(uintptr_t)host,
-	};
-	if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
-		return tern_errorf(err, -errno, "KVM_SET_USER_MEMORY_REGION slot %u at 0x%llx "
-				   "(0x%llx bytes): %s", slot, (unsigned long long)gpa,
-				   (unsigned long long)size, strerror(errno));
+	int rc;
+	if (kvm->has_memory_region2) {
+		struct kvm_userspace_memory_region2 region = {
+			.slot = slot,
+			.flags = flags,
+			.guest_phys_addr = gpa,
+			.memory_size = size,
+			.userspace_addr = (uint64_t)(uintptr_t)host,
+		};
+		rc = ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION2, &region);
+	} else {
+		struct kvm_userspace_memory_region region = {
+			.slot = slot,
+			.flags = flags,
+			.guest_phys_addr = gpa,
+			.memory_size = size,
+			.userspace_addr = (uint64_t)(uintptr_t)host,
+		};
+		rc = ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region);
+	}
+	if (rc < 0)
+		return tern_errorf(err, -errno, "KVM_SET_USER_MEMORY_REGION%s slot %u at 0x%llx "
+				   "(0x%llx bytes): %s", kvm->has_memory_region2 ? "2" : "", slot,
+				   (unsigned long long)gpa, (unsigned long long)size, strerror(errno));
 	return 0;
 }
 

@@ -16,6 +16,8 @@ struct kvm {
 	int vcpu_mmap_size;
 	unsigned max_memslots;
 	unsigned max_vcpus;
+	int has_memory_region2; /* KVM_SET_USER_MEMORY_REGION2 (Linux 6.8) */
+	int has_readonly_mem;
 	struct kvm_cpuid2 *cpuid; /* what KVM supports, the base for every vCPU */
 	int xsave_size;           /* bytes of a vCPU's XSAVE area */
 	/* MSRs a vCPU's state carries: KVM reads and writes them (probed). */

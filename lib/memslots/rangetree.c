@@ -17,13 +17,17 @@ static bool key_le(uint64_t a_start, uint32_t a_tie, uint64_t b_start, uint32_t 
 	return a_start < b_start || (a_start == b_start && a_tie <= b_tie);
 }
 
-/* How many of n's keys are <= (start, tie). */
+/* How many of n's keys are <= (start, tie): branch-free binary search. */
 static unsigned count_le(const struct rt_node *n, uint64_t start, uint32_t tie)
 {
-	unsigned below = 0;
-	while (below < n->count && key_le(n->start[below], n->tie[below], start, tie))
-		below++;
-	return below;
+	unsigned lo = 0, len = n->count;
+	while (len > 0) {
+		unsigned half = len / 2;
+		bool le = key_le(n->start[lo + half], n->tie[lo + half], start, tie);
+		lo = le ? lo + half + 1 : lo;
+		len = le ? len - half - 1 : half;
+	}
+	return lo;
 }
 
 static uint64_t max_end(const struct rt_node *n)
@@ -99,14 +103,16 @@ void rangetree_free(struct rangetree *t)
 	rangetree_init(t);
 }
 
-/* Split p's full child i into two halves; -ENOMEM leaves p as it was. */
-static int split_child(struct rt_node *p, unsigned i)
+/* Split p's full child i; -ENOMEM leaves p as it was.  Halves, except
+ * when keys arrive in ascending order (appending): then the left keeps
+ * all but LOW, so that ascending inserts leave nodes nearly full. */
+static int split_child(struct rt_node *p, unsigned i, bool appending)
 {
 	struct rt_node *c = p->ptr[i];
 	struct rt_node *r = node_new(c->leaf);
 	if (r == NULL)
 		return -ENOMEM;
-	unsigned keep = c->count / 2;
+	unsigned keep = appending ? c->count - LOW : c->count / 2;
 	move_entries(r, 0, c, keep, c->count - keep);
 	r->count = c->count - keep;
 	c->count = keep;
@@ -117,6 +123,14 @@ static int split_child(struct rt_node *p, unsigned i)
 	put_entry(p, i + 1, r->start[0], r->tie[0], max_end(r), r);
 	p->end[i] = max_end(c);
 	return 0;
+}
+
+/* Whether (start, tie) goes after every key below n. */
+static bool rightmost(const struct rt_node *n, uint64_t start, uint32_t tie)
+{
+	while (!n->leaf)
+		n = n->ptr[n->count - 1];
+	return !key_le(start, tie, n->start[n->count - 1], n->tie[n->count - 1]);
 }
 
 static int insert_below(struct rt_node *n, uint64_t start, uint32_t tie, uint64_t end, void *value)
@@ -130,15 +144,21 @@ static int insert_below(struct rt_node *n, uint64_t start, uint32_t tie, uint64_
 	}
 	unsigned i = below > 0 ? below - 1 : 0;
 	if (((struct rt_node *)n->ptr[i])->count == FANOUT) {
-		int rc = split_child(n, i);
+		int rc = split_child(n, i, below == n->count && rightmost(n->ptr[i], start, tie));
 		if (rc < 0)
 			return rc;
 		if (key_le(n->start[i + 1], n->tie[i + 1], start, tie))
 			i++;
 	}
 	int rc = insert_below(n->ptr[i], start, tie, end, value);
-	if (rc == 0)
-		refresh(n, i);
+	if (rc == 0) {
+		/* Only the child's first key and largest end can have changed. */
+		const struct rt_node *c = n->ptr[i];
+		n->start[i] = c->start[0];
+		n->tie[i] = c->tie[0];
+		if (end > n->end[i])
+			n->end[i] = end;
+	}
 	return rc;
 }
 
@@ -156,7 +176,7 @@ int rangetree_insert(struct rangetree *t, uint64_t start, uint32_t tie, uint64_t
 		top->count = 1;
 		top->ptr[0] = t->root;
 		refresh(top, 0);
-		if (split_child(top, 0) < 0) {
+		if (split_child(top, 0, rightmost(t->root, start, tie)) < 0) {
 			free(top);
 			return -ENOMEM;
 		}
@@ -175,19 +195,24 @@ static unsigned fill_child(struct rt_node *p, unsigned i)
 	struct rt_node *c = p->ptr[i];
 	struct rt_node *left = i > 0 ? p->ptr[i - 1] : NULL;
 	struct rt_node *right = i + 1 < p->count ? p->ptr[i + 1] : NULL;
+	/* Borrow half the difference, not one entry: deleting in order would
+	 * otherwise shift a whole sibling on every delete. */
 	if (left && left->count > LOW) {
-		move_entries(c, 1, c, 0, c->count);
-		move_entries(c, 0, left, left->count - 1, 1);
-		c->count++;
-		left->count--;
+		unsigned k = (left->count - c->count + 1) / 2;
+		move_entries(c, k, c, 0, c->count);
+		move_entries(c, 0, left, left->count - k, k);
+		c->count += k;
+		left->count -= k;
 		refresh(p, i - 1);
 		refresh(p, i);
 		return i;
 	}
 	if (right && right->count > LOW) {
-		move_entries(c, c->count, right, 0, 1);
-		c->count++;
-		drop_entry(right, 0);
+		unsigned k = (right->count - c->count + 1) / 2;
+		move_entries(c, c->count, right, 0, k);
+		c->count += k;
+		move_entries(right, 0, right, k, right->count - k);
+		right->count -= k;
 		refresh(p, i);
 		refresh(p, i + 1);
 		return i;
@@ -205,7 +230,9 @@ static unsigned fill_child(struct rt_node *p, unsigned i)
 	return into;
 }
 
-static void *remove_below(struct rt_node *n, uint64_t start, uint32_t tie)
+/* Remove (start, tie) below n; its value (NULL: absent), and its end in
+ * *end, so that parents rescan for their largest end only when it was. */
+static void *remove_below(struct rt_node *n, uint64_t start, uint32_t tie, uint64_t *end)
 {
 	unsigned below = count_le(n, start, tie);
 	if (below == 0)
@@ -214,31 +241,34 @@ static void *remove_below(struct rt_node *n, uint64_t start, uint32_t tie)
 		if (n->start[below - 1] != start || n->tie[below - 1] != tie)
 			return NULL;
 		void *value = n->ptr[below - 1];
+		*end = n->end[below - 1];
 		drop_entry(n, below - 1);
 		return value;
 	}
 	unsigned i = below - 1;
 	if (((struct rt_node *)n->ptr[i])->count <= LOW)
 		i = fill_child(n, i);
-	void *value = remove_below(n->ptr[i], start, tie);
-	if (value && ((struct rt_node *)n->ptr[i])->count > 0)
-		refresh(n, i);
+	void *value = remove_below(n->ptr[i], start, tie, end);
+	const struct rt_node *c = n->ptr[i];
+	if (value && c->count > 0) {
+		n->start[i] = c->start[0];
+		n->tie[i] = c->tie[0];
+		if (*end >= n->end[i])
+			n->end[i] = max_end(c);
+	}
 	return value;
-}
-
-static bool contains(const struct rangetree *t, uint64_t start, uint32_t tie)
-{
-	struct rt_entry e;
-	return rangetree_floor(t, start, tie, &e) && e.start == start && e.tie == tie;
 }
 
 void *rangetree_remove(struct rangetree *t, uint64_t start, uint32_t tie)
 {
-	/* Look first, so that a miss does not reshape the tree. */
-	if (t->root == NULL || !contains(t, start, tie))
+	if (t->root == NULL)
 		return NULL;
-	void *value = remove_below(t->root, start, tie);
-	t->size--;
+	uint64_t end;
+	void *value = remove_below(t->root, start, tie, &end);
+	if (value)
+		t->size--;
+	/* Merges on the way down (kept even on a miss: the tree stays valid)
+	 * may leave a root with one child, or an empty leaf. */
 	struct rt_node *r = t->root;
 	if (r->count == 0) {
 		free(r);

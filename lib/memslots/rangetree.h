@@ -60,23 +60,14 @@ int rangetree_replace(struct rangetree *t, uint64_t start, uint32_t tie, void *v
 /* The entry with the greatest (start, tie) <= (start, tie); 0 if none. */
 int rangetree_floor(const struct rangetree *t, uint64_t start, uint32_t tie, struct rt_entry *out);
 
-/* For trees of disjoint ranges: the value whose range holds x, or NULL. */
-static inline void *rangetree_find(const struct rangetree *t, uint64_t x)
-{
-	const struct rt_node *n = t->root;
-	if (n == NULL)
-		return NULL;
-	for (;;) {
-		unsigned below = 0;
-		for (unsigned i = 0; i < n->count; i++)
-			below += n->start[i] <= x;
-		if (below == 0)
-			return NULL;
-		if (n->leaf)
-			return x < n->end[below - 1] ? n->ptr[below - 1] : NULL;
-		n = n->ptr[below - 1];
-	}
-}
+/* For trees of disjoint ranges: the value whose range holds x, or NULL.
+ * Each node is scanned whole rather than bisected: the loads of a scan
+ * run in parallel, a bisection's wait on one another, and a scan has no
+ * branch to mispredict.  Versions per
+ * instruction set; rangetree_find_best() picks this CPU's best. */
+typedef void *rangetree_find_fn(const struct rangetree *t, uint64_t x);
+rangetree_find_fn rangetree_find_portable, rangetree_find_avx2, rangetree_find_avx512;
+rangetree_find_fn *rangetree_find_best(void);
 
 /* Every entry whose range holds x: the first `max` go to out[] (in key
  * order); returns how many there are in all. */
