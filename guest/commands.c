@@ -43,6 +43,59 @@ static void write_pages(struct run *r)
 		       (unsigned long long)v[2]);
 }
 
+/* A decimal or 0x-hex number at *at; 0 on success. */
+static int parse_number(const struct run *r, size_t *at, uint64_t *v)
+{
+	while (*at < r->line_len && r->line[*at] == ' ')
+		(*at)++;
+	int base = 10;
+	if (*at + 1 < r->line_len && r->line[*at] == '0' &&
+	    (r->line[*at + 1] == 'x' || r->line[*at + 1] == 'X')) {
+		base = 16;
+		*at += 2;
+	}
+	size_t start = *at;
+	*v = 0;
+	for (; *at < r->line_len && r->line[*at] != ' '; (*at)++) {
+		char c = r->line[*at];
+		unsigned d;
+		if (c >= '0' && c <= '9')
+			d = (unsigned)(c - '0');
+		else if (base == 16 && c >= 'a' && c <= 'f')
+			d = (unsigned)(c - 'a' + 10);
+		else if (base == 16 && c >= 'A' && c <= 'F')
+			d = (unsigned)(c - 'A' + 10);
+		else
+			return -1;
+		*v = *v * (uint64_t)base + d;
+	}
+	return *at > start ? 0 : -1;
+}
+
+/* "peek ADDR" and "poke ADDR VALUE": one 8-byte word at a guest-physical
+ * address below 4 GiB (identity-mapped), so a test can see memory the VMM
+ * adds, moves or makes read-only while the guest runs.  An address in no
+ * memslot reads all ones; a write there, or to read-only memory, is lost. */
+static void peek_poke(struct run *r, int poke)
+{
+	size_t at = 4;
+	uint64_t addr, value = 0;
+	if (parse_number(r, &at, &addr) != 0 || (poke && parse_number(r, &at, &value) != 0) ||
+	    at != r->line_len || addr % 8 != 0 || addr >= (4ULL << 30)) {
+		console_printf("tern-guest: usage: peek ADDR, poke ADDR VALUE (ADDR 8-byte aligned, "
+			       "below 4 GiB)\n");
+		return;
+	}
+	volatile uint64_t *word = (volatile uint64_t *)(uintptr_t)addr;
+	if (poke) {
+		*word = value;
+		console_printf("tern-guest: poke 0x%llx done\n", (unsigned long long)addr);
+	} else {
+		console_printf("tern-guest: peek 0x%llx = 0x%llx\n", (unsigned long long)addr,
+			       (unsigned long long)*word);
+	}
+}
+
 static void execute_line(struct run *r)
 {
 	if (r->line_len == 0)
@@ -56,9 +109,13 @@ static void execute_line(struct run *r)
 		r->stop_requested = 1;
 	} else if (r->line_len > 6 && memcmp(r->line, "write ", 6) == 0) {
 		write_pages(r);
+	} else if (r->line_len > 5 && memcmp(r->line, "peek ", 5) == 0) {
+		peek_poke(r, 0);
+	} else if (r->line_len > 5 && memcmp(r->line, "poke ", 5) == 0) {
+		peek_poke(r, 1);
 	} else if (line_is(r, "help")) {
 		console_printf("tern-guest: commands: verify, status, stop, "
-			       "write FIRST COUNT STRIDE, help\n");
+			       "write FIRST COUNT STRIDE, peek ADDR, poke ADDR VALUE, help\n");
 	} else {
 		r->line[r->line_len] = '\0';
 		console_printf("tern-guest: unknown command '%s' (try: verify, status, stop, help)\n",

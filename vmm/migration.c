@@ -206,6 +206,9 @@ int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_erro
 	if (m->vm->dirty.active)
 		return tern_errorf(err, -EBUSY, "dirty-page tracking is in use (calc-dirty-rate "
 				   "or x-dirty-tracking): wait for it to end");
+	if (m->vm->memmap.nhot > 0)
+		return tern_errorf(err, -ENOTSUP, "memory regions added at run time (memslot-add) "
+				   "do not migrate yet: remove them first (memslot-del)");
 	if (strlen(uri) >= sizeof m->out_uri)
 		return tern_errorf(err, -ENAMETOOLONG, "the URI is too long");
 	if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "unix:", 5) != 0 &&

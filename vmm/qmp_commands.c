@@ -1,5 +1,6 @@
 /* QMP commands on the VM: status, run control, and a debug command. */
 #include "qmp_commands.h"
+#include "qmp_memslots.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -295,7 +296,8 @@ int vm_qmp_register(struct vm_qmp *q, struct vm *vm, struct qmp_server *server,
 	dirty_rate_init(&q->rate, vm, loop);
 	vm->on_event = on_vm_event;
 	vm->event_opaque = q;
-	return qmp_server_add_commands(server, vm_commands, q);
+	int rc = qmp_server_add_commands(server, vm_commands, q);
+	return rc < 0 ? rc : memslots_qmp_register(q);
 }
 
 void vm_qmp_destroy(struct vm_qmp *q)

@@ -101,14 +101,7 @@ static int map_ram(struct vm *vm, const struct vm_config *cfg, struct tern_error
 			    cfg->mem_prealloc, err);
 	if (rc < 0)
 		return rc;
-	for (unsigned i = 0; i < vm->ram.slots; i++) {
-		const struct ram_slot *s = &vm->ram.slot[i];
-		rc = kvm_set_memslot(&vm->kvm, s->id, s->gpa, s->size, vm->ram.host + s->offset, 0,
-				     err);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
+	return memmap_init(vm, err);
 }
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
@@ -221,6 +214,31 @@ int vm_pause_to(struct vm *vm, enum vm_state to)
 	return 1;
 }
 
+int vm_quiesce(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	int hold = vm->state == VM_STATE_RUNNING && !vm->stopping && !vm->pause_requested;
+	if (hold) {
+		vm->pause_requested = 1;
+		for (unsigned i = 0; i < vm->vcpus; i++)
+			vcpu_kick(&vm->vcpu[i]);
+		while (vm->parked < vm->running_threads && vm->pause_requested && !vm->stopping)
+			pthread_cond_wait(&vm->cond, &vm->lock);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return hold;
+}
+
+void vm_unquiesce(struct vm *vm, int held)
+{
+	if (!held)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_requested = 0;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
 void vm_pause(struct vm *vm)
 {
 	vm_pause_to(vm, VM_STATE_PAUSED);
@@ -305,6 +323,7 @@ void vm_destroy(struct vm *vm)
 		chardev_close(&vm->serial);
 		uart_destroy(&vm->uart);
 	}
+	memmap_destroy(vm);
 	ram_destroy(&vm->ram);
 	kvm_close(&vm->kvm);
 	if (vm->notify_fd >= 0)
@@ -315,19 +334,13 @@ void vm_destroy(struct vm *vm)
 
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *data, size_t len)
 {
-	void *host = ram_host(&vm->ram, gpa, len);
-	if (host == NULL)
-		return -EFAULT;
-	memcpy(host, data, len);
-	dirty_tracker_mark(&vm->dirty, gpa, len);
-	return 0;
+	int rc = memmap_access(vm, gpa, (void *)data, len, 1);
+	if (rc == 0)
+		dirty_tracker_mark(&vm->dirty, gpa, len);
+	return rc;
 }
 
 int vm_read_guest(struct vm *vm, uint64_t gpa, void *data, size_t len)
 {
-	const void *host = ram_host(&vm->ram, gpa, len);
-	if (host == NULL)
-		return -EFAULT;
-	memcpy(data, host, len);
-	return 0;
+	return memmap_access(vm, gpa, data, len, 0);
 }

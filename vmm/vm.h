@@ -17,6 +17,7 @@
 #include "dirty_track.h"
 #include "iobus.h"
 #include "kvm.h"
+#include "memmap.h"
 #include "ram.h"
 #include "tern/error.h"
 #include "uart.h"
@@ -78,6 +79,7 @@ struct vcpu {
 struct vm {
 	struct kvm kvm;
 	struct guest_ram ram;
+	struct vm_memmap memmap;
 	struct io_bus io;
 	struct uart uart;
 	struct chardev serial;
@@ -121,6 +123,11 @@ int vm_start(struct vm *vm, struct tern_error *err);
 void vm_pause(struct vm *vm);
 int vm_pause_to(struct vm *vm, enum vm_state to);
 void vm_resume(struct vm *vm);
+/* Main thread: hold the vCPUs out of the guest for a moment, with no state
+ * change or event (a memslot change KVM cannot make in place); returns
+ * whether it held them, for vm_unquiesce. */
+int vm_quiesce(struct vm *vm);
+void vm_unquiesce(struct vm *vm, int held);
 void vm_set_state(struct vm *vm, enum vm_state state);
 enum vm_state vm_get_state(struct vm *vm);
 /* Auto-converge: keep the vCPUs out of the guest `percent` of the time

@@ -1,0 +1,49 @@
+/*
+ * The VM's guest memory map: tern's memslot map (lib/memslots.c) kept in
+ * step with KVM's memslots.  Guest RAM's slots are registered at creation;
+ * memory regions added at run time (QMP memslot-add) get a memfd each and
+ * can be moved, made read-only and removed again.  Main thread for
+ * updates; any thread may read guest memory through the map.
+ */
+#ifndef VMM_MEMMAP_H
+#define VMM_MEMMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tern/error.h"
+#include "tern/memslots.h"
+
+struct vm;
+
+struct hot_region {
+	uint32_t slot;
+	int memfd;
+	uint8_t *host;
+	uint64_t size;
+};
+
+struct vm_memmap {
+	struct tern_memslots *map;
+	unsigned ram_slots; /* ids below this are guest RAM, fixed for the VM's life */
+	struct hot_region *hot;
+	unsigned nhot, hot_cap;
+};
+
+/* Build the map from vm->ram and register every slot with KVM. */
+int memmap_init(struct vm *vm, struct tern_error *err);
+void memmap_destroy(struct vm *vm);
+
+/* Runtime regions: page-aligned, memfd-backed, zero-filled.  Errors leave
+ * the map, KVM and the guest as they were. */
+int memmap_add_region(struct vm *vm, uint64_t gpa, uint64_t size, int readonly, uint32_t *slot,
+		      struct tern_error *err);
+int memmap_remove_region(struct vm *vm, uint32_t slot, struct tern_error *err);
+int memmap_move_region(struct vm *vm, uint32_t slot, uint64_t gpa, struct tern_error *err);
+int memmap_set_readonly(struct vm *vm, uint32_t slot, int readonly, struct tern_error *err);
+
+/* Copy between guest memory at gpa (which may span slots) and buf; -EFAULT
+ * when some byte is in no slot. */
+int memmap_access(struct vm *vm, uint64_t gpa, void *buf, size_t len, int write);
+
+#endif
