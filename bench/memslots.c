@@ -7,10 +7,13 @@
  *
  *   memslots [--reps N] [--csv] [--no-kvm] [--max-slots N] [--only tern|array]
  *
- * Operations: create all slots (one published update each), delete all,
- * delete in eight chunks (one update per chunk), move one slot (away and
- * back), random gfn lookups, gfn lookups that hit the last-used slot,
- * random hva lookups.  Each slot is 8 pages; slot i sits at gfn 8i and
+ * Operations: create all slots (one published update each), delete all
+ * (in id order), delete in eight chunks taken from the middle outwards (one
+ * update per slot, as KVM's ioctl makes them), the same chunks as one
+ * update each (tern's transactions; the array copies once per chunk and
+ * deletes from its tail, its best case), move one slot (away and back),
+ * random gfn lookups, gfn lookups that hit the last-used slot, random hva
+ * lookups.  Each slot is 8 pages; slot i sits at gfn 8i and
  * host page 8i of one reserved mapping that is never touched.  Median of
  * N repetitions (default 3).
  */
@@ -28,6 +31,8 @@
 #include "baselines/kvm_memslot_array.h"
 #include "tern/memslots.h"
 
+#include "../harness/rng.h"
+
 #define SLOT_PAGES 8
 #define MOVES 1000
 #define LOOKUPS 1000000
@@ -35,9 +40,13 @@
 #define KVM_SLOTS_MAX 32764
 
 static const unsigned counts[] = { 10, 100, 1000, 8192, 32764 };
-enum op { CREATE, DELETE, DELETE_CHUNKS, MOVE, GFN_RANDOM, GFN_LAST_HIT, HVA_RANDOM, OPS };
-static const char *const op_name[OPS] = { "create", "delete", "delete_chunks", "move",
-					  "gfn_lookup", "gfn_last_hit", "hva_lookup" };
+enum op { CREATE, DELETE, DELETE_CHUNKS, DELETE_BATCHED, MOVE, GFN_RANDOM, GFN_LAST_HIT,
+	  HVA_RANDOM, OPS };
+static const char *const op_name[OPS] = { "create", "delete", "delete_chunks", "delete_batched",
+					  "move", "gfn_lookup", "gfn_last_hit", "hva_lookup" };
+/* Chunks of one eighth of the slots, deleted from the middle outwards. */
+#define CHUNKS 8
+static const unsigned chunk_order[CHUNKS] = { 3, 4, 2, 5, 1, 6, 0, 7 };
 
 struct result {
 	double total_ns[MAX_REPS];
@@ -59,10 +68,7 @@ static uint64_t rng = 12345;
 
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return harness_splitmix(&rng);
 }
 
 static struct tern_memslot tern_slot(unsigned i)
@@ -86,6 +92,17 @@ static void prepare_lookups(unsigned n)
 }
 
 /* ------------------------------------------------------------ tern */
+
+/* All n slots again, untimed (one transaction). */
+static void tern_refill(struct tern_memslots *m, unsigned n)
+{
+	tern_memslots_begin(m);
+	for (unsigned i = 0; i < n; i++) {
+		struct tern_memslot s = tern_slot(i);
+		tern_memslots_add(m, &s, NULL);
+	}
+	tern_memslots_commit(m);
+}
 
 static void tern_rep(unsigned n, int rep, struct result *r)
 {
@@ -142,23 +159,23 @@ static void tern_rep(unsigned n, int rep, struct result *r)
 	r[DELETE].total_ns[rep] = now_ns() - t0;
 	r[DELETE].ops = n;
 
-	tern_memslots_begin(m);
-	for (unsigned i = 0; i < n; i++) {
-		struct tern_memslot s = tern_slot(i);
-		tern_memslots_add(m, &s, NULL);
+	unsigned chunk = (n + CHUNKS - 1) / CHUNKS;
+	for (int batched = 0; batched < 2; batched++) {
+		tern_refill(m, n);
+		t0 = now_ns();
+		for (unsigned c = 0; c < CHUNKS; c++) {
+			unsigned first = chunk_order[c] * chunk;
+			if (batched)
+				tern_memslots_begin(m);
+			for (unsigned i = first; i < n && i < first + chunk; i++)
+				if ((rc = tern_memslots_remove(m, i, NULL)) < 0)
+					fail("tern chunk remove", rc);
+			if (batched)
+				tern_memslots_commit(m);
+		}
+		r[batched ? DELETE_BATCHED : DELETE_CHUNKS].total_ns[rep] = now_ns() - t0;
+		r[batched ? DELETE_BATCHED : DELETE_CHUNKS].ops = n;
 	}
-	tern_memslots_commit(m);
-	unsigned chunk = (n + 7) / 8;
-	t0 = now_ns();
-	for (unsigned first = 0; first < n; first += chunk) {
-		tern_memslots_begin(m);
-		for (unsigned i = first; i < n && i < first + chunk; i++)
-			if ((rc = tern_memslots_remove(m, i, NULL)) < 0)
-				fail("tern chunk remove", rc);
-		tern_memslots_commit(m);
-	}
-	r[DELETE_CHUNKS].total_ns[rep] = now_ns() - t0;
-	r[DELETE_CHUNKS].ops = n;
 	tern_memslots_free(m);
 }
 
@@ -219,20 +236,29 @@ static void array_rep(unsigned n, int rep, struct result *r)
 	r[DELETE].total_ns[rep] = now_ns() - t0;
 	r[DELETE].ops = n;
 
-	for (unsigned i = n; i-- > 0;) { /* highest gfn first: no shifting */
-		struct tern_memslot s = tern_slot(i);
-		array_create(&m, i, s.gfn, s.pages, (uint64_t)(uintptr_t)s.host);
-	}
 	uint32_t *ids = malloc(n * sizeof *ids);
 	for (unsigned i = 0; i < n; i++)
 		ids[i] = i;
-	unsigned chunk = (n + 7) / 8;
-	t0 = now_ns();
-	for (unsigned first = 0; first < n; first += chunk)
-		if ((rc = array_delete_many(&m, ids + first, n - first < chunk ? n - first : chunk)) < 0)
-			fail("array chunk delete", rc);
-	r[DELETE_CHUNKS].total_ns[rep] = now_ns() - t0;
-	r[DELETE_CHUNKS].ops = n;
+	unsigned chunk = (n + CHUNKS - 1) / CHUNKS;
+	for (int batched = 0; batched < 2; batched++) {
+		for (unsigned i = n; i-- > 0;) { /* refill, highest gfn first: no shifting */
+			struct tern_memslot s = tern_slot(i);
+			array_create(&m, i, s.gfn, s.pages, (uint64_t)(uintptr_t)s.host);
+		}
+		t0 = now_ns();
+		for (unsigned c = 0; c < CHUNKS; c++) {
+			unsigned first = chunk_order[c] * chunk;
+			unsigned count = first >= n ? 0 : n - first < chunk ? n - first : chunk;
+			if (batched && count)
+				rc = array_delete_many(&m, ids + first, count);
+			for (unsigned i = first; !batched && i < first + count; i++)
+				rc = array_delete(&m, i);
+			if (rc < 0)
+				fail("array chunk delete", rc);
+		}
+		r[batched ? DELETE_BATCHED : DELETE_CHUNKS].total_ns[rep] = now_ns() - t0;
+		r[batched ? DELETE_BATCHED : DELETE_CHUNKS].ops = n;
+	}
 	free(ids);
 	array_map_free(&m);
 }

@@ -20,6 +20,8 @@
 #include "baselines/qemu_pagecache.h"
 #include "tern/pagecache.h"
 
+#include "../harness/rng.h"
+
 #define PAGES 262144ULL
 
 struct trace {
@@ -35,10 +37,7 @@ static uint64_t rng = 1;
 
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return harness_splitmix(&rng);
 }
 
 /* One round's dirty pages, ascending and distinct, into out; returns n. */

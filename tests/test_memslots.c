@@ -18,16 +18,15 @@
 
 #include "tern/memslots.h"
 
+#include "../harness/rng.h"
+
 #define KVM_SLOTS 32764u
 
 static uint64_t rng_state;
 
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return harness_splitmix(&rng_state);
 }
 
 /* Host addresses are never dereferenced here: numbers in a pointer. */

@@ -17,6 +17,8 @@
 #include "../harness/xbzrle_ref.h"
 #include "tern/xbzrle.h"
 
+#include "../harness/rng.h"
+
 #define PAGE 4096
 
 static const char *const kernels[] = { "portable", "avx2", "avx512" };
@@ -25,10 +27,7 @@ static uint64_t rng = 42;
 
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return harness_splitmix(&rng);
 }
 
 /* Encode with every kernel (all must agree), decode onto a copy of old,

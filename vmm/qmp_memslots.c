@@ -32,6 +32,13 @@ static int slot_arg(json_t *args, uint32_t *slot, struct tern_error *err)
 	return 0;
 }
 
+/* A change to an existing slot: allowed now, and which slot. */
+static int slot_request(struct vm_qmp *q, json_t *args, uint32_t *slot, struct tern_error *err)
+{
+	int rc = may_change(q, err);
+	return rc < 0 ? rc : slot_arg(args, slot, err);
+}
+
 static int addr_arg(json_t *args, const char *name, uint64_t *out, struct tern_error *err)
 {
 	json_int_t v = json_integer_value(json_object_get(args, name));
@@ -65,9 +72,7 @@ static int cmd_memslot_del(void *opaque, json_t *args, json_t **ret, struct tern
 	(void)ret;
 	struct vm_qmp *q = opaque;
 	uint32_t slot = 0;
-	int rc = may_change(q, err);
-	if (rc == 0)
-		rc = slot_arg(args, &slot, err);
+	int rc = slot_request(q, args, &slot, err);
 	return rc < 0 ? rc : memmap_remove_region(q->vm, slot, err);
 }
 
@@ -77,9 +82,7 @@ static int cmd_memslot_move(void *opaque, json_t *args, json_t **ret, struct ter
 	struct vm_qmp *q = opaque;
 	uint32_t slot = 0;
 	uint64_t addr = 0;
-	int rc = may_change(q, err);
-	if (rc == 0)
-		rc = slot_arg(args, &slot, err);
+	int rc = slot_request(q, args, &slot, err);
 	if (rc == 0)
 		rc = addr_arg(args, "addr", &addr, err);
 	return rc < 0 ? rc : memmap_move_region(q->vm, slot, addr, err);
@@ -91,9 +94,7 @@ static int cmd_memslot_set_read_only(void *opaque, json_t *args, json_t **ret,
 	(void)ret;
 	struct vm_qmp *q = opaque;
 	uint32_t slot = 0;
-	int rc = may_change(q, err);
-	if (rc == 0)
-		rc = slot_arg(args, &slot, err);
+	int rc = slot_request(q, args, &slot, err);
 	if (rc < 0)
 		return rc;
 	return memmap_set_readonly(q->vm, slot, json_is_true(json_object_get(args, "read-only")),
