@@ -140,6 +140,14 @@ static int save_element(enum tern_vms_type t, const struct tern_vmstate_field *f
 	case TERN_VMS_BUFFER:
 		tern_buf_put(out, at, f->size);
 		return 0;
+	case TERN_VMS_STRING: {
+		size_t n = strnlen((const char *)at, f->size);
+		if (n == f->size || n > UINT8_MAX)
+			return -EOVERFLOW;
+		tern_buf_u8(out, (uint8_t)n);
+		tern_buf_put(out, at, n);
+		return 0;
+	}
 	case TERN_VMS_STRUCT:
 		return save_object(f->sub, at, out);
 	default:
@@ -147,9 +155,42 @@ static int save_element(enum tern_vms_type t, const struct tern_vmstate_field *f
 	}
 }
 
+struct hash_saver {
+	const struct tern_vmstate_hash *h;
+	struct tern_buf *out;
+	uint32_t saved;
+	int rc;
+};
+
+static int save_hash_entry(void *ctx, const void *key, const void *value)
+{
+	struct hash_saver *s = ctx;
+	s->saved++;
+	s->rc = save_object(s->h->key, key, s->out);
+	if (s->rc == 0)
+		s->rc = save_object(s->h->value, value, s->out);
+	return s->rc;
+}
+
+static int save_hash(const struct tern_vmstate_hash *h, const void *table, struct tern_buf *out)
+{
+	uint32_t n = table ? h->count(table) : 0;
+	if (n > h->max_entries)
+		return -EOVERFLOW;
+	tern_buf_u32(out, n);
+	struct hash_saver s = { .h = h, .out = out };
+	if (table != NULL)
+		h->walk(table, save_hash_entry, &s);
+	if (s.rc < 0)
+		return s.rc;
+	return s.saved == n ? 0 : -EPROTO; /* the table's count and walk disagree */
+}
+
 static size_t element_size(enum tern_vms_type t, const struct tern_vmstate_field *f)
 {
-	return t == TERN_VMS_STRUCT || t == TERN_VMS_BUFFER ? f->size : scalar_size(t);
+	if (t == TERN_VMS_STRUCT || t == TERN_VMS_BUFFER || t == TERN_VMS_STRING)
+		return f->size;
+	return scalar_size(t);
 }
 
 static int save_field(const struct tern_vmstate_field *f, const uint8_t *base,
@@ -186,6 +227,11 @@ static int save_field(const struct tern_vmstate_field *f, const uint8_t *base,
 		}
 		tern_buf_free(&inner);
 		return rc;
+	}
+	case TERN_VMS_HASH: {
+		void *table;
+		memcpy(&table, at, sizeof table);
+		return save_hash(f->hash, table, out);
 	}
 	default:
 		return save_element(f->type, f, at, out);
@@ -225,10 +271,18 @@ int tern_vmstate_save(const struct tern_vmstate_desc *d, const void *obj, struct
 
 /* ------------------------------------------------------------ loading */
 
+/* A hash table built by the load, and the one it replaces in the copy. */
+struct table_swap {
+	const struct tern_vmstate_hash *h;
+	void *fresh, *old;
+};
+
 struct loader {
 	struct tern_reader r;
 	struct tern_error *err;
 	unsigned depth;
+	struct table_swap *swaps;
+	size_t nswaps, swaps_cap;
 };
 
 static int truncated(struct loader *l, const char *where, const char *what)
@@ -272,11 +326,101 @@ static int load_element(struct loader *l, const struct tern_vmstate_desc *d,
 		if (tern_read_bytes(&l->r, at, f->size) < 0)
 			return truncated(l, d->name, f->name);
 		return 0;
+	case TERN_VMS_STRING: {
+		char s[UINT8_MAX + 1];
+		if (tern_read_u8(&l->r, raw) < 0 || tern_read_bytes(&l->r, s, raw[0]) < 0)
+			return truncated(l, d->name, f->name);
+		if (raw[0] >= f->size)
+			return tern_errorf(l->err, -EBADMSG, "%s.%s: string of %u bytes, at most %zu "
+					   "fit", d->name, f->name, raw[0], f->size - 1);
+		if (memchr(s, '\0', raw[0]) != NULL)
+			return tern_errorf(l->err, -EBADMSG, "%s.%s: string holds a NUL byte",
+					   d->name, f->name);
+		memcpy(at, s, raw[0]);
+		at[raw[0]] = '\0';
+		return 0;
+	}
 	case TERN_VMS_STRUCT:
 		return load_object(l, f->sub, at);
 	default:
 		return tern_errorf(l->err, -EINVAL, "%s.%s: bad element type", d->name, f->name);
 	}
+}
+
+/* The fewest bytes an object of d can take on the wire. */
+static size_t object_min_bytes(const struct tern_vmstate_desc *d)
+{
+	return 1 + strlen(d->name) + 4 + 1;
+}
+
+static int load_hash(struct loader *l, const struct tern_vmstate_desc *d,
+		     const struct tern_vmstate_field *f, uint8_t *at)
+{
+	const struct tern_vmstate_hash *h = f->hash;
+	uint32_t n;
+	if (tern_read_u32(&l->r, &n) < 0)
+		return truncated(l, d->name, f->name);
+	if (n > h->max_entries)
+		return tern_errorf(l->err, -EBADMSG, "%s.%s: %u entries, at most %u allowed",
+				   d->name, f->name, n, h->max_entries);
+	/* A hostile count must not size the table: size it by what can fit. */
+	size_t entry_min = object_min_bytes(h->key) + object_min_bytes(h->value);
+	size_t fit = (l->r.len - l->r.at) / entry_min;
+	if (n > fit)
+		return tern_errorf(l->err, -EBADMSG, "%s.%s: %u entries claimed, the input holds at "
+				   "most %zu", d->name, f->name, n, fit);
+	if (l->nswaps == l->swaps_cap) {
+		size_t cap = l->swaps_cap ? 2 * l->swaps_cap : 4;
+		struct table_swap *sw = realloc(l->swaps, cap * sizeof *sw);
+		if (sw == NULL)
+			return tern_errorf(l->err, -ENOMEM, "out of memory loading %s.%s", d->name,
+					   f->name);
+		l->swaps = sw;
+		l->swaps_cap = cap;
+	}
+	void *fresh = h->create(n);
+	uint8_t *key = calloc(1, h->key->size ? h->key->size : 1);
+	uint8_t *value = calloc(1, h->value->size ? h->value->size : 1);
+	int rc = 0;
+	if (fresh == NULL || key == NULL || value == NULL)
+		rc = tern_errorf(l->err, -ENOMEM, "out of memory loading %s.%s", d->name, f->name);
+	for (uint32_t i = 0; rc == 0 && i < n; i++) {
+		memset(key, 0, h->key->size);
+		memset(value, 0, h->value->size);
+		rc = load_object(l, h->key, key);
+		if (rc == 0)
+			rc = load_object(l, h->value, value);
+		if (rc == 0 && (rc = h->insert(fresh, key, value)) < 0)
+			rc = tern_errorf(l->err, rc == -EEXIST ? -EBADMSG : rc,
+					 "%s.%s: entry %u: %s", d->name, f->name, i,
+					 rc == -EEXIST ? "a key that is already in the table"
+						       : "cannot insert it");
+	}
+	free(key);
+	free(value);
+	if (rc < 0) {
+		if (fresh != NULL)
+			h->destroy(fresh);
+		return rc;
+	}
+	struct table_swap *sw = &l->swaps[l->nswaps++];
+	sw->h = h;
+	sw->fresh = fresh;
+	memcpy(&sw->old, at, sizeof sw->old);
+	memcpy(at, &fresh, sizeof fresh);
+	return 0;
+}
+
+/* The load is over: keep the new tables and drop the old, or the reverse. */
+static void finish_swaps(struct loader *l, int ok)
+{
+	for (size_t i = l->nswaps; i-- > 0;) {
+		struct table_swap *sw = &l->swaps[i];
+		void *drop = ok ? sw->old : sw->fresh;
+		if (drop != NULL)
+			sw->h->destroy(drop);
+	}
+	free(l->swaps);
 }
 
 static int load_field(struct loader *l, const struct tern_vmstate_desc *d,
@@ -319,6 +463,8 @@ static int load_field(struct loader *l, const struct tern_vmstate_desc *d,
 		l->r.at += (size_t)n;
 		return 0;
 	}
+	case TERN_VMS_HASH:
+		return load_hash(l, d, f, at);
 	default:
 		return load_element(l, d, f, f->type, at);
 	}
@@ -410,6 +556,7 @@ int tern_vmstate_load(const struct tern_vmstate_desc *d, void *obj, const uint8_
 				 len - l.r.at);
 	if (rc == 0)
 		memcpy(obj, copy, d->size);
+	finish_swaps(&l, rc == 0);
 	free(copy);
 	return rc;
 }

@@ -8,14 +8,16 @@
  *     the fields present in that version, in table order,
  *     subsections: { 0x01, an object } ..., then 0x00
  *
- * Scalars are fixed width; a buffer is its bytes; a fixed array is its
- * elements; a variable array is a u32 count, then that many elements; a
- * nested structure is a whole object (its own name and version).
+ * Scalars are fixed width; a buffer is its bytes; a string is a u8
+ * length and its bytes (no NUL); a fixed array is its elements; a variable
+ * array is a u32 count, then that many elements; a nested structure is a
+ * whole object (its own name and version); a hash table is a u32 count,
+ * then that many entries, each a key object and a value object.
  *
  * The loader trusts nothing: names must match, versions must lie in the
  * description's range, booleans must be 0 or 1, every count must fit the
- * array's capacity and every length the input, and the input must end
- * exactly where the object does.  It writes an object's memory only with
+ * array's capacity and every length the input, a table must hold no key
+ * twice, and the input must end exactly where the object does.  It writes an object's memory only with
  * values it has checked, and a description's post_load may reject values
  * that are well formed but meaningless.
  */
@@ -54,9 +56,34 @@ enum tern_vms_type {
 	TERN_VMS_ARRAY,  /* `count` elements of type `elem` */
 	TERN_VMS_VARRAY, /* up to `count` elements; how many is the uint32_t at count_offset */
 	TERN_VMS_CUSTOM, /* saved and loaded by the description's own functions */
+	TERN_VMS_STRING, /* a NUL-terminated char[size], at most 255 bytes before the NUL */
+	TERN_VMS_HASH,   /* a key -> value table behind a pointer; see tern_vmstate_hash */
 };
 
 struct tern_vmstate_desc;
+
+/*
+ * A hash table field: the parent holds a pointer to a table of any kind,
+ * which these functions reach.  Entries are saved as a key object then a
+ * value object, described by `key` and `value` (whose `size` is the C
+ * size of the scratch structures passed to insert and walk's callback).
+ *
+ * Loading builds a new table with create and insert; only when the whole
+ * object has loaded does it take the old table's place (the old one is
+ * destroyed), and on any failure the new one is destroyed and the parent
+ * keeps its old pointer.  insert returns -EEXIST for a key already there.
+ */
+struct tern_vmstate_hash {
+	const struct tern_vmstate_desc *key, *value;
+	uint32_t max_entries;
+	uint32_t (*count)(const void *table);
+	/* Call fn for every entry, stopping at its first nonzero return. */
+	int (*walk)(const void *table, int (*fn)(void *ctx, const void *key, const void *value),
+		    void *ctx);
+	void *(*create)(uint32_t expected_entries);
+	int (*insert)(void *table, const void *key, const void *value);
+	void (*destroy)(void *table);
+};
 
 struct tern_vmstate_custom {
 	int (*save)(const void *field, struct tern_buf *out);
@@ -68,12 +95,13 @@ struct tern_vmstate_field {
 	const char *name;
 	enum tern_vms_type type;
 	size_t offset;       /* in the parent structure */
-	size_t size;         /* BUFFER: bytes; STRUCT (or array of): element size */
+	size_t size;         /* BUFFER: bytes; STRING: capacity; STRUCT (or array of): element size */
 	uint32_t count;      /* ARRAY: elements; VARRAY: capacity */
 	size_t count_offset; /* VARRAY: offset of its uint32_t count in the parent */
 	enum tern_vms_type elem; /* ARRAY / VARRAY: element type (a scalar or STRUCT) */
 	const struct tern_vmstate_desc *sub; /* STRUCT elements */
 	const struct tern_vmstate_custom *custom;
+	const struct tern_vmstate_hash *hash;
 	uint32_t since;      /* present from this version on (0: always) */
 };
 
