@@ -98,6 +98,13 @@ BASELINE_OBJS := $(patsubst %.c,$(B)/%.o,$(wildcard bench/baselines/*.c))
 $(B)/bench/%: $(B)/bench/%.o $(BASELINE_OBJS) $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lm
 
+# Only bench/fdstore uses GLib (its GHashTable is the baseline there).
+GLIB_CFLAGS := $(shell pkg-config --cflags glib-2.0 2>/dev/null)
+GLIB_LIBS := $(shell pkg-config --libs glib-2.0 2>/dev/null)
+$(B)/bench/baselines/glib/%.o: CFLAGS += $(GLIB_CFLAGS)
+$(B)/bench/fdstore: $(B)/bench/baselines/glib/cpr_fd_ghash.o
+$(B)/bench/fdstore: LIBS += $(GLIB_LIBS)
+
 # ---------------------------------------------------------------- fuzzers
 # libFuzzer targets, built with clang from the sources they exercise.
 FUZZ_CC := clang

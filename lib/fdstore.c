@@ -9,14 +9,19 @@
 #define MIN_BITS 4
 #define MAX_BITS 26 /* room for TERN_FDSTORE_MAX_ENTRIES at the load limit */
 
-/* One cache line: the whole key is here, so a hit reads one line. */
+/* One cache line: the whole key is here, so a hit reads one line.  The
+ * name is zero-padded, so names compare as whole 8-byte words. */
 struct entry {
+	char name[TERN_FDSTORE_NAME_MAX];
 	uint32_t tag; /* 0: empty; else the key's hash, low bit set */
 	uint32_t id;
 	int32_t fd;
-	char name[TERN_FDSTORE_NAME_MAX];
+	uint32_t unused;
 };
 _Static_assert(sizeof(struct entry) == 64, "an entry is one cache line");
+_Static_assert(TERN_FDSTORE_NAME_MAX % 8 == 0, "names are whole words");
+
+#define NAME_WORDS (TERN_FDSTORE_NAME_MAX / 8)
 
 struct tern_fdstore {
 	struct entry *slot;
@@ -24,34 +29,71 @@ struct tern_fdstore {
 	uint32_t count;
 };
 
-static inline uint64_t load64(const char *p)
+/* A key made ready for probing: the name zero-padded into words (as in an
+ * entry), how many words hold it and its NUL, and its tag. */
+struct query {
+	uint64_t w[NAME_WORDS];
+	unsigned words;
+	uint32_t id;
+	uint32_t tag;
+};
+
+static inline uint64_t load64(const void *p)
 {
 	uint64_t v;
 	memcpy(&v, p, sizeof v);
 	return v;
 }
 
-static inline uint64_t mix(uint64_t h)
+/* Two multiply lanes, so the chain is half as long as the name. */
+static uint32_t query_tag(const struct query *q)
 {
+	uint64_t a = 0x9e3779b97f4a7c15ULL ^ q->id, b = 0xc2b2ae3d27d4eb4fULL ^ q->words;
+	unsigned i = 0;
+	for (; i + 2 <= q->words; i += 2) {
+		a = (a ^ q->w[i]) * 0xff51afd7ed558ccdULL;
+		b = (b ^ q->w[i + 1]) * 0xc4ceb9fe1a85ec53ULL;
+	}
+	if (i < q->words)
+		a = (a ^ q->w[i]) * 0xff51afd7ed558ccdULL;
+	uint64_t h = a ^ (b >> 29 | b << 35);
 	h ^= h >> 32;
 	h *= 0xd6e8feb86659fd93ULL;
 	h ^= h >> 32;
-	return h;
+	return (uint32_t)h | 1;
 }
 
-/* The key's 32-bit tag: its top bits pick the home slot. */
-static uint32_t key_tag(const char *name, size_t len, uint32_t id)
+/* Valid names are 1 .. NAME_MAX - 1 bytes; 0 if made, else -EINVAL. */
+static int make_query(const char *name, uint32_t id, struct query *q)
 {
-	uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)len << 32 | id);
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8)
-		h = (h ^ load64(name + i)) * 0xff51afd7ed558ccdULL;
-	if (i < len) {
-		uint64_t tail = 0;
-		memcpy(&tail, name + i, len - i);
-		h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
-	}
-	return (uint32_t)(mix(h) >> 32) | 1;
+	if (name == NULL)
+		return -EINVAL;
+	size_t len = strnlen(name, TERN_FDSTORE_NAME_MAX);
+	if (len == 0 || len == TERN_FDSTORE_NAME_MAX)
+		return -EINVAL;
+	/* Word by word from registers: a memcpy's odd-sized stores would stall
+	 * the word loads that follow. */
+	size_t full = len / 8, i = 0;
+	for (; i < full; i++)
+		q->w[i] = load64(name + 8 * i);
+	uint64_t tail = 0;
+	for (size_t b = len % 8; b-- > 0;)
+		tail = tail << 8 | (uint8_t)name[8 * full + b];
+	q->w[i++] = tail;
+	for (; i < NAME_WORDS; i++)
+		q->w[i] = 0;
+	q->words = (unsigned)(full + 1);
+	q->id = id;
+	q->tag = query_tag(q);
+	return 0;
+}
+
+static inline int name_matches(const struct entry *e, const struct query *q)
+{
+	uint64_t diff = 0;
+	for (unsigned i = 0; i < q->words; i++)
+		diff |= load64(e->name + 8 * i) ^ q->w[i];
+	return diff == 0;
 }
 
 static inline size_t home_of(const struct tern_fdstore *s, uint32_t tag)
@@ -62,15 +104,6 @@ static inline size_t home_of(const struct tern_fdstore *s, uint32_t tag)
 static inline size_t mask_of(const struct tern_fdstore *s)
 {
 	return ((size_t)1 << s->bits) - 1;
-}
-
-/* Valid names are 1 .. NAME_MAX - 1 bytes: their length, or 0. */
-static size_t name_length(const char *name)
-{
-	if (name == NULL)
-		return 0;
-	size_t len = strnlen(name, TERN_FDSTORE_NAME_MAX);
-	return len < TERN_FDSTORE_NAME_MAX ? len : 0;
 }
 
 static struct entry *new_slots(unsigned bits)
@@ -119,16 +152,14 @@ void tern_fdstore_free(struct tern_fdstore *s)
 }
 
 /* The slot holding the key, or the empty slot ending its probe sequence. */
-static size_t probe(const struct tern_fdstore *s, const char *name, size_t len, uint32_t id,
-		    uint32_t tag)
+static size_t probe(const struct tern_fdstore *s, const struct query *q)
 {
 	size_t mask = mask_of(s);
-	for (size_t i = home_of(s, tag);; i = (i + 1) & mask) {
+	for (size_t i = home_of(s, q->tag);; i = (i + 1) & mask) {
 		const struct entry *e = &s->slot[i];
 		if (e->tag == 0)
 			return i;
-		if (e->tag == tag && e->id == id && memcmp(e->name, name, len) == 0 &&
-		    e->name[len] == '\0')
+		if (e->tag == q->tag && e->id == q->id && name_matches(e, q))
 			return i;
 	}
 }
@@ -160,8 +191,8 @@ static int grow(struct tern_fdstore *s)
 int tern_fdstore_add(struct tern_fdstore *s, const char *name, uint32_t id, int fd,
 		     struct tern_error *err)
 {
-	size_t len = name_length(name);
-	if (len == 0)
+	struct query q;
+	if (make_query(name, id, &q) < 0)
 		return tern_errorf(err, -EINVAL, "fd store: a name must be 1 to %d bytes",
 				   TERN_FDSTORE_NAME_MAX - 1);
 	if (fd < 0)
@@ -174,36 +205,34 @@ int tern_fdstore_add(struct tern_fdstore *s, const char *name, uint32_t id, int 
 		if (rc < 0)
 			return tern_errorf(err, rc, "fd store: cannot grow past %u entries", s->count);
 	}
-	uint32_t tag = key_tag(name, len, id);
-	size_t i = probe(s, name, len, id, tag);
-	struct entry *e = &s->slot[i];
+	struct entry *e = &s->slot[probe(s, &q)];
 	if (e->tag != 0)
 		return tern_errorf(err, -EEXIST, "fd store: %s/%u is already there (fd %d)", name,
 				   id, e->fd);
-	e->tag = tag;
+	memcpy(e->name, q.w, sizeof e->name);
+	e->tag = q.tag;
 	e->id = id;
 	e->fd = fd;
-	memcpy(e->name, name, len);
-	memset(e->name + len, 0, sizeof e->name - len);
+	e->unused = 0;
 	s->count++;
 	return 0;
 }
 
 int tern_fdstore_find(const struct tern_fdstore *s, const char *name, uint32_t id)
 {
-	size_t len = name_length(name);
-	if (len == 0)
+	struct query q;
+	if (make_query(name, id, &q) < 0)
 		return -ENOENT;
-	const struct entry *e = &s->slot[probe(s, name, len, id, key_tag(name, len, id))];
+	const struct entry *e = &s->slot[probe(s, &q)];
 	return e->tag != 0 ? e->fd : -ENOENT;
 }
 
 int tern_fdstore_update(struct tern_fdstore *s, const char *name, uint32_t id, int fd)
 {
-	size_t len = name_length(name);
-	if (len == 0 || fd < 0)
+	struct query q;
+	if (fd < 0 || make_query(name, id, &q) < 0)
 		return -ENOENT;
-	struct entry *e = &s->slot[probe(s, name, len, id, key_tag(name, len, id))];
+	struct entry *e = &s->slot[probe(s, &q)];
 	if (e->tag == 0)
 		return -ENOENT;
 	int old = e->fd;
@@ -220,10 +249,10 @@ static int stays(size_t h, size_t hole, size_t at)
 
 int tern_fdstore_remove(struct tern_fdstore *s, const char *name, uint32_t id)
 {
-	size_t len = name_length(name);
-	if (len == 0)
+	struct query q;
+	if (make_query(name, id, &q) < 0)
 		return -ENOENT;
-	size_t hole = probe(s, name, len, id, key_tag(name, len, id));
+	size_t hole = probe(s, &q);
 	if (s->slot[hole].tag == 0)
 		return -ENOENT;
 	int fd = s->slot[hole].fd;

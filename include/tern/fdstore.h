@@ -21,7 +21,7 @@
 #include "tern/vmstate.h"
 
 /* A name is 1 .. TERN_FDSTORE_NAME_MAX - 1 bytes, with no NUL. */
-#define TERN_FDSTORE_NAME_MAX 52
+#define TERN_FDSTORE_NAME_MAX 48
 /* The most entries a saved store may claim. */
 #define TERN_FDSTORE_MAX_ENTRIES (1u << 24)
 
