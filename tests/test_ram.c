@@ -39,7 +39,7 @@ static void small_ram_one_slot(void **state)
 {
 	(void)state;
 	struct guest_ram ram;
-	assert_int_equal(ram_create(&ram, 64 * MIB, 0, 32764, 0, NULL), 0);
+	assert_int_equal(ram_create(&ram, 64 * MIB, 0, 32764, 0, NULL, NULL), 0);
 	assert_int_equal(ram.slots, 1);
 	assert_int_equal(ram.low_size, 64 * MIB);
 	check_slots_cover(&ram);
@@ -53,7 +53,7 @@ static void many_slots(void **state)
 {
 	(void)state;
 	struct guest_ram ram;
-	assert_int_equal(ram_create(&ram, 64 * MIB, 1000, 32764, 0, NULL), 0);
+	assert_int_equal(ram_create(&ram, 64 * MIB, 1000, 32764, 0, NULL, NULL), 0);
 	assert_int_equal(ram.slots, 1000);
 	check_slots_cover(&ram);
 	ram_destroy(&ram);
@@ -64,7 +64,7 @@ static void ram_above_4g(void **state)
 	(void)state;
 	struct guest_ram ram;
 	/* The memfd is sparse: 5 GiB costs nothing until touched. */
-	assert_int_equal(ram_create(&ram, 5 * GIB, 0, 32764, 0, NULL), 0);
+	assert_int_equal(ram_create(&ram, 5 * GIB, 0, 32764, 0, NULL, NULL), 0);
 	assert_int_equal(ram.low_size, 3 * GIB);
 	assert_int_equal(ram.high_size, 2 * GIB);
 	assert_int_equal(ram.slots, 5);
@@ -93,14 +93,14 @@ static void refusals(void **state)
 	(void)state;
 	struct guest_ram ram;
 	struct tern_error err;
-	assert_int_equal(ram_create(&ram, 1 * MIB, 0, 32764, 0, &err), -EINVAL);
+	assert_int_equal(ram_create(&ram, 1 * MIB, 0, 32764, 0, NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "too small"));
-	assert_int_equal(ram_create(&ram, 64 * MIB + 1, 0, 32764, 0, &err), -EINVAL);
-	assert_int_equal(ram_create(&ram, 1ULL << 50, 0, 32764, 0, &err), -ENOMEM);
+	assert_int_equal(ram_create(&ram, 64 * MIB + 1, 0, 32764, 0, NULL, &err), -EINVAL);
+	assert_int_equal(ram_create(&ram, 1ULL << 50, 0, 32764, 0, NULL, &err), -ENOMEM);
 	assert_non_null(strstr(err.msg, "does not fit"));
-	assert_int_equal(ram_create(&ram, 64 * MIB, 40000, 32764, 0, &err), -EINVAL);
+	assert_int_equal(ram_create(&ram, 64 * MIB, 40000, 32764, 0, NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "more than KVM allows"));
-	assert_int_equal(ram_create(&ram, 16 * MIB, 5000, 32764, 0, &err), -EINVAL);
+	assert_int_equal(ram_create(&ram, 16 * MIB, 5000, 32764, 0, NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "pages of RAM"));
 }
 

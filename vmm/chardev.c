@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kept_fds.h"
+
 /* Writes to stdio are at most this large after POLLOUT, so that a pipe or
  * terminal left in blocking mode (we do not change the caller's stdio
  * flags) accepts them without blocking. */
@@ -45,6 +47,16 @@ static int open_unix_server(struct chardev *c, const char *rest, struct tern_err
 	if (!server)
 		return tern_errorf(err, -EINVAL, "serial 'unix:%s' needs ',server': tern listens "
 				   "and a client connects", path);
+	memcpy(c->path, path, plen + 1);
+	int kept = kept_fd_find(c->store, KEPT_SERIAL_LISTEN, 0);
+	if (kept >= 0) { /* after a live update: the same socket, its client too */
+		c->listen_fd = kept;
+		c->wait_for_client = 0;
+		int client = kept_fd_find(c->store, KEPT_SERIAL_CLIENT, 0);
+		if (client >= 0)
+			c->in_fd = c->out_fd = client;
+		return 0;
+	}
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	memcpy(addr.sun_path, path, plen + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -57,14 +69,17 @@ static int open_unix_server(struct chardev *c, const char *rest, struct tern_err
 		return tern_errorf(err, -e, "cannot listen on serial socket %s: %s", path,
 				   strerror(e));
 	}
-	memcpy(c->path, path, plen + 1);
 	c->listen_fd = fd;
+	if (kept_fd_add(c->store, KEPT_SERIAL_LISTEN, 0, fd) < 0)
+		return tern_errorf(err, -ENOMEM, "out of memory");
 	return 0;
 }
 
-int chardev_open(struct chardev *c, const char *spec, struct tern_error *err)
+int chardev_open(struct chardev *c, const char *spec, struct tern_fdstore *store,
+		 struct tern_error *err)
 {
 	memset(c, 0, sizeof *c);
+	c->store = store;
 	pthread_mutex_init(&c->lock, NULL);
 	c->in_fd = c->out_fd = c->listen_fd = -1;
 	c->in_handle = c->out_handle = c->listen_handle = c->wake_handle = -1;
@@ -77,16 +92,28 @@ int chardev_open(struct chardev *c, const char *spec, struct tern_error *err)
 	}
 	if (strcmp(spec, "stdio") == 0) {
 		c->kind = CHARDEV_STDIO;
-		c->in_fd = STDIN_FILENO;
-		c->out_fd = STDOUT_FILENO;
+		c->in_fd = kept_fd_find(store, KEPT_SERIAL_IN, 0);
+		c->out_fd = kept_fd_find(store, KEPT_SERIAL_OUT, 0);
+		if (c->out_fd < 0) {
+			c->in_fd = STDIN_FILENO;
+			c->out_fd = STDOUT_FILENO;
+			if (kept_fd_add(store, KEPT_SERIAL_IN, 0, c->in_fd) < 0 ||
+			    kept_fd_add(store, KEPT_SERIAL_OUT, 0, c->out_fd) < 0)
+				return tern_errorf(err, -ENOMEM, "out of memory");
+		}
 		return 0;
 	}
 	if (strncmp(spec, "file:", 5) == 0) {
 		c->kind = CHARDEV_FILE;
+		c->out_fd = kept_fd_find(store, KEPT_SERIAL_OUT, 0);
+		if (c->out_fd >= 0)
+			return 0;
 		c->out_fd = open(spec + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (c->out_fd < 0)
 			return tern_errorf(err, -errno, "cannot open serial file %s: %s", spec + 5,
 					   strerror(errno));
+		if (kept_fd_add(store, KEPT_SERIAL_OUT, 0, c->out_fd) < 0)
+			return tern_errorf(err, -ENOMEM, "out of memory");
 		return 0;
 	}
 	if (strncmp(spec, "unix:", 5) == 0) {
@@ -120,6 +147,19 @@ size_t chardev_write(struct chardev *c, const uint8_t *data, size_t len)
 		ssize_t w = write(c->wake_fd, &one, sizeof one);
 		(void)w; /* a pending count already wakes the loop */
 	}
+	return n;
+}
+
+size_t chardev_take_output(struct chardev *c, uint8_t *buf, size_t cap)
+{
+	pthread_mutex_lock(&c->lock);
+	size_t n = 0;
+	for (; n < cap && c->out_len > 0; n++) {
+		buf[n] = c->out[c->out_head];
+		c->out_head = (c->out_head + 1) % CHARDEV_OUT_CAPACITY;
+		c->out_len--;
+	}
+	pthread_mutex_unlock(&c->lock);
 	return n;
 }
 
@@ -253,6 +293,7 @@ static void drop_client(struct chardev *c)
 		loop_remove(c->loop, c->out_handle);
 	c->in_handle = c->out_handle = -1;
 	pthread_mutex_lock(&c->lock);
+	kept_fd_forget(c->store, KEPT_SERIAL_CLIENT, 0);
 	close(c->in_fd);
 	c->in_fd = c->out_fd = -1;
 	c->out_len = 0;
@@ -264,6 +305,7 @@ static void adopt_client(struct chardev *c, int fd)
 {
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	drop_client(c); /* a new client replaces the old one */
+	kept_fd_add(c->store, KEPT_SERIAL_CLIENT, 0, fd);
 	pthread_mutex_lock(&c->lock);
 	c->in_fd = c->out_fd = fd;
 	pthread_mutex_unlock(&c->lock);
@@ -372,7 +414,8 @@ void chardev_close(struct chardev *c)
 			close(c->in_fd);
 		if (c->listen_fd >= 0) {
 			close(c->listen_fd);
-			unlink(c->path);
+			if (!c->handed_over) /* the socket lives on in the new process */
+				unlink(c->path);
 		}
 	} else if (c->kind == CHARDEV_FILE && c->out_fd >= 0) {
 		close(c->out_fd);

@@ -22,6 +22,7 @@
 
 #include "loop.h"
 #include "tern/error.h"
+#include "tern/fdstore.h"
 
 #define CHARDEV_OUT_CAPACITY 65536
 
@@ -32,6 +33,8 @@ struct chardev {
 	int in_fd, out_fd; /* for a socket, both are the client */
 	int listen_fd;
 	int wait_for_client;
+	struct tern_fdstore *store; /* keeps its fds (may be NULL) */
+	int handed_over;            /* a live update took the socket: leave its path */
 	char path[108];
 	struct loop *loop;
 	int64_t in_handle, out_handle, listen_handle, wake_handle;
@@ -49,7 +52,10 @@ struct chardev {
 	int woken;   /* a wake-up is in flight */
 };
 
-int chardev_open(struct chardev *c, const char *spec, struct tern_error *err);
+/* With a store, the fds are kept there, and fds a previous process kept
+ * there are taken up instead of opening new ones. */
+int chardev_open(struct chardev *c, const char *spec, struct tern_fdstore *store,
+		 struct tern_error *err);
 void chardev_close(struct chardev *c);
 /* Block until a client connects when the spec asked to wait for one. */
 int chardev_wait_for_client(struct chardev *c, struct tern_error *err);
@@ -63,6 +69,8 @@ int chardev_throttle(struct chardev *c);
 /* Any thread: queue output; returns how much was taken (less when full). */
 size_t chardev_write(struct chardev *c, const uint8_t *data, size_t len);
 size_t chardev_write_room(struct chardev *c);
+/* Take what is queued and not yet written (a live update carries it). */
+size_t chardev_take_output(struct chardev *c, uint8_t *buf, size_t cap);
 /* Main thread, at exit: deliver queued output, waiting up to timeout_ms. */
 void chardev_flush(struct chardev *c, int timeout_ms);
 

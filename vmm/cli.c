@@ -1,5 +1,6 @@
 /* Option parsing for `tern run`; see cli.h. */
 #include "cli.h"
+#include "ioeventfd_bank.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -32,9 +33,14 @@ const char cli_run_usage[] =
 	"                         unix:PATH,server[,wait=off], null\n"
 	"      --qmp unix:PATH    QMP server on a unix socket\n"
 	"  -S, --paused           start with the vCPUs stopped (resume with QMP cont)\n"
+	"      --device ioeventfd-bank,count=N\n"
+	"                         N doorbells, each an eventfd KVM signals on a guest\n"
+	"                         write to 0xe0000000 + 8 i (holds N fds)\n"
 	"      --incoming URI     boot nothing: wait for a migration on URI (tcp:HOST:PORT,\n"
 	"                         unix:PATH, file:PATH, fd:N), then run the guest it\n"
-	"                         brings; 'defer' waits for QMP migrate-incoming\n"
+	"                         brings; 'defer' waits for QMP migrate-incoming;\n"
+	"                         cpr:unix:PATH waits for a live update (cpr-transfer)\n"
+	"                         and takes the whole machine from it\n"
 	"      --incoming-lazy    do not allocate guest RAM ahead of an incoming\n"
 	"                         migration (by default it is, in the background, as\n"
 	"                         the stream will write it; lazy saves memory for\n"
@@ -101,6 +107,7 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 		{ "dirty-ring-size", required_argument, NULL, 'r' },
 		{ "incoming", required_argument, NULL, 'i' },
 		{ "incoming-lazy", no_argument, NULL, 'L' },
+		{ "device", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -163,12 +170,22 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 				rc = tern_errorf(err, -EINVAL, "--dirty-ring-size %s: must be a power of "
 						 "two", optarg);
 			break;
+		case 'D':
+			if (strncmp(optarg, "ioeventfd-bank,count=", 21) != 0)
+				rc = tern_errorf(err, -EINVAL, "--device '%s': tern has one device to add: "
+						 "ioeventfd-bank,count=N", optarg);
+			else
+				rc = parse_count("--device ioeventfd-bank,count", optarg + 21,
+						 IOEVENTFD_BANK_MAX, &o->ioeventfd_bank, err);
+			break;
 		case 'i':
 			if (strcmp(optarg, "defer") != 0 && strncmp(optarg, "tcp:", 4) != 0 &&
 			    strncmp(optarg, "unix:", 5) != 0 && strncmp(optarg, "file:", 5) != 0 &&
-			    strncmp(optarg, "fd:", 3) != 0)
+			    strncmp(optarg, "fd:", 3) != 0 &&
+			    (strncmp(optarg, "cpr:unix:", 9) != 0 || optarg[9] == '\0'))
 				rc = tern_errorf(err, -EINVAL, "--incoming '%s': expected tcp:HOST:PORT, "
-						 "unix:PATH, file:PATH, fd:N or defer", optarg);
+						 "unix:PATH, file:PATH, fd:N, cpr:unix:PATH or defer",
+						 optarg);
 			o->incoming = optarg;
 			break;
 		case 'L':
@@ -190,6 +207,9 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 	if (optind < argc)
 		return tern_errorf(err, -EINVAL, "unexpected argument '%s' (see tern run --help)",
 				   argv[optind]);
+	if (o->incoming != NULL && strncmp(o->incoming, "cpr:", 4) == 0 && argc - 1 > 2)
+		return tern_errorf(err, -EINVAL, "--incoming cpr:... takes the whole machine from "
+				   "the live update: give no other options");
 	if (o->lazy_incoming && o->incoming == NULL)
 		return tern_errorf(err, -EINVAL, "--incoming-lazy goes with --incoming");
 	if (o->incoming != NULL && (o->kernel != NULL || o->append[0] != '\0' || workload != NULL))

@@ -23,6 +23,7 @@ struct run_options {
 	uint32_t dirty_ring_entries;
 	const char *incoming; /* a migration URI to load the guest from, or "defer" */
 	int lazy_incoming;    /* do not populate RAM ahead of an incoming migration */
+	unsigned ioeventfd_bank; /* --device ioeventfd-bank,count=N */
 	int help;
 };
 

@@ -194,9 +194,15 @@ static void *out_main(void *arg)
 	return NULL;
 }
 
-int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_error *err)
+const char *vm_migration_mode_name(enum vm_migration_mode mode)
 {
-	if (vm_migration_busy(m))
+	static const char *const names[] = { "normal", "cpr-exec", "cpr-transfer" };
+	return names[mode];
+}
+
+int vm_migration_may_start(struct vm_migration *m, struct tern_error *err)
+{
+	if (vm_migration_busy(m) || (m->cpr.used && m->cpr.status == TERN_MIG_ACTIVE))
 		return tern_errorf(err, -EBUSY, "There's a migration process in progress");
 	enum vm_state st = vm_get_state(m->vm);
 	if (st == VM_STATE_INMIGRATE)
@@ -209,6 +215,20 @@ int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_erro
 	if (m->vm->memmap.nhot > 0)
 		return tern_errorf(err, -ENOTSUP, "memory regions added at run time (memslot-add) "
 				   "do not migrate yet: remove them first (memslot-del)");
+	return 0;
+}
+
+int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_error *err)
+{
+	int rc = vm_migration_may_start(m, err);
+	if (rc < 0)
+		return rc;
+	if (m->mode != MIG_MODE_NORMAL) {
+		if (m->cpr_start == NULL)
+			return tern_errorf(err, -ENOTSUP, "live update is not available here");
+		return m->cpr_start(m->cpr_opaque, uri, err);
+	}
+	m->cpr.used = 0; /* query-migrate shows this migration now */
 	if (strlen(uri) >= sizeof m->out_uri)
 		return tern_errorf(err, -ENAMETOOLONG, "the URI is too long");
 	if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "unix:", 5) != 0 &&
@@ -224,7 +244,7 @@ int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_erro
 	m->out_used = 1;
 	m->stopped_guest = 0;
 	snprintf(m->out_uri, sizeof m->out_uri, "%s", uri);
-	int rc = pthread_create(&m->out_tid, NULL, out_main, m);
+	rc = pthread_create(&m->out_tid, NULL, out_main, m);
 	if (rc != 0) {
 		m->out.stats.status = TERN_MIG_FAILED;
 		return tern_errorf(err, -rc, "starting the migration thread: %s", strerror(rc));
@@ -387,6 +407,10 @@ void vm_migration_init(struct vm_migration *m, struct vm *vm, struct loop *loop)
 
 void vm_migration_destroy(struct vm_migration *m)
 {
+	for (unsigned i = 0; m->cpr_exec_argv[i] != NULL; i++) {
+		free(m->cpr_exec_argv[i]);
+		m->cpr_exec_argv[i] = NULL;
+	}
 	if (m->out_thread) {
 		tern_migration_cancel(&m->out);
 		pthread_join(m->out_tid, NULL);

@@ -23,9 +23,32 @@
 #include "vm.h"
 #include "vm_state.h"
 
+/* migrate-set-parameters "mode", in QEMU's names. */
+enum vm_migration_mode { MIG_MODE_NORMAL, MIG_MODE_CPR_EXEC, MIG_MODE_CPR_TRANSFER };
+
+#define CPR_EXEC_ARGS_MAX 64
+
+/* A live update as query-migrate reports it (on the new process; on the
+ * old one only while it runs or when it failed). */
+struct cpr_report {
+	int used;
+	enum tern_mig_status status;
+	enum vm_migration_mode mode;
+	uint64_t downtime_us, save_us, transfer_us, load_us;
+	uint32_t fds;
+	uint64_t state_bytes;
+	char error[256];
+};
+
 struct vm_migration {
 	struct vm *vm;
 	struct loop *loop;
+	enum vm_migration_mode mode;
+	char *cpr_exec_argv[CPR_EXEC_ARGS_MAX + 1]; /* cpr-exec-command, NULL-terminated */
+	struct cpr_report cpr;
+	/* Starts a live update (the runner's cpr_start), for migrate in a cpr mode. */
+	int (*cpr_start)(void *opaque, const char *uri, struct tern_error *err);
+	void *cpr_opaque;
 	/* For the next migration (migrate-set-capabilities / -parameters). */
 	struct tern_mig_params params;
 	int events;        /* capability "events": send MIGRATION events */
@@ -61,6 +84,9 @@ struct vm_migration {
 };
 
 void vm_migration_init(struct vm_migration *m, struct vm *vm, struct loop *loop);
+const char *vm_migration_mode_name(enum vm_migration_mode mode);
+/* The reasons no migration or update may start now, as an error; else 0. */
+int vm_migration_may_start(struct vm_migration *m, struct tern_error *err);
 /* Cancels what runs and waits for it (main thread). */
 void vm_migration_destroy(struct vm_migration *m);
 

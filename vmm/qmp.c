@@ -1,5 +1,6 @@
 /* QMP protocol and server; see qmp.h. */
 #include "qmp.h"
+#include "kept_fds.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -181,6 +182,7 @@ static void client_close(struct qmp_server *s, struct qmp_client *c)
 {
 	if (c->fd < 0)
 		return;
+	kept_fd_forget(s->store, KEPT_QMP_CLIENT, (uint32_t)(c - s->client));
 	loop_remove(s->loop, c->handle);
 	close(c->fd);
 	qmp_framer_destroy(&c->framer);
@@ -280,6 +282,42 @@ static void on_client(void *opaque, int fd, short revents)
 	}
 }
 
+static int listen_on(struct qmp_server *s, struct tern_error *err);
+
+static int client_start(struct qmp_server *s, struct qmp_client *c, int cfd)
+{
+	memset(c, 0, sizeof *c);
+	c->fd = cfd;
+	qmp_framer_init(&c->framer);
+	c->handle = loop_add(s->loop, cfd, POLLIN, on_client, s);
+	if (c->handle < 0 || kept_fd_add(s->store, KEPT_QMP_CLIENT, (uint32_t)(c - s->client),
+					  cfd) < 0) {
+		if (c->handle >= 0)
+			loop_remove(s->loop, c->handle);
+		qmp_framer_destroy(&c->framer);
+		c->fd = -1;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* After a live update: the listening socket and the clients the previous
+ * process served, already past negotiation (their greeting was sent). */
+static int adopt_kept(struct qmp_server *s, int listen_fd)
+{
+	s->listen_fd = listen_fd;
+	for (uint32_t i = 0; i < QMP_MAX_CLIENTS; i++) {
+		int fd = kept_fd_find(s->store, KEPT_QMP_CLIENT, i);
+		if (fd < 0)
+			continue;
+		tern_fdstore_remove(s->store, KEPT_QMP_CLIENT, i); /* client_start keeps it again */
+		if (client_start(s, &s->client[i], fd) < 0)
+			return -ENOMEM;
+		s->client[i].negotiated = 1;
+	}
+	return 0;
+}
+
 static void on_accept(void *opaque, int fd, short revents)
 {
 	(void)revents;
@@ -299,13 +337,8 @@ static void on_accept(void *opaque, int fd, short revents)
 		close(cfd);
 		return;
 	}
-	memset(c, 0, sizeof *c);
-	c->fd = cfd;
-	qmp_framer_init(&c->framer);
-	c->handle = loop_add(s->loop, cfd, POLLIN, on_client, s);
-	if (c->handle < 0) {
+	if (client_start(s, c, cfd) < 0) {
 		close(cfd);
-		c->fd = -1;
 		return;
 	}
 	client_send(s, c,
@@ -315,10 +348,12 @@ static void on_accept(void *opaque, int fd, short revents)
 }
 
 int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
-		    struct tern_error *err)
+		    struct tern_fdstore *store, struct tern_error *err)
 {
 	memset(s, 0, sizeof *s);
 	s->listen_fd = -1;
+	s->store = store;
+	s->loop = loop;
 	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
 		s->client[i].fd = -1;
 	if (strncmp(spec, "unix:", 5) != 0)
@@ -338,6 +373,20 @@ int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
 				   sizeof s->path - 1);
 	memcpy(s->path, path, plen);
 	s->path[plen] = '\0';
+	int kept = kept_fd_find(store, KEPT_QMP_LISTEN, 0);
+	if (kept >= 0) {
+		if (adopt_kept(s, kept) < 0)
+			return tern_errorf(err, -ENOMEM, "out of memory");
+	} else if ((kept = listen_on(s, err)) < 0) {
+		return kept;
+	}
+	s->listen_handle = loop_add(loop, s->listen_fd, POLLIN, on_accept, s);
+	return s->listen_handle < 0 ? tern_errorf(err, (int)s->listen_handle, "out of memory") : 0;
+}
+
+static int listen_on(struct qmp_server *s, struct tern_error *err)
+{
+	size_t plen = strlen(s->path);
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	memcpy(addr.sun_path, s->path, plen + 1);
 	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -352,9 +401,9 @@ int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
 		return tern_errorf(err, -e, "cannot listen on QMP socket %s: %s", s->path,
 				   strerror(e));
 	}
-	s->loop = loop;
-	s->listen_handle = loop_add(loop, s->listen_fd, POLLIN, on_accept, s);
-	return s->listen_handle < 0 ? tern_errorf(err, (int)s->listen_handle, "out of memory") : 0;
+	if (kept_fd_add(s->store, KEPT_QMP_LISTEN, 0, s->listen_fd) < 0)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	return 0;
 }
 
 void qmp_server_close(struct qmp_server *s)
@@ -364,7 +413,8 @@ void qmp_server_close(struct qmp_server *s)
 	if (s->listen_fd >= 0) {
 		loop_remove(s->loop, s->listen_handle);
 		close(s->listen_fd);
-		unlink(s->path);
+		if (!s->handed_over) /* the socket lives on in the new process */
+			unlink(s->path);
 		s->listen_fd = -1;
 	}
 }

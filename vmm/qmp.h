@@ -14,6 +14,7 @@
 #include "loop.h"
 #include "qmp_framer.h"
 #include "tern/error.h"
+#include "tern/fdstore.h"
 
 #define QMP_MAX_CLIENTS 16
 #define QMP_MAX_OUTPUT (4u << 20)
@@ -49,6 +50,8 @@ struct qmp_client {
 
 struct qmp_server {
 	int listen_fd;
+	struct tern_fdstore *store; /* keeps the socket and clients (may be NULL) */
+	int handed_over;            /* a live update took the socket: leave its path */
 	char path[108];
 	struct loop *loop;
 	int64_t listen_handle;
@@ -60,9 +63,11 @@ struct qmp_server {
 	} table[QMP_MAX_TABLES];
 };
 
-/* spec: "unix:PATH" (listening). */
+/* spec: "unix:PATH" (listening).  The socket and clients are kept in
+ * `store`; those a previous process kept there (a live update) are served
+ * as they are. */
 int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
-		    struct tern_error *err);
+		    struct tern_fdstore *store, struct tern_error *err);
 void qmp_server_close(struct qmp_server *s);
 int qmp_server_add_commands(struct qmp_server *s, const struct qmp_command *cmds, void *opaque);
 /* Send an event to every client past negotiation; takes `data`'s reference. */

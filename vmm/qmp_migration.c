@@ -7,6 +7,7 @@
 #include "qmp_migration.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define DOWNTIME_LIMIT_MAX 2000000 /* ms, as QEMU */
@@ -71,6 +72,31 @@ static json_t *xbzrle_info(const struct tern_mig_stats *s)
 			 "overflow", (json_int_t)s->xbzrle_overflow);
 }
 
+/* A live update: its status, downtime and the parts of it (tern's own
+ * "x-cpr" member). */
+static json_t *cpr_info(const struct cpr_report *c)
+{
+	json_t *r = json_pack("{s:s,s:s}", "status", tern_mig_status_name(c->status), "mode",
+			      vm_migration_mode_name(c->mode));
+	if (c->status == TERN_MIG_COMPLETED) {
+		json_object_set_new(r, "downtime", json_integer((json_int_t)(c->downtime_us / 1000)));
+		json_object_set_new(r, "total-time",
+				    json_integer((json_int_t)(c->downtime_us / 1000)));
+		json_object_set_new(r, "x-cpr",
+				    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+					      "downtime-us", (json_int_t)c->downtime_us,
+					      "save-us", (json_int_t)c->save_us,
+					      "transfer-us", (json_int_t)c->transfer_us,
+					      "load-us", (json_int_t)c->load_us,
+					      "fds", (json_int_t)c->fds,
+					      "state-bytes", (json_int_t)c->state_bytes,
+					      "ram-bytes-copied", (json_int_t)0));
+	}
+	if (c->status == TERN_MIG_FAILED && c->error[0] != '\0')
+		json_object_set_new(r, "error-desc", json_string(c->error));
+	return r;
+}
+
 static int cmd_query_migrate(void *opaque, json_t *args, json_t **ret, struct tern_error *err)
 {
 	(void)args;
@@ -78,6 +104,10 @@ static int cmd_query_migrate(void *opaque, json_t *args, json_t **ret, struct te
 	struct vm_migration *m = opaque;
 	struct tern_mig_stats s;
 	int incoming;
+	if (m->cpr.used) {
+		*ret = cpr_info(&m->cpr);
+		return 0;
+	}
 	json_t *r = json_object();
 	*ret = r;
 	if (!vm_migration_stats(m, &s, &incoming))
@@ -204,6 +234,25 @@ static int get_range(json_t *args, const char *name, json_int_t lo, json_int_t h
 	return 1;
 }
 
+/* cpr-exec-command: a list of 1 .. CPR_EXEC_ARGS_MAX strings, the program first. */
+static int exec_command(json_t *cmd, char **argv, struct tern_error *err)
+{
+	size_t n = json_array_size(cmd);
+	if (!json_is_array(cmd) || n == 0 || n > CPR_EXEC_ARGS_MAX)
+		return tern_errorf(err, -EINVAL, "Parameter 'cpr-exec-command' expects a list of 1 "
+				   "to %d strings, the program first", CPR_EXEC_ARGS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		const char *a = json_string_value(json_array_get(cmd, i));
+		if (a == NULL || (i == 0 && a[0] == '\0') || (argv[i] = strdup(a)) == NULL) {
+			for (size_t j = 0; j < i; j++)
+				free(argv[j]);
+			return tern_errorf(err, -EINVAL, "Parameter 'cpr-exec-command': element %zu "
+					   "is not a usable string", i);
+		}
+	}
+	return 0;
+}
+
 static int cmd_set_parameters(void *opaque, json_t *args, json_t **ret, struct tern_error *err)
 {
 	(void)ret;
@@ -238,6 +287,30 @@ static int cmd_set_parameters(void *opaque, json_t *args, json_t **ret, struct t
 		return rc;
 	if (rc)
 		p.throttle_max = (unsigned)v;
+	enum vm_migration_mode mode = m->mode;
+	json_t *jmode = json_object_get(args, "mode");
+	if (jmode != NULL) {
+		const char *name = json_string_value(jmode);
+		if (strcmp(name, "normal") == 0)
+			mode = MIG_MODE_NORMAL;
+		else if (strcmp(name, "cpr-exec") == 0)
+			mode = MIG_MODE_CPR_EXEC;
+		else if (strcmp(name, "cpr-transfer") == 0)
+			mode = MIG_MODE_CPR_TRANSFER;
+		else
+			return tern_errorf(err, -EINVAL, "Parameter 'mode' does not accept value '%s' "
+					   "(normal, cpr-exec, cpr-transfer)", name);
+	}
+	char *argv[CPR_EXEC_ARGS_MAX + 1] = { 0 };
+	json_t *cmd = json_object_get(args, "cpr-exec-command");
+	if (cmd != NULL && (rc = exec_command(cmd, argv, err)) < 0)
+		return rc;
+	if (cmd != NULL) {
+		for (unsigned i = 0; m->cpr_exec_argv[i] != NULL; i++)
+			free(m->cpr_exec_argv[i]);
+		memcpy(m->cpr_exec_argv, argv, sizeof argv);
+	}
+	m->mode = mode;
 	m->params = p;
 	vm_migration_params_changed(m);
 	return 0;
@@ -250,13 +323,18 @@ static int cmd_query_parameters(void *opaque, json_t *args, json_t **ret,
 	(void)err;
 	struct vm_migration *m = opaque;
 	const struct tern_mig_params *p = &m->params;
-	*ret = json_pack("{s:I,s:I,s:I,s:i,s:i,s:i}",
+	*ret = json_pack("{s:I,s:I,s:I,s:i,s:i,s:i,s:s}",
 			 "downtime-limit", (json_int_t)p->downtime_limit_ms,
 			 "max-bandwidth", (json_int_t)p->max_bandwidth,
 			 "xbzrle-cache-size", (json_int_t)p->xbzrle_cache_size,
 			 "cpu-throttle-initial", (int)p->throttle_initial,
 			 "cpu-throttle-increment", (int)p->throttle_increment,
-			 "max-cpu-throttle", (int)p->throttle_max);
+			 "max-cpu-throttle", (int)p->throttle_max,
+			 "mode", vm_migration_mode_name(m->mode));
+	json_t *cmd = json_array();
+	for (unsigned i = 0; m->cpr_exec_argv[i] != NULL; i++)
+		json_array_append_new(cmd, json_string(m->cpr_exec_argv[i]));
+	json_object_set_new(*ret, "cpr-exec-command", cmd);
 	return 0;
 }
 
@@ -286,6 +364,8 @@ static const struct qmp_arg parameters_args[] = {
 	{ "cpu-throttle-initial", QMP_INT, 1 },
 	{ "cpu-throttle-increment", QMP_INT, 1 },
 	{ "max-cpu-throttle", QMP_INT, 1 },
+	{ "mode", QMP_STR, 1 },
+	{ "cpr-exec-command", QMP_ANY, 1 },
 	{ NULL, QMP_ANY, 0 },
 };
 

@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "kept_fds.h"
 
 #define PAGE 4096ULL
 #define GIB (1ULL << 30)
@@ -31,8 +34,33 @@ static void split_region(struct guest_ram *ram, uint64_t gpa, uint64_t size, uns
 	}
 }
 
+/* The memfd a previous process kept (a live update), checked, or a new one. */
+static int open_memfd(struct guest_ram *ram, struct tern_fdstore *store, int *adopted,
+		      struct tern_error *err)
+{
+	int fd = kept_fd_find(store, KEPT_RAM_MEMFD, 0);
+	*adopted = fd >= 0;
+	if (fd >= 0) {
+		struct stat st;
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != ram->size)
+			return tern_errorf(err, -EINVAL, "the kept guest RAM (fd %d) is not a memfd "
+					   "of %llu bytes", fd, (unsigned long long)ram->size);
+		ram->memfd = fd;
+		return 0;
+	}
+	ram->memfd = memfd_create("tern-ram", MFD_CLOEXEC);
+	if (ram->memfd < 0)
+		return tern_errorf(err, -errno, "memfd_create for guest RAM: %s", strerror(errno));
+	if (ftruncate(ram->memfd, (off_t)ram->size) < 0)
+		return tern_errorf(err, -errno, "sizing guest RAM to %llu MiB: %s",
+				   (unsigned long long)(ram->size >> 20), strerror(errno));
+	if (kept_fd_add(store, KEPT_RAM_MEMFD, 0, ram->memfd) < 0)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
 int ram_create(struct guest_ram *ram, uint64_t size, unsigned slots, unsigned max_slots,
-	       int prealloc, struct tern_error *err)
+	       int prealloc, struct tern_fdstore *store, struct tern_error *err)
 {
 	memset(ram, 0, sizeof *ram);
 	ram->memfd = -1;
@@ -64,17 +92,16 @@ int ram_create(struct guest_ram *ram, uint64_t size, unsigned slots, unsigned ma
 		return tern_errorf(err, -EINVAL, "--memslots %u is more than the %llu pages of RAM",
 				   slots, (unsigned long long)(size / PAGE));
 
-	ram->memfd = memfd_create("tern-ram", MFD_CLOEXEC);
-	if (ram->memfd < 0)
-		return tern_errorf(err, -errno, "memfd_create for guest RAM: %s", strerror(errno));
-	if (ftruncate(ram->memfd, (off_t)size) < 0) {
-		int e = errno;
+	int adopted;
+	int rc = open_memfd(ram, store, &adopted, err);
+	ram->memfd_adopted = adopted;
+	if (rc < 0) {
 		ram_destroy(ram);
-		return tern_errorf(err, -e, "sizing guest RAM to %llu MiB: %s",
-				   (unsigned long long)(size >> 20), strerror(e));
+		return rc;
 	}
+	/* Kept RAM is mapped, never copied nor populated: its pages are there. */
 	void *host = mmap(NULL, size, PROT_READ | PROT_WRITE,
-			  MAP_SHARED | (prealloc ? MAP_POPULATE : 0), ram->memfd, 0);
+			  MAP_SHARED | (prealloc && !adopted ? MAP_POPULATE : 0), ram->memfd, 0);
 	if (host == MAP_FAILED) {
 		int e = errno;
 		ram_destroy(ram);
@@ -106,7 +133,7 @@ void ram_destroy(struct guest_ram *ram)
 {
 	if (ram->host != NULL)
 		munmap(ram->host, ram->size);
-	if (ram->memfd >= 0)
+	if (ram->memfd >= 0 && !ram->memfd_adopted) /* a kept one stays for a fallback */
 		close(ram->memfd);
 	free(ram->slot);
 	memset(ram, 0, sizeof *ram);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "tern/error.h"
+#include "tern/fdstore.h"
 #include "tern/multiboot.h"
 
 #define RAM_LOW_LIMIT (3ULL << 30)
@@ -26,6 +27,7 @@ struct ram_slot {
 
 struct guest_ram {
 	int memfd;
+	int memfd_adopted; /* taken over from the process before a live update */
 	uint8_t *host;
 	uint64_t size;
 	uint64_t low_size, high_size;
@@ -35,9 +37,11 @@ struct guest_ram {
 
 /* Create `size` bytes of RAM split into `slots` memslots (0: one per GiB).
  * With prealloc, every page is allocated now rather than on first touch
- * (which is far cheaper for the host than faulting pages in one by one). */
+ * (which is far cheaper for the host than faulting pages in one by one).
+ * The memfd is kept in `store`; one a previous process kept there (a live
+ * update) is mapped as it is instead. */
 int ram_create(struct guest_ram *ram, uint64_t size, unsigned slots, unsigned max_slots,
-	       int prealloc, struct tern_error *err);
+	       int prealloc, struct tern_fdstore *store, struct tern_error *err);
 void ram_destroy(struct guest_ram *ram);
 
 /* Host address of [gpa, gpa + len) if it lies wholly in RAM, else NULL. */

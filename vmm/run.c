@@ -13,24 +13,15 @@
 #include <unistd.h>
 
 #include "builtin_guest.h"
-#include "migration.h"
-#include "qmp_commands.h"
+#include "cpr.h"
+#include "cpr_state.h"
+#include "qmp_cpr.h"
 #include "qmp_migration.h"
-#include "vm.h"
+#include "runner.h"
 
 #define KERNEL_MAX_BYTES (512u << 20)
 #define THROTTLED_POLL_MS 10
 
-struct runner {
-	struct vm vm;
-	struct loop loop;
-	struct qmp_server qmp;
-	struct vm_qmp vm_qmp;
-	struct vm_migration mig;
-	int have_mig;
-	int have_qmp;
-	int signal_fd;
-};
 
 static int read_kernel(const char *path, uint8_t **out, size_t *len, struct tern_error *err)
 {
@@ -133,10 +124,11 @@ static void on_incoming_done(void *opaque, int rc, const char *error)
 		vm_request_exit(&r->vm, VM_EXIT_INCOMING_FAILED, 0, error);
 }
 
-static int setup(struct runner *r, const struct run_options *o, struct tern_error *err)
+/* The machine of a cold start, from the options. */
+static int config_from_options(struct runner *r, const struct run_options *o, uint8_t **kernel,
+			       struct tern_error *err)
 {
-	uint8_t *kernel_file = NULL;
-	struct vm_config cfg = {
+	r->cfg = (struct vm_config){
 		.memory = o->memory,
 		.vcpus = o->vcpus,
 		.memslots = o->memslots,
@@ -147,58 +139,120 @@ static int setup(struct runner *r, const struct run_options *o, struct tern_erro
 		.dirty_mode = o->dirty_mode,
 		.dirty_ring_entries = o->dirty_ring_entries,
 		.incoming = o->incoming != NULL,
+		.ioeventfd_bank = o->ioeventfd_bank,
+		.fds = r->fds,
 	};
+	snprintf(r->qmp_spec, sizeof r->qmp_spec, "%s", o->qmp ? o->qmp : "");
 	if (o->kernel != NULL) {
-		int rc = read_kernel(o->kernel, &kernel_file, &cfg.kernel_len, err);
+		int rc = read_kernel(o->kernel, kernel, &r->cfg.kernel_len, err);
 		if (rc < 0)
 			return rc;
-		cfg.kernel = kernel_file;
-		cfg.kernel_name = o->kernel;
+		r->cfg.kernel = *kernel;
+		r->cfg.kernel_name = o->kernel;
 	} else {
-		cfg.kernel = tern_builtin_guest;
-		cfg.kernel_len = tern_builtin_guest_size();
-		cfg.kernel_name = "tern-guest";
+		r->cfg.kernel = tern_builtin_guest;
+		r->cfg.kernel_len = tern_builtin_guest_size();
+		r->cfg.kernel_name = "tern-guest";
 	}
-	int rc = vm_create(&r->vm, &cfg, err);
-	free(kernel_file);
+	return 0;
+}
+
+static int add_bank(struct runner *r, struct tern_error *err)
+{
+	int rc = ioeventfd_bank_create(&r->bank, r->cfg.ioeventfd_bank, r->fds, err);
+	r->have_bank = 1;
+	r->vm.bank = &r->bank;
+	/* After a live update the guest resumes first (see ioeventfd_bank.h). */
+	if (rc == 0 && r->cpr_in == NULL)
+		rc = ioeventfd_bank_register(&r->bank, r->vm.kvm.vm_fd, 0, err);
+	if (rc == 0 && (rc = ioeventfd_bank_attach(&r->bank, &r->loop)) < 0)
+		rc = tern_errorf(err, rc, "out of memory");
+	return rc;
+}
+
+/* Build the VM from r->cfg and serve it: a cold start, or the new side of
+ * a live update (r->cpr_in). */
+static int setup(struct runner *r, const char *incoming, int lazy_incoming,
+		 struct tern_error *err)
+{
+	r->cfg.fds = r->fds;
+	int rc = vm_create(&r->vm, &r->cfg, err);
 	if (rc < 0)
 		return rc;
-	if (o->start_paused && o->incoming == NULL)
+	if (r->cfg.ioeventfd_bank && (rc = add_bank(r, err)) < 0)
+		return rc;
+	if (r->cfg.start_paused && incoming == NULL)
 		r->vm.state = VM_STATE_PAUSED;
 	vm_migration_init(&r->mig, &r->vm, &r->loop);
 	r->mig.on_incoming_done = on_incoming_done;
 	r->mig.done_opaque = r;
-	r->mig.prefault_ram = !o->lazy_incoming;
+	r->mig.prefault_ram = !lazy_incoming;
+	r->mig.cpr_start = cpr_start;
+	r->mig.cpr_opaque = r;
 	r->have_mig = 1;
 
 	if (loop_add(&r->loop, r->vm.notify_fd, POLLIN, on_notify, r) < 0 ||
 	    loop_add(&r->loop, r->signal_fd, POLLIN, on_signal, r) < 0)
 		return tern_errorf(err, -ENOMEM, "out of memory");
-	if (o->qmp != NULL) {
-		if ((rc = qmp_server_open(&r->qmp, o->qmp, &r->loop, err)) < 0)
+	if (r->qmp_spec[0] != '\0') {
+		if ((rc = qmp_server_open(&r->qmp, r->qmp_spec, &r->loop, r->fds, err)) < 0)
 			return rc;
 		r->have_qmp = 1;
 		if ((rc = vm_qmp_register(&r->vm_qmp, &r->vm, &r->qmp, &r->loop, &r->mig)) < 0 ||
-		    (rc = migration_qmp_register(&r->mig, &r->qmp)) < 0)
+		    (rc = migration_qmp_register(&r->mig, &r->qmp)) < 0 ||
+		    (rc = cpr_qmp_register(r)) < 0)
 			return tern_errorf(err, rc, "registering QMP commands");
 	}
-	if ((rc = chardev_wait_for_client(&r->vm.serial, err)) < 0)
+	if (r->cpr_in == NULL && (rc = chardev_wait_for_client(&r->vm.serial, err)) < 0)
 		return rc;
 	if ((rc = chardev_attach(&r->vm.serial, &r->loop, serial_receive, serial_room, &r->vm)) < 0)
 		return tern_errorf(err, rc, "out of memory");
+	if (r->cpr_in != NULL && (rc = cpr_apply(r, err)) < 0)
+		return rc;
 	if ((rc = vm_start(&r->vm, err)) < 0)
 		return rc;
-	if (o->incoming != NULL && strcmp(o->incoming, "defer") != 0 &&
-	    (rc = vm_migration_incoming(&r->mig, o->incoming, err)) < 0)
-		tern_error_prefix(err, "--incoming %s", o->incoming);
+	if (r->cpr_in != NULL)
+		cpr_resumed(r);
+	if (incoming != NULL && strcmp(incoming, "defer") != 0 &&
+	    (rc = vm_migration_incoming(&r->mig, incoming, err)) < 0)
+		tern_error_prefix(err, "--incoming %s", incoming);
+	return rc;
+}
+
+/* Where the machine comes from: options, or a live update's state. */
+static int start(struct runner *r, const struct run_options *o, struct tern_error *err)
+{
+	uint8_t *kernel = NULL;
+	int rc;
+	if (cpr_exec_pending()) { /* exec'ed by a live update: there is no going back */
+		rc = cpr_receive_exec(r, err);
+		if (rc == 0)
+			rc = setup(r, NULL, 0, err);
+		if (rc < 0)
+			cpr_failed(r, err);
+		return 0;
+	}
+	if (o->incoming != NULL && strncmp(o->incoming, "cpr:unix:", 9) == 0) {
+		rc = cpr_receive_transfer(r, o->incoming + 9, err);
+		if (rc == 0)
+			rc = setup(r, NULL, 0, err);
+		if (rc < 0 && r->cpr_in != NULL)
+			cpr_failed(r, err); /* the old tern hears why and keeps the guest */
+		return rc;
+	}
+	rc = config_from_options(r, o, &kernel, err);
+	if (rc == 0)
+		rc = setup(r, o->incoming, o->lazy_incoming, err);
+	free(kernel);
 	return rc;
 }
 
 int tern_run(const struct run_options *o)
 {
 	struct runner *r = calloc(1, sizeof *r);
-	if (r == NULL) {
+	if (r == NULL || (r->fds = tern_fdstore_new()) == NULL) {
 		fprintf(stderr, "tern: out of memory\n");
+		free(r);
 		return TERN_EXIT_START_FAILED;
 	}
 	/* SIGINT/SIGTERM arrive through a signalfd; every thread blocks them. */
@@ -217,7 +271,7 @@ int tern_run(const struct run_options *o)
 	if (r->signal_fd < 0) {
 		fprintf(stderr, "tern: signalfd: %s\n", strerror(errno));
 		status = TERN_EXIT_START_FAILED;
-	} else if (setup(r, o, &err) < 0) {
+	} else if (start(r, o, &err) < 0) {
 		fprintf(stderr, "tern: %s\n", err.msg);
 		status = TERN_EXIT_START_FAILED;
 	} else {
@@ -228,13 +282,17 @@ int tern_run(const struct run_options *o)
 		vm_stop_threads(&r->vm);
 		vm_migration_destroy(&r->mig); /* cancels one under way */
 		r->have_mig = 0;
-		loop_run_once(&r->loop, 0); /* events the threads posted go out first */
-		chardev_flush(&r->vm.serial, 1000);
-		if (r->have_qmp) {
-			vm_qmp_shutdown_event(&r->vm_qmp);
-			qmp_server_flush(&r->qmp, 1000);
+		if (r->handed_over) { /* the new tern speaks to the clients now */
+			status = 0;
+		} else {
+			loop_run_once(&r->loop, 0); /* events the threads posted go out first */
+			chardev_flush(&r->vm.serial, 1000);
+			if (r->have_qmp) {
+				vm_qmp_shutdown_event(&r->vm_qmp);
+				qmp_server_flush(&r->qmp, 1000);
+			}
+			status = exit_status(&r->vm);
 		}
-		status = exit_status(&r->vm);
 	}
 	if (r->have_qmp) {
 		qmp_server_close(&r->qmp);
@@ -242,10 +300,17 @@ int tern_run(const struct run_options *o)
 	}
 	if (r->have_mig)
 		vm_migration_destroy(&r->mig);
+	if (r->have_bank)
+		ioeventfd_bank_destroy(&r->bank);
 	vm_destroy(&r->vm);
 	loop_destroy(&r->loop);
 	if (r->signal_fd >= 0)
 		close(r->signal_fd);
+	if (r->cpr_in != NULL) { /* its store is r->fds */
+		free(r->cpr_in->section);
+		free((void *)r->cpr_in);
+	}
+	tern_fdstore_free(r->fds);
 	free(r);
 	return status;
 }

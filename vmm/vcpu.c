@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "vm.h"
+#include "ioeventfd_bank.h"
 
 #define KICK_SIGNAL SIGUSR1
 
@@ -124,8 +125,11 @@ static int handle_exit(struct vcpu *v)
 		handle_io(v);
 		return 0;
 	case KVM_EXIT_MMIO:
-		/* Nothing is mapped there: reads float high, writes vanish. */
-		if (!run->mmio.is_write)
+		/* A doorbell KVM does not signal yet, or nothing: then reads
+		 * float high and writes vanish. */
+		if (run->mmio.is_write)
+			ioeventfd_bank_mmio_write(v->vm->bank, run->mmio.phys_addr, run->mmio.len);
+		else
 			memset(run->mmio.data, 0xff, sizeof run->mmio.data);
 		return 0;
 	case KVM_EXIT_INTR:

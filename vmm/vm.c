@@ -79,7 +79,7 @@ static int add_devices(struct vm *vm, const struct vm_config *cfg, struct tern_e
 		.tx_room = serial_tx_room,
 		.set_irq = serial_set_irq,
 	};
-	int rc = chardev_open(&vm->serial, cfg->serial ? cfg->serial : "stdio", err);
+	int rc = chardev_open(&vm->serial, cfg->serial ? cfg->serial : "stdio", cfg->fds, err);
 	uart_init(&vm->uart, &com1, vm);
 	vm->devices_ready = 1;
 	if (rc < 0)
@@ -98,7 +98,7 @@ static int add_devices(struct vm *vm, const struct vm_config *cfg, struct tern_e
 static int map_ram(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
 {
 	int rc = ram_create(&vm->ram, cfg->memory, cfg->memslots, vm->kvm.max_memslots,
-			    cfg->mem_prealloc, err);
+			    cfg->mem_prealloc, cfg->fds, err);
 	if (rc < 0)
 		return rc;
 	return memmap_init(vm, err);

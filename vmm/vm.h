@@ -36,6 +36,8 @@ struct vm_config {
 	enum dirty_mode dirty_mode;
 	uint32_t dirty_ring_entries;
 	int incoming;          /* RAM and state will come from a migration: boot nothing */
+	uint32_t ioeventfd_bank; /* doorbells of an ioeventfd-bank device (0: none) */
+	struct tern_fdstore *fds; /* keeps the fds a live update carries (may be NULL) */
 };
 
 /* QEMU's RunState names where they mean the same. */
@@ -81,6 +83,7 @@ struct vm {
 	struct guest_ram ram;
 	struct vm_memmap memmap;
 	struct io_bus io;
+	struct ioeventfd_bank *bank; /* --device ioeventfd-bank, or NULL */
 	struct uart uart;
 	struct chardev serial;
 	int devices_ready; /* serial and UART set up (for teardown) */

@@ -8,21 +8,37 @@
 
 #include "vm.h"
 
-static int put_section(struct tern_stream_writer *w, const char *name,
+struct sink {
+	vm_state_sink fn;
+	void *ctx;
+};
+
+static int put_section(const struct sink *w, const char *name,
 		       const struct tern_vmstate_desc *d, const void *obj, struct tern_error *err)
 {
 	struct tern_buf b = { 0 };
 	int rc = tern_vmstate_save(d, obj, &b);
 	if (rc == 0)
-		rc = tern_stream_section(w, name, b.data, b.len);
+		rc = w->fn(w->ctx, name, b.data, b.len);
 	tern_buf_free(&b);
 	if (rc < 0)
 		return tern_errorf(err, rc, "sending state %s: %s", name, strerror(-rc));
 	return 0;
 }
 
+static int stream_sink(void *ctx, const char *name, const uint8_t *data, size_t len)
+{
+	return tern_stream_section(ctx, name, data, len);
+}
+
 int vm_state_save(struct vm *vm, struct tern_stream_writer *w, struct tern_error *err)
 {
+	return vm_state_save_to(vm, stream_sink, w, err);
+}
+
+int vm_state_save_to(struct vm *vm, vm_state_sink fn, void *ctx, struct tern_error *err)
+{
+	const struct sink sink = { fn, ctx }, *w = &sink;
 	struct kvm_vm_state kvm;
 	int rc = kvm_vm_state_get(&vm->kvm, &kvm, err);
 	if (rc < 0 || (rc = put_section(w, "kvm", &kvm_vm_state_desc, &kvm, err)) < 0)

@@ -21,6 +21,9 @@ struct vm;
 
 /* Source, vCPUs stopped: append every section. */
 int vm_state_save(struct vm *vm, struct tern_stream_writer *w, struct tern_error *err);
+/* The same, handing each section to fn (0 or -errno). */
+typedef int (*vm_state_sink)(void *ctx, const char *name, const uint8_t *data, size_t len);
+int vm_state_save_to(struct vm *vm, vm_state_sink fn, void *ctx, struct tern_error *err);
 
 /* Destination: what has arrived. */
 struct vm_state_in {
