@@ -79,6 +79,16 @@ $(B)/libvmm.a: $(VMM_OBJS)
 $(B)/tern: $(B)/vmm/main.o $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# A tern whose live-update state format is newer than this one's, so tests
+# can show an update to a binary that cannot load the state never loses
+# the guest.  (Its cpr_state object comes first and wins over the archive's.)
+$(B)/vmm/cpr_state_next.o: vmm/cpr_state.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCPR_FORMAT_VERSION=99 -DCPR_FORMAT_MIN=99 -c $< -o $@
+
+$(B)/tern-cpr-next: $(B)/vmm/main.o $(B)/vmm/cpr_state_next.o $(B)/libvmm.a $(B)/libtern.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 # ---------------------------------------------------------------- tests
 HARNESS_SRCS := $(wildcard harness/*.c)
 HARNESS_OBJS := $(patsubst %.c,$(B)/%.o,$(HARNESS_SRCS))
@@ -131,7 +141,7 @@ fuzz: $(FUZZERS) build-fuzz/stream_seeds
 
 # ---------------------------------------------------------------- targets
 .PHONY: all check tern tests bench
-all: $(B)/tern $(B)/guest/guest.elf $(TESTS) $(BENCHES)
+all: $(B)/tern $(B)/tern-cpr-next $(B)/guest/guest.elf $(TESTS) $(BENCHES)
 tern: $(B)/tern
 tests: $(TESTS)
 bench: $(BENCHES)

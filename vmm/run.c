@@ -236,7 +236,7 @@ static int start(struct runner *r, const struct run_options *o, struct tern_erro
 		rc = cpr_receive_transfer(r, o->incoming + 9, err);
 		if (rc == 0)
 			rc = setup(r, NULL, 0, err);
-		if (rc < 0 && r->cpr_in != NULL)
+		if (rc < 0)
 			cpr_failed(r, err); /* the old tern hears why and keeps the guest */
 		return rc;
 	}

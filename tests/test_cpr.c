@@ -1,0 +1,460 @@
+/*
+ * Live update (CPR) end to end with the built-in guest: cpr-exec and
+ * cpr-transfer, three times in a row each, the guest finishing with the
+ * checksum of a run that was never updated; guest RAM never copied (the
+ * same memfd); thousands of kept fds arriving as the same open files and
+ * the doorbells still ringing; updates to a binary that cannot load the
+ * state leaving the guest running.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../harness/env.h"
+#include "../harness/sock.h"
+#include "../harness/tern.h"
+#include "../vmm/qmp_client.h"
+#include "kvm_skip.h"
+
+#define WORKLOAD "workload=random ws=8M writes=250000 rate=50000 seed=9"
+#define UPDATES 3
+#define DOORBELLS 3000
+#define BANK_BASE 0xe0000000ULL
+
+static char tern_path[PATH_MAX], next_path[PATH_MAX + 16];
+
+static int setup(void **state)
+{
+	(void)state;
+	if (realpath(harness_tern(), tern_path) == NULL)
+		return -1;
+	snprintf(next_path, sizeof next_path, "%s-cpr-next", tern_path);
+	return 0;
+}
+
+static uint64_t reference_checksum(void)
+{
+	static uint64_t sum;
+	static int have;
+	if (have)
+		return sum;
+	struct proc p;
+	assert_int_equal(tern_spawn(&p, 0, "run", "--memory", "64M", "--append", WORKLOAD, NULL),
+			 0);
+	assert_int_equal(proc_wait(&p, 60000), 0);
+	assert_int_equal(harness_guest_checksum(proc_output(&p), &sum), 0);
+	proc_free(&p);
+	have = 1;
+	return sum;
+}
+
+/* What a kept fd is, from outside the process: its eventfd's id, or its
+ * device and inode. */
+static void fd_identity(pid_t pid, int fd, char *out, size_t len)
+{
+	char path[64], info[512];
+	snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", (int)pid, fd);
+	int f = open(path, O_RDONLY);
+	assert_true(f >= 0);
+	ssize_t n = read(f, info, sizeof info - 1);
+	close(f);
+	assert_true(n > 0);
+	info[n] = '\0';
+	const char *id = strstr(info, "eventfd-id:");
+	if (id != NULL) {
+		snprintf(out, len, "eventfd %lld", strtoll(id + 11, NULL, 10));
+		return;
+	}
+	struct stat st;
+	snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, fd);
+	assert_int_equal(stat(path, &st), 0);
+	snprintf(out, len, "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+}
+
+/* {"name/id": identity} for every kept fd of the process behind q (but
+ * QMP clients, which come and go with the test's connections). */
+static json_t *identities(struct qmp_conn *q, pid_t pid)
+{
+	json_t *list = qmp_return(qmp_execute(q, "x-query-fdstore", NULL, 10000));
+	assert_non_null(list);
+	json_t *map = json_object();
+	size_t i;
+	json_t *e;
+	json_array_foreach(list, i, e) {
+		char key[96], ident[96];
+		const char *name = json_string_value(json_object_get(e, "name"));
+		if (strcmp(name, "qmp/client") == 0)
+			continue;
+		snprintf(key, sizeof key, "%s/%lld", name,
+			 (long long)json_integer_value(json_object_get(e, "id")));
+		fd_identity(pid, (int)json_integer_value(json_object_get(e, "fd")), ident,
+			    sizeof ident);
+		json_object_set_new(map, key, json_string(ident));
+	}
+	json_decref(list);
+	return map;
+}
+
+static void set_mode(struct qmp_conn *q, const char *mode, const char *exec_program)
+{
+	json_t *args = json_pack("{s:s}", "mode", mode);
+	if (exec_program != NULL)
+		json_object_set_new(args, "cpr-exec-command", json_pack("[s,s]", exec_program, "run"));
+	assert_int_equal(qmp_do(q, "migrate-set-parameters", args, NULL, 10000), 0);
+}
+
+/* query-migrate until the update is no longer active; its final report. */
+static json_t *wait_update(struct qmp_conn *q)
+{
+	for (int tries = 0; tries < 500; tries++) {
+		json_t *r = qmp_return(qmp_execute(q, "query-migrate", NULL, 10000));
+		assert_non_null(r);
+		const char *status = json_string_value(json_object_get(r, "status"));
+		if (status != NULL && strcmp(status, "active") != 0)
+			return r;
+		json_decref(r);
+		usleep(20000);
+	}
+	fail_msg("the update did not end");
+	return NULL;
+}
+
+static void expect_completed(json_t *report, const char *mode)
+{
+	assert_string_equal(json_string_value(json_object_get(report, "status")), "completed");
+	assert_string_equal(json_string_value(json_object_get(report, "mode")), mode);
+	json_t *x = json_object_get(report, "x-cpr");
+	assert_non_null(x);
+	assert_int_equal(json_integer_value(json_object_get(x, "ram-bytes-copied")), 0);
+	assert_true(json_integer_value(json_object_get(x, "downtime-us")) > 0);
+}
+
+static const char *memfd_identity(json_t *ids)
+{
+	return json_string_value(json_object_get(ids, "ram/memfd/0"));
+}
+
+static void cpr_exec_three_times(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	uint64_t want = reference_checksum();
+	struct tern_vm vm = { 0 };
+	assert_int_equal(tern_vm_start(&vm, "--memory", "64M", "--append", WORKLOAD, "--device",
+				       "ioeventfd-bank,count=540", NULL),
+			 0);
+	struct qmp_conn q;
+	assert_int_equal(qmp_connect(&q, vm.qmp_path, 1, 10000), 0);
+	json_t *before = identities(&q, vm.proc.pid);
+	char ram[96];
+	snprintf(ram, sizeof ram, "%s", memfd_identity(before));
+	for (int i = 0; i < UPDATES; i++) {
+		set_mode(&q, "cpr-exec", tern_path);
+		assert_int_equal(qmp_do(&q, "migrate", json_pack("{s:s}", "uri", "cpr:"), NULL,
+					10000),
+				 0);
+		/* The same QMP connection, now served by the new program. */
+		json_t *r = wait_update(&q);
+		expect_completed(r, "cpr-exec");
+		assert_true(json_integer_value(json_object_get(json_object_get(r, "x-cpr"),
+							       "fds")) >= 540);
+		json_decref(r);
+		json_t *after = identities(&q, vm.proc.pid);
+		assert_true(json_equal(before, after)); /* every fd, and the RAM memfd */
+		assert_string_equal(memfd_identity(after), ram);
+		json_decref(after);
+	}
+	json_decref(before);
+	qmp_close(&q);
+	assert_int_equal(proc_wait(&vm.proc, 60000), 0);
+	uint64_t got;
+	assert_int_equal(harness_guest_checksum(proc_output(&vm.proc), &got), 0);
+	assert_true(got == want);
+	tern_vm_end(&vm);
+}
+
+/* A new `tern run --incoming cpr:unix:...` waiting for the guest. */
+static void spawn_new(struct proc *p, const char *program, const char *sock)
+{
+	char spec[300];
+	snprintf(spec, sizeof spec, "cpr:unix:%s", sock);
+	char *argv[] = { (char *)program, "run", "--incoming", spec, NULL };
+	assert_int_equal(proc_spawn(p, argv, 0), 0);
+	assert_true(proc_wait_for(p, "waiting for a live update", 0, 10000) >= 0);
+}
+
+static void transfer(struct qmp_conn *q, const char *sock)
+{
+	set_mode(q, "cpr-transfer", NULL);
+	char uri[300];
+	snprintf(uri, sizeof uri, "unix:%s", sock);
+	assert_int_equal(qmp_do(q, "migrate", json_pack("{s:s}", "uri", uri), NULL, 10000), 0);
+}
+
+static void cpr_transfer_three_times(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	uint64_t want = reference_checksum();
+	struct tern_vm vm = { 0 };
+	assert_int_equal(tern_vm_prepare(&vm), 0);
+	char log[256], serial[300], sock[256];
+	tern_vm_path(&vm, "serial.log", log, sizeof log);
+	snprintf(serial, sizeof serial, "file:%s", log);
+	assert_int_equal(tern_vm_start(&vm, "--memory", "64M", "--serial", serial, "--append",
+				       WORKLOAD, NULL),
+			 0);
+	struct proc old = vm.proc, next;
+	for (int i = 0; i < UPDATES; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "cpr%d.sock", i);
+		tern_vm_path(&vm, name, sock, sizeof sock);
+		spawn_new(&next, tern_path, sock);
+		struct qmp_conn q;
+		assert_int_equal(qmp_connect(&q, vm.qmp_path, 1, 10000), 0);
+		json_t *before = identities(&q, old.pid);
+		transfer(&q, sock);
+		qmp_close(&q);
+		assert_int_equal(proc_wait(&old, 20000), 0); /* the old tern leaves */
+		proc_free(&old);
+		assert_int_equal(qmp_connect(&q, vm.qmp_path, 1, 10000), 0);
+		json_t *r = wait_update(&q);
+		expect_completed(r, "cpr-transfer");
+		json_decref(r);
+		json_t *after = identities(&q, next.pid);
+		assert_true(json_equal(before, after));
+		assert_non_null(memfd_identity(after));
+		json_decref(before);
+		json_decref(after);
+		qmp_close(&q);
+		old = next;
+	}
+	assert_int_equal(proc_wait(&old, 60000), 0);
+	vm.proc = old; /* tern_vm_end frees the last one */
+	FILE *f = fopen(log, "r");
+	assert_non_null(f);
+	static char text[1 << 16];
+	size_t n = fread(text, 1, sizeof text - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	uint64_t got;
+	assert_int_equal(harness_guest_checksum(text, &got), 0);
+	assert_true(got == want);
+	tern_vm_end(&vm);
+}
+
+/* An idle guest with a serial socket, to ring doorbells through. */
+struct guest {
+	struct tern_vm vm;
+	struct text_stream serial;
+	int fd;
+	long at;
+};
+
+static void boot_idle(struct guest *g, const char *doorbells)
+{
+	char ser[256], spec[300], dev[64];
+	memset(g, 0, sizeof *g);
+	assert_int_equal(tern_vm_prepare(&g->vm), 0);
+	tern_vm_path(&g->vm, "serial.sock", ser, sizeof ser);
+	snprintf(spec, sizeof spec, "unix:%s,server", ser);
+	snprintf(dev, sizeof dev, "ioeventfd-bank,count=%s", doorbells);
+	assert_int_equal(tern_vm_start(&g->vm, "--memory", "64M", "--serial", spec, "--device", dev,
+				       "--append", "workload=idle ws=8M", NULL),
+			 0);
+	g->fd = unix_connect_retry(ser, 10000);
+	assert_true(g->fd >= 0);
+	text_stream_init(&g->serial, g->fd);
+	g->at = text_stream_wait_line(&g->serial, 0, "tern-guest: start", 20000);
+	assert_true(g->at > 0);
+}
+
+static void ring(struct guest *g, uint32_t doorbell)
+{
+	char cmd[64], want[64];
+	uint64_t addr = BANK_BASE + 8ULL * doorbell;
+	snprintf(cmd, sizeof cmd, "poke 0x%llx 0x1\n", (unsigned long long)addr);
+	snprintf(want, sizeof want, "poke 0x%llx done", (unsigned long long)addr);
+	assert_true(write(g->fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd));
+	g->at = text_stream_wait(&g->serial, (size_t)g->at, want, 20000);
+	assert_true(g->at > 0);
+}
+
+static json_int_t rings_of(json_t *bank, uint32_t doorbell)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(bank, "doorbells"), i, e)
+		if (json_integer_value(json_object_get(e, "index")) == doorbell)
+			return json_integer_value(json_object_get(e, "rings"));
+	return 0;
+}
+
+static json_t *bank_when_registered(struct qmp_conn *q)
+{
+	for (int tries = 0; tries < 500; tries++) {
+		json_t *b = qmp_return(qmp_execute(q, "x-query-ioeventfd-bank", NULL, 10000));
+		assert_non_null(b);
+		if (json_integer_value(json_object_get(b, "kvm-registered")) ==
+		    json_integer_value(json_object_get(b, "count")))
+			return b;
+		json_decref(b);
+		usleep(20000);
+	}
+	fail_msg("the doorbells were never all registered with KVM");
+	return NULL;
+}
+
+static void thousands_of_fds_arrive_and_ring(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	struct guest g;
+	char count[16];
+	snprintf(count, sizeof count, "%u", DOORBELLS);
+	boot_idle(&g, count);
+	struct qmp_conn q;
+	assert_int_equal(qmp_connect(&q, g.vm.qmp_path, 1, 10000), 0);
+	ring(&g, 7); /* before: the count must move with the device */
+	json_t *before = identities(&q, g.vm.proc.pid);
+	assert_true(json_object_size(before) >= DOORBELLS + 2);
+
+	char sock[256];
+	tern_vm_path(&g.vm, "cpr.sock", sock, sizeof sock);
+	struct proc next;
+	spawn_new(&next, tern_path, sock);
+	transfer(&q, sock);
+	qmp_close(&q);
+	assert_int_equal(proc_wait(&g.vm.proc, 20000), 0);
+	proc_free(&g.vm.proc);
+	g.vm.proc = next;
+	assert_int_equal(qmp_connect(&q, g.vm.qmp_path, 1, 10000), 0);
+	json_t *r = wait_update(&q);
+	expect_completed(r, "cpr-transfer");
+	json_decref(r);
+	json_t *after = identities(&q, g.vm.proc.pid);
+	assert_true(json_equal(before, after)); /* every fd is the same open file */
+
+	/* The serial client moved too: the same connection rings doorbells. */
+	ring(&g, 0);
+	json_t *b = bank_when_registered(&q);
+	ring(&g, 1);
+	ring(&g, DOORBELLS / 2);
+	ring(&g, DOORBELLS - 1);
+	ring(&g, DOORBELLS - 1);
+	json_decref(b);
+	b = qmp_return(qmp_execute(&q, "x-query-ioeventfd-bank", NULL, 10000));
+	assert_int_equal(rings_of(b, 7), 1);
+	assert_int_equal(rings_of(b, 0), 1);
+	assert_int_equal(rings_of(b, 1), 1);
+	assert_int_equal(rings_of(b, DOORBELLS / 2), 1);
+	assert_int_equal(rings_of(b, DOORBELLS - 1), 2);
+	assert_int_equal(json_integer_value(json_object_get(b, "rings")), 6);
+	json_decref(b);
+
+	/* And once more by exec: the same process, the same files. */
+	set_mode(&q, "cpr-exec", tern_path);
+	assert_int_equal(qmp_do(&q, "migrate", json_pack("{s:s}", "uri", "cpr:"), NULL, 10000), 0);
+	r = wait_update(&q);
+	expect_completed(r, "cpr-exec");
+	json_decref(r);
+	json_t *again = identities(&q, g.vm.proc.pid);
+	assert_true(json_equal(before, again));
+	ring(&g, 2);
+	b = qmp_return(qmp_execute(&q, "x-query-ioeventfd-bank", NULL, 10000));
+	assert_int_equal(rings_of(b, 2), 1);
+	assert_int_equal(json_integer_value(json_object_get(b, "rings")), 7);
+	json_decref(b);
+	json_decref(again);
+	json_decref(after);
+	json_decref(before);
+	assert_int_equal(qmp_do(&q, "quit", NULL, NULL, 5000), 0);
+	qmp_close(&q);
+	proc_wait(&g.vm.proc, 10000);
+	text_stream_free(&g.serial);
+	close(g.fd);
+	tern_vm_end(&g.vm);
+}
+
+static void expect_failed_and_running(struct qmp_conn *q, struct guest *g, const char *needle)
+{
+	json_t *r = wait_update(q);
+	assert_string_equal(json_string_value(json_object_get(r, "status")), "failed");
+	const char *why = json_string_value(json_object_get(r, "error-desc"));
+	if (why == NULL || strstr(why, needle) == NULL)
+		fail_msg("error-desc '%s' does not say '%s'", why ? why : "", needle);
+	json_decref(r);
+	json_t *st = qmp_return(qmp_execute(q, "query-status", NULL, 10000));
+	assert_string_equal(json_string_value(json_object_get(st, "status")), "running");
+	json_decref(st);
+	ring(g, 3); /* and the guest answers */
+}
+
+static void failed_updates_keep_the_guest(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	struct guest g;
+	boot_idle(&g, "16");
+	struct qmp_conn q;
+	assert_int_equal(qmp_connect(&q, g.vm.qmp_path, 1, 10000), 0);
+
+	/* cpr-transfer to a tern that cannot load this state: the old resumes. */
+	char sock[256];
+	tern_vm_path(&g.vm, "cpr.sock", sock, sizeof sock);
+	struct proc next;
+	spawn_new(&next, next_path, sock);
+	transfer(&q, sock);
+	expect_failed_and_running(&q, &g, "loads 99 to 99");
+	assert_int_equal(proc_wait(&next, 10000), 125);
+	proc_free(&next);
+
+	/* cpr-exec of a program that is not there: caught before exec. */
+	set_mode(&q, "cpr-exec", "/nonexistent/tern");
+	assert_int_equal(qmp_do(&q, "migrate", json_pack("{s:s}", "uri", "cpr:"), NULL, 10000), 0);
+	expect_failed_and_running(&q, &g, "cannot run /nonexistent/tern");
+
+	/* cpr-exec of a tern that cannot load it: it execs this binary back. */
+	set_mode(&q, "cpr-exec", next_path);
+	assert_int_equal(qmp_do(&q, "migrate", json_pack("{s:s}", "uri", "cpr:"), NULL, 10000), 0);
+	expect_failed_and_running(&q, &g, "the previous binary resumed it");
+
+	/* Refused up front: a transfer not over a unix socket, exec with no program. */
+	set_mode(&q, "cpr-transfer", NULL);
+	json_t *e = qmp_execute(&q, "migrate", json_pack("{s:s}", "uri", "tcp:127.0.0.1:1"), 10000);
+	assert_non_null(json_object_get(e, "error"));
+	json_decref(e);
+	e = qmp_execute(&q, "migrate-set-parameters", json_pack("{s:s}", "mode", "cpr-later"),
+			10000);
+	assert_non_null(json_object_get(e, "error"));
+	json_decref(e);
+
+	assert_int_equal(qmp_do(&q, "quit", NULL, NULL, 5000), 0);
+	qmp_close(&q);
+	proc_wait(&g.vm.proc, 10000);
+	text_stream_free(&g.serial);
+	close(g.fd);
+	tern_vm_end(&g.vm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(cpr_exec_three_times),
+		cmocka_unit_test(cpr_transfer_three_times),
+		cmocka_unit_test(thousands_of_fds_arrive_and_ring),
+		cmocka_unit_test(failed_updates_keep_the_guest),
+	};
+	return cmocka_run_group_tests_name("cpr", tests, setup, NULL);
+}
