@@ -121,10 +121,11 @@ FUZZ_CC := clang
 FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all
 # Each target: its file, libtern, and what else it exercises.
-FUZZ_EXTRA_qmp := vmm/qmp.c vmm/qmp_framer.c vmm/loop.c
+FUZZ_EXTRA_qmp := vmm/qmp.c vmm/qmp_framer.c vmm/loop.c vmm/kept_fds.c
 STREAM_STATE := harness/memio.c harness/frames.c vmm/vm_state.c vmm/vcpu_state.c \
 	vmm/kvm_state.c vmm/uart.c
 FUZZ_EXTRA_stream := $(STREAM_STATE)
+FUZZ_EXTRA_cpr_state := vmm/cpr_state.c
 FUZZERS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard vmm/*.c vmm/*.h harness/*.c)

@@ -375,6 +375,7 @@ static void config_from(struct runner *r, const struct cpr_header *h)
 	r->cfg.incoming = 1;
 	r->cfg.ioeventfd_bank = h->bank;
 	r->cfg.kernel_name = "tern-guest";
+	r->cfg.kvm_ready = r->have_kvm_ready ? &r->kvm_ready : NULL;
 	snprintf(r->qmp_spec, sizeof r->qmp_spec, "%s", h->qmp);
 	tern_fdstore_free(r->fds);
 	r->fds = h->fds;
@@ -521,12 +522,19 @@ static int accept_update(const char *path, int signal_fd, struct tern_error *err
 
 int cpr_receive_transfer(struct runner *r, const char *path, struct tern_error *err)
 {
+	/* Creating a KVM VM takes milliseconds: do it before the guest stops. */
+	int rc = kvm_open(&r->kvm_ready, err);
+	if (rc == 0)
+		rc = kvm_create_vm(&r->kvm_ready, err);
+	if (rc < 0)
+		return rc;
+	r->have_kvm_ready = 1;
 	int conn = accept_update(path, r->signal_fd, err);
 	if (conn < 0)
 		return conn;
 	cpr.conn = conn;
 	uint8_t head[12];
-	int rc = read_all(conn, head, sizeof head);
+	rc = read_all(conn, head, sizeof head);
 	if (rc < 0)
 		return tern_errorf(err, rc, "reading the update: %s", strerror(-rc));
 	struct tern_reader hr = { head, sizeof head, 0 };

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -254,6 +255,12 @@ int tern_run(const struct run_options *o)
 		fprintf(stderr, "tern: out of memory\n");
 		free(r);
 		return TERN_EXIT_START_FAILED;
+	}
+	/* Devices may hold many fds (an ioeventfd-bank): allow what the hard limit does. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
 	/* SIGINT/SIGTERM arrive through a signalfd; every thread blocks them. */
 	sigset_t mask;

@@ -114,13 +114,17 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 	pthread_cond_init(&vm->cond, NULL);
 	vm->state = VM_STATE_PRELAUNCH;
 
-	int rc = kvm_open(&vm->kvm, err);
+	int rc = 0;
+	if (cfg->kvm_ready != NULL) /* made ahead of time: a VM costs KVM milliseconds */
+		vm->kvm = *cfg->kvm_ready;
+	else
+		rc = kvm_open(&vm->kvm, err);
 	if (rc < 0)
 		return rc;
 	if (cfg->vcpus == 0 || cfg->vcpus > vm->kvm.max_vcpus)
 		return tern_errorf(err, -EINVAL, "--vcpus %u: KVM here allows 1..%u", cfg->vcpus,
 				   vm->kvm.max_vcpus);
-	if ((rc = kvm_create_vm(&vm->kvm, err)) < 0)
+	if (cfg->kvm_ready == NULL && (rc = kvm_create_vm(&vm->kvm, err)) < 0)
 		return rc;
 	/* The dirty ring must be enabled before any vCPU exists. */
 	rc = dirty_tracker_init(&vm->dirty, vm, cfg->dirty_mode,

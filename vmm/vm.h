@@ -38,6 +38,7 @@ struct vm_config {
 	int incoming;          /* RAM and state will come from a migration: boot nothing */
 	uint32_t ioeventfd_bank; /* doorbells of an ioeventfd-bank device (0: none) */
 	struct tern_fdstore *fds; /* keeps the fds a live update carries (may be NULL) */
+	const struct kvm *kvm_ready; /* a KVM VM already created (kvm_open, kvm_create_vm) */
 };
 
 /* QEMU's RunState names where they mean the same. */
