@@ -31,6 +31,15 @@ struct sample {
 	double downtime, save, transfer, load;
 };
 
+/* A command's return value (a new reference), or NULL. */
+static json_t *query(struct qmp_conn *q, const char *cmd)
+{
+	json_t *reply = qmp_execute(q, cmd, NULL, 10000);
+	json_t *ret = json_incref(qmp_return(reply));
+	json_decref(reply);
+	return ret;
+}
+
 static void die(const char *what)
 {
 	fprintf(stderr, "cpr bench: %s\n", what);
@@ -40,7 +49,7 @@ static void die(const char *what)
 static json_t *wait_done(struct qmp_conn *q)
 {
 	for (int tries = 0; tries < 1000; tries++) {
-		json_t *r = qmp_return(qmp_execute(q, "query-migrate", NULL, 10000));
+		json_t *r = query(q, "query-migrate");
 		if (r == NULL)
 			die("query-migrate failed");
 		const char *s = json_string_value(json_object_get(r, "status"));

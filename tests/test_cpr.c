@@ -33,6 +33,15 @@
 
 static char tern_path[PATH_MAX], next_path[PATH_MAX + 16];
 
+/* A command's return value (a new reference), or NULL. */
+static json_t *query(struct qmp_conn *q, const char *cmd)
+{
+	json_t *reply = qmp_execute(q, cmd, NULL, 10000);
+	json_t *ret = json_incref(qmp_return(reply));
+	json_decref(reply);
+	return ret;
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -86,7 +95,7 @@ static void fd_identity(pid_t pid, int fd, char *out, size_t len)
  * QMP clients, which come and go with the test's connections). */
 static json_t *identities(struct qmp_conn *q, pid_t pid)
 {
-	json_t *list = qmp_return(qmp_execute(q, "x-query-fdstore", NULL, 10000));
+	json_t *list = query(q, "x-query-fdstore");
 	assert_non_null(list);
 	json_t *map = json_object();
 	size_t i;
@@ -118,7 +127,7 @@ static void set_mode(struct qmp_conn *q, const char *mode, const char *exec_prog
 static json_t *wait_update(struct qmp_conn *q)
 {
 	for (int tries = 0; tries < 500; tries++) {
-		json_t *r = qmp_return(qmp_execute(q, "query-migrate", NULL, 10000));
+		json_t *r = query(q, "query-migrate");
 		assert_non_null(r);
 		const char *status = json_string_value(json_object_get(r, "status"));
 		if (status != NULL && strcmp(status, "active") != 0)
@@ -304,7 +313,7 @@ static json_int_t rings_of(json_t *bank, uint32_t doorbell)
 static json_t *bank_when_registered(struct qmp_conn *q)
 {
 	for (int tries = 0; tries < 500; tries++) {
-		json_t *b = qmp_return(qmp_execute(q, "x-query-ioeventfd-bank", NULL, 10000));
+		json_t *b = query(q, "x-query-ioeventfd-bank");
 		assert_non_null(b);
 		if (json_integer_value(json_object_get(b, "kvm-registered")) ==
 		    json_integer_value(json_object_get(b, "count")))
@@ -354,7 +363,7 @@ static void thousands_of_fds_arrive_and_ring(void **state)
 	ring(&g, DOORBELLS - 1);
 	ring(&g, DOORBELLS - 1);
 	json_decref(b);
-	b = qmp_return(qmp_execute(&q, "x-query-ioeventfd-bank", NULL, 10000));
+	b = query(&q, "x-query-ioeventfd-bank");
 	assert_int_equal(rings_of(b, 7), 1);
 	assert_int_equal(rings_of(b, 0), 1);
 	assert_int_equal(rings_of(b, 1), 1);
@@ -372,7 +381,7 @@ static void thousands_of_fds_arrive_and_ring(void **state)
 	json_t *again = identities(&q, g.vm.proc.pid);
 	assert_true(json_equal(before, again));
 	ring(&g, 2);
-	b = qmp_return(qmp_execute(&q, "x-query-ioeventfd-bank", NULL, 10000));
+	b = query(&q, "x-query-ioeventfd-bank");
 	assert_int_equal(rings_of(b, 2), 1);
 	assert_int_equal(json_integer_value(json_object_get(b, "rings")), 7);
 	json_decref(b);
@@ -395,7 +404,7 @@ static void expect_failed_and_running(struct qmp_conn *q, struct guest *g, const
 	if (why == NULL || strstr(why, needle) == NULL)
 		fail_msg("error-desc '%s' does not say '%s'", why ? why : "", needle);
 	json_decref(r);
-	json_t *st = qmp_return(qmp_execute(q, "query-status", NULL, 10000));
+	json_t *st = query(q, "query-status");
 	assert_string_equal(json_string_value(json_object_get(st, "status")), "running");
 	json_decref(st);
 	ring(g, 3); /* and the guest answers */
