@@ -334,8 +334,6 @@ int cpr_start(void *runner, const char *uri, struct tern_error *err)
 					   "waits");
 		snprintf(cpr.path, sizeof cpr.path, "%s", uri + 5);
 	}
-	if (!r->have_qmp && m->mode == MIG_MODE_CPR_TRANSFER)
-		return tern_errorf(err, -EINVAL, "a live update needs QMP");
 	if (loop_post(&r->loop, do_update, r) < 0)
 		return tern_errorf(err, -ENOMEM, "out of memory");
 	memset(&m->cpr, 0, sizeof m->cpr);

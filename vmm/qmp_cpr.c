@@ -5,6 +5,8 @@
  */
 #include "qmp_cpr.h"
 
+#include <errno.h>
+
 static int add_fd(void *ctx, const char *name, uint32_t id, int fd)
 {
 	json_array_append_new(ctx, json_pack("{s:s,s:I,s:i}", "name", name, "id", (json_int_t)id,

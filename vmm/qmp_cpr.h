@@ -2,8 +2,6 @@
 #ifndef VMM_QMP_CPR_H
 #define VMM_QMP_CPR_H
 
-#include <errno.h>
-
 #include "runner.h"
 
 int cpr_qmp_register(struct runner *r);
