@@ -20,7 +20,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 	-Wpointer-arith -Wvla -Wformat=2
 CFLAGS := -std=c11 -O2 -g -D_GNU_SOURCE -pthread $(WARN) $(SAN_FLAGS) -Iinclude -MMD -MP
 LDFLAGS := -pthread $(SAN_FLAGS)
-LIBS := -ljansson
+LIBS := -ljansson -lzstd -lz
 
 # ---------------------------------------------------------------- guest
 GUEST_CC := gcc
@@ -89,6 +89,12 @@ $(B)/vmm/cpr_state_next.o: vmm/cpr_state.c
 $(B)/tern-cpr-next: $(B)/vmm/main.o $(B)/vmm/cpr_state_next.o $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# ---------------------------------------------------------------- tools
+IMG_SRCS := $(wildcard tools/tern-img/*.c)
+IMG_OBJS := $(patsubst %.c,$(B)/%.o,$(IMG_SRCS))
+$(B)/tern-img: $(IMG_OBJS) $(B)/libtern.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 # ---------------------------------------------------------------- tests
 HARNESS_SRCS := $(wildcard harness/*.c)
 HARNESS_OBJS := $(patsubst %.c,$(B)/%.o,$(HARNESS_SRCS))
@@ -130,19 +136,20 @@ FUZZERS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard vmm/*.c vmm/*.h harness/*.c)
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) -ljansson -lpthread
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) -ljansson -lzstd -lz -lpthread
 
 # Seeds for fuzz_stream, generated rather than committed (fuzz/run runs it).
 build-fuzz/stream_seeds: fuzz/stream_seeds.c $(LIB_SRCS) $(STREAM_STATE)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -o $@ $< $(LIB_SRCS) $(STREAM_STATE) \
-		-lpthread
+		-lzstd -lz -lpthread
 .PHONY: fuzz
 fuzz: $(FUZZERS) build-fuzz/stream_seeds
 
 # ---------------------------------------------------------------- targets
-.PHONY: all check tern tests bench
-all: $(B)/tern $(B)/tern-cpr-next $(B)/guest/guest.elf $(TESTS) $(BENCHES)
+.PHONY: all check tern tern-img tests bench
+tern-img: $(B)/tern-img
+all: $(B)/tern $(B)/tern-cpr-next $(B)/tern-img $(B)/guest/guest.elf $(TESTS) $(BENCHES)
 tern: $(B)/tern
 tests: $(TESTS)
 bench: $(BENCHES)
@@ -151,7 +158,7 @@ bench: $(BENCHES)
 check: all
 	TERN_BUILD=$(B) tests/run
 
-ALL_OBJS := $(LIB_OBJS) $(VMM_OBJS) $(B)/vmm/main.o $(HARNESS_OBJS) $(BASELINE_OBJS) \
+ALL_OBJS := $(LIB_OBJS) $(VMM_OBJS) $(B)/vmm/main.o $(IMG_OBJS) $(HARNESS_OBJS) $(BASELINE_OBJS) \
 	$(TESTS:%=%.o) $(BENCHES:%=%.o)
 -include $(GUEST_OBJS:.o=.d) $(ALL_OBJS:.o=.d)
 .DEFAULT_GOAL := all

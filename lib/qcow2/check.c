@@ -1,0 +1,303 @@
+/*
+ * check and repair: count every reference the image's tables make, compare
+ * with the refcounts on disk, verify the active tree's COPIED flags; repair
+ * by rewriting the refcounts (and any L2 table whose flags are wrong) into
+ * free clusters and switching the header, like the snapshot operations.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "refmodel.h"
+
+struct counter {
+	struct tern_qcow2 *q;
+	struct tern_qcow2_check *res;
+	uint32_t *expected;
+	uint64_t n;
+	bool active;
+	uint64_t last_data; /* for fragmentation: host cluster of the previous data cluster */
+};
+
+static void report(struct tern_qcow2_check *res, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void report(struct tern_qcow2_check *res, const char *fmt, ...)
+{
+	if (!res->report)
+		return;
+	char line[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	res->report(res->opaque, line);
+}
+
+/* One more reference to each cluster of [off, off+bytes). */
+static void reference(struct counter *c, uint64_t off, uint64_t bytes, const char *what)
+{
+	if (!bytes)
+		return;
+	uint64_t first = off >> c->q->cluster_bits;
+	uint64_t last = (off + bytes - 1) >> c->q->cluster_bits;
+	for (uint64_t k = first; k <= last; k++) {
+		if (k >= c->n) {
+			report(c->res, "ERROR %s at 0x%" PRIx64 " is past the end of the image", what,
+			       k << c->q->cluster_bits);
+			c->res->corruptions++;
+			return;
+		}
+		if (c->expected[k] == UINT32_MAX) {
+			c->res->corruptions++;
+			continue;
+		}
+		c->expected[k]++;
+	}
+}
+
+static int count_l2(void *opaque, uint64_t i, uint64_t l2_off, uint8_t *table,
+		    struct tern_error *err)
+{
+	struct counter *c = opaque;
+	struct tern_qcow2 *q = c->q;
+	(void)i;
+	(void)err;
+	for (uint64_t j = 0; j < q->cluster_size / 8; j++) {
+		uint64_t e = qcow2_be64(table + j * 8);
+		if (e & QCOW2_OFLAG_COMPRESSED) {
+			uint64_t host, bytes;
+			if (qcow2_compressed_range(q, e, &host, &bytes) < 0 || e & QCOW2_OFLAG_COPIED) {
+				report(c->res, "ERROR invalid compressed L2 entry 0x%" PRIx64 " in table 0x%" PRIx64,
+				       e, l2_off);
+				c->res->corruptions++;
+				continue;
+			}
+			reference(c, host, bytes, "compressed cluster");
+			if (c->active)
+				c->res->compressed_clusters++, c->res->allocated_clusters++;
+			continue;
+		}
+		uint64_t off = e & QCOW2_OFFSET_MASK;
+		uint64_t reserved = QCOW2_L2_RESERVED | (q->h.version == 2 ? QCOW2_OFLAG_ZERO : 0);
+		if (e & reserved || (off & (q->cluster_size - 1)) || (off && off < q->cluster_size)) {
+			report(c->res, "ERROR invalid L2 entry 0x%" PRIx64 " in table 0x%" PRIx64, e, l2_off);
+			c->res->corruptions++;
+			continue;
+		}
+		if (!off)
+			continue;
+		reference(c, off, q->cluster_size, "data cluster");
+		if (c->active) {
+			c->res->allocated_clusters++;
+			if (c->last_data && off >> q->cluster_bits != c->last_data + 1)
+				c->res->fragmented_clusters++;
+			c->last_data = off >> q->cluster_bits;
+		}
+	}
+	return 0;
+}
+
+/* An L1 table's valid entries (bad ones reported and left out). */
+static uint64_t *checked_l1(struct counter *c, const uint64_t *l1, uint32_t size)
+{
+	struct tern_qcow2 *q = c->q;
+	uint64_t *t = malloc(((size_t)size + 1) * 8);
+	if (!t)
+		return NULL;
+	for (uint32_t i = 0; i < size; i++) {
+		uint64_t off = l1[i] & QCOW2_OFFSET_MASK;
+		t[i] = l1[i];
+		if (l1[i] & QCOW2_L1_RESERVED || (off & (q->cluster_size - 1)) ||
+		    (off && (off < q->cluster_size || off >= q->file_size))) {
+			report(c->res, "ERROR invalid L1 entry %u: 0x%" PRIx64, i, l1[i]);
+			c->res->corruptions++;
+			t[i] = 0;
+			continue;
+		}
+		reference(c, off, off ? q->cluster_size : 0, "L2 table");
+	}
+	return t;
+}
+
+static int count_tree(struct counter *c, const uint64_t *l1, uint32_t size, bool active,
+		      struct tern_error *err)
+{
+	uint64_t *t = checked_l1(c, l1, size);
+	if (!t)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	c->active = active;
+	int r = qcow2_for_each_l2(c->q, t, size, count_l2, c, err);
+	free(t);
+	return r;
+}
+
+struct copied_ctx {
+	struct refmodel *m;
+	struct tern_qcow2_check *res;
+	uint64_t wrong;
+};
+
+static int check_copied(void *opaque, uint64_t i, uint64_t l2_off, uint8_t *table,
+			struct tern_error *err)
+{
+	struct copied_ctx *c = opaque;
+	struct tern_qcow2 *q = c->m->q;
+	(void)i;
+	(void)err;
+	for (uint64_t j = 0; j < q->cluster_size / 8; j++) {
+		uint64_t e = qcow2_be64(table + j * 8), off = e & QCOW2_OFFSET_MASK;
+		if (e & QCOW2_OFLAG_COMPRESSED || !off || e & QCOW2_L2_RESERVED)
+			continue;
+		uint64_t rc = refmodel_get(c->m, off >> q->cluster_bits);
+		if ((rc == 1) != !!(e & QCOW2_OFLAG_COPIED)) {
+			report(c->res, "ERROR OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64
+			       " (table 0x%" PRIx64 ")", e, rc, l2_off);
+			c->wrong++;
+		}
+	}
+	return 0;
+}
+
+/* COPIED flags of the active tree against the counts in m. */
+static int count_copied(struct tern_qcow2 *q, struct refmodel *m, struct tern_qcow2_check *res,
+			uint64_t *wrong, struct tern_error *err)
+{
+	struct copied_ctx c = { m, res, 0 };
+	uint64_t *l1 = malloc(((size_t)q->l1_size + 1) * 8);
+	if (!l1)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < q->l1_size; i++) {
+		uint64_t off = q->l1[i] & QCOW2_OFFSET_MASK;
+		bool ok = !(q->l1[i] & QCOW2_L1_RESERVED) && !(off & (q->cluster_size - 1)) &&
+			  (!off || (off >= q->cluster_size && off < q->file_size));
+		l1[i] = ok ? q->l1[i] : 0;
+		if (!ok || !off)
+			continue;
+		uint64_t rc = refmodel_get(m, off >> q->cluster_bits);
+		if ((rc == 1) != !!(q->l1[i] & QCOW2_OFLAG_COPIED)) {
+			report(res, "ERROR OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%" PRIx64
+			       " refcount=%" PRIu64, i, q->l1[i], rc);
+			c.wrong++;
+		}
+	}
+	int r = qcow2_for_each_l2(q, l1, q->l1_size, check_copied, &c, err);
+	free(l1);
+	*wrong = c.wrong;
+	return r;
+}
+
+static int count_everything(struct counter *c, struct tern_error *err)
+{
+	struct tern_qcow2 *q = c->q;
+	uint64_t cs = q->cluster_size;
+	reference(c, 0, cs, "header");
+	reference(c, q->h.l1_table_offset, (uint64_t)q->l1_size * 8, "L1 table");
+	reference(c, q->h.refcount_table_offset, (uint64_t)q->h.refcount_table_clusters * cs,
+		  "refcount table");
+	for (uint64_t i = 0; i < q->reftable_size; i++)
+		reference(c, q->reftable[i], q->reftable[i] ? cs : 0, "refcount block");
+	if (q->nb_snapshots)
+		reference(c, q->h.snapshots_offset, q->snapshots_bytes, "snapshot table");
+	int r = count_tree(c, q->l1, q->l1_size, true, err);
+	for (uint32_t s = 0; r == 0 && s < q->nb_snapshots; s++) {
+		struct qcow2_snapshot *sn = &q->snapshots[s];
+		reference(c, sn->l1_table_offset, (uint64_t)sn->l1_size * 8, "snapshot L1 table");
+		uint64_t *l1 = malloc(((size_t)sn->l1_size + 1) * 8);
+		if (!l1)
+			return tern_errorf(err, -ENOMEM, "out of memory");
+		r = qcow2_pread(q, l1, (size_t)sn->l1_size * 8, sn->l1_table_offset, err);
+		for (uint32_t i = 0; r == 0 && i < sn->l1_size; i++)
+			l1[i] = be64toh(l1[i]);
+		if (r == 0)
+			r = count_tree(c, l1, sn->l1_size, false, err);
+		free(l1);
+	}
+	return r;
+}
+
+int tern_qcow2_check(struct tern_qcow2 *q, enum tern_qcow2_repair repair,
+		     struct tern_qcow2_check *res, struct tern_error *err)
+{
+	void (*rep)(void *, const char *) = res->report;
+	void *opaque = res->opaque;
+	memset(res, 0, sizeof(*res));
+	res->report = rep;
+	res->opaque = opaque;
+	if (repair != TERN_QCOW2_REPAIR_NONE && !q->writable)
+		return tern_errorf(err, -EBADF, "repairing needs the image open for writing");
+	int r = q->writable ? tern_qcow2_flush(q, err) : 0;
+	if (r < 0)
+		return r;
+	struct counter c = { .q = q, .res = res, .n = qcow2_clusters_in_file(q) };
+	c.expected = calloc(c.n + 1, sizeof(*c.expected));
+	if (!c.expected)
+		return tern_errorf(err, -ENOMEM, "out of memory for %" PRIu64 " clusters", c.n);
+	struct refmodel m;
+	memset(&m, 0, sizeof(m));
+	r = count_everything(&c, err);
+	if (r == 0)
+		r = refmodel_load(&m, q, err);
+	uint64_t limit = c.n > m.nblocks * m.per_block ? c.n : m.nblocks * m.per_block;
+	uint64_t max = qcow2_rc_max(q->h.refcount_order);
+	res->total_clusters = (q->h.size + q->cluster_size - 1) >> q->cluster_bits;
+	for (uint64_t k = 0; r == 0 && k < limit; k++) {
+		uint64_t on = refmodel_get(&m, k), ex = k < c.n ? c.expected[k] : 0;
+		if (ex)
+			res->image_end_offset = (k + 1) << q->cluster_bits;
+		if (on == ex)
+			continue;
+		bool leak = on > ex;
+		report(res, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
+		       leak ? "Leaked" : "ERROR", k, on, ex);
+		if (ex > max) {
+			res->corruptions++;
+			continue;
+		}
+		if (leak)
+			res->leaks++;
+		else
+			res->corruptions++;
+		bool fix = repair == TERN_QCOW2_REPAIR_ALL || (leak && repair == TERN_QCOW2_REPAIR_LEAKS);
+		if (fix) {
+			r = refmodel_add(&m, k, (int64_t)(ex - on), err);
+			if (leak)
+				res->leaks_fixed++;
+			else
+				res->corruptions_fixed++;
+		}
+	}
+	free(c.expected);
+	uint64_t wrong = 0;
+	if (r == 0)
+		r = count_copied(q, &m, res, &wrong, err);
+	res->corruptions += wrong;
+	bool changed = res->leaks_fixed || res->corruptions_fixed ||
+		       (repair == TERN_QCOW2_REPAIR_ALL && wrong);
+	if (r < 0 || !changed) {
+		refmodel_free(&m);
+		return r;
+	}
+	/* Repair: the counts in m are right now; flags follow them. */
+	uint64_t *l1 = malloc(((size_t)q->l1_size + 1) * 8), l1_off = 0;
+	if (!l1)
+		r = tern_errorf(err, -ENOMEM, "out of memory");
+	if (r == 0) {
+		memcpy(l1, q->l1, (size_t)q->l1_size * 8);
+		if (repair == TERN_QCOW2_REPAIR_ALL) {
+			struct normalize_ctx n = { &m, l1 };
+			r = qcow2_for_each_l2(q, q->l1, q->l1_size, qcow2_normalize_visit, &n, err);
+			res->corruptions_fixed += wrong;
+		}
+	}
+	if (r == 0)
+		r = qcow2_place_active_l1(&m, l1, q->l1_size, &l1_off, err);
+	if (r == 0 && repair == TERN_QCOW2_REPAIR_ALL && res->corruptions == res->corruptions_fixed)
+		q->h.incompatible &= ~(QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY);
+	if (r == 0)
+		r = qcow2_rewrite_commit(&m, l1_off, q->l1_size, q->h.snapshots_offset,
+					 q->nb_snapshots, err);
+	free(l1);
+	return qcow2_rewrite_finish(q, &m, r, err);
+}

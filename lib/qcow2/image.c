@@ -1,0 +1,421 @@
+/*
+ * Opening and closing an image: the header, the tables it points to, the
+ * backing file, the caches; counted I/O; the metadata overlap guard.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "image.h"
+
+#define MAX_BACKING_DEPTH 16
+
+int qcow2_pread(struct tern_qcow2 *q, void *buf, size_t len, uint64_t off, struct tern_error *err)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(q->fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return tern_errorf(err, -errno, "reading %zu bytes at 0x%" PRIx64 ": %s", len,
+					   off, strerror(errno));
+		}
+		if (n == 0) {
+			/* Past the end of a sparse or truncated file: zeros. */
+			memset((uint8_t *)buf + done, 0, len - done);
+			break;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int qcow2_pwrite(struct tern_qcow2 *q, const void *buf, size_t len, uint64_t off, bool meta,
+		 struct tern_error *err)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pwrite(q->fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return tern_errorf(err, -errno, "writing %zu bytes at 0x%" PRIx64 ": %s", len,
+					   off, strerror(errno));
+		}
+		done += (size_t)n;
+	}
+	q->stats.bytes_written += len;
+	if (meta)
+		q->stats.metadata_bytes_written += len;
+	if (off + len > q->file_size)
+		q->file_size = off + len;
+	return 0;
+}
+
+int qcow2_sync(struct tern_qcow2 *q, struct tern_error *err)
+{
+	q->stats.syncs++;
+	if (fdatasync(q->fd) < 0)
+		return tern_errorf(err, -errno, "fdatasync: %s", strerror(errno));
+	return 0;
+}
+
+int qcow2_header_update(struct tern_qcow2 *q, struct tern_error *err)
+{
+	uint8_t buf[QCOW2_V3_HEADER_LEN];
+	size_t len = q->h.version == 2 ? QCOW2_V2_HEADER_LEN : QCOW2_V3_HEADER_LEN;
+	int r = qcow2_pread(q, buf, len, 0, err);
+	if (r < 0)
+		return r;
+	qcow2_put32(buf + QCOW2_HDR_L1_SIZE, q->h.l1_size);
+	qcow2_put64(buf + QCOW2_HDR_L1_OFFSET, q->h.l1_table_offset);
+	qcow2_put64(buf + QCOW2_HDR_REFTABLE_OFFSET, q->h.refcount_table_offset);
+	qcow2_put32(buf + QCOW2_HDR_REFTABLE_CLUSTERS, q->h.refcount_table_clusters);
+	qcow2_put32(buf + QCOW2_HDR_NB_SNAPSHOTS, q->h.nb_snapshots);
+	qcow2_put64(buf + QCOW2_HDR_SNAPSHOTS_OFFSET, q->h.snapshots_offset);
+	if (q->h.version == 3) {
+		qcow2_put64(buf + QCOW2_HDR_INCOMPAT, q->h.incompatible);
+		qcow2_put64(buf + QCOW2_HDR_AUTOCLEAR, q->h.autoclear);
+	}
+	return qcow2_pwrite(q, buf, len, 0, true, err);
+}
+
+static bool range_hits(uint64_t off, uint64_t len, uint64_t start, uint64_t bytes)
+{
+	return bytes && off < start + bytes && start < off + len;
+}
+
+bool qcow2_overlaps_metadata(struct tern_qcow2 *q, uint64_t off, uint64_t len)
+{
+	uint64_t cs = q->cluster_size;
+	if (range_hits(off, len, 0, cs) ||
+	    range_hits(off, len, q->h.l1_table_offset, (uint64_t)q->l1_size * 8) ||
+	    range_hits(off, len, q->h.refcount_table_offset,
+		       (uint64_t)q->h.refcount_table_clusters << q->cluster_bits) ||
+	    range_hits(off, len, q->h.snapshots_offset, q->nb_snapshots ? q->snapshots_bytes : 0))
+		return true;
+	for (uint32_t i = 0; i < q->nb_snapshots; i++)
+		if (range_hits(off, len, q->snapshots[i].l1_table_offset,
+			       (uint64_t)q->snapshots[i].l1_size * 8))
+			return true;
+	/* L2 tables and refcount blocks are single clusters: they are found in
+	 * the caches' hash indexes when cached; the rest by a scan only when
+	 * the range is small enough for that to be the cheap path. */
+	for (uint64_t i = 0; i < q->l1_size; i++) {
+		uint64_t l2 = q->l1[i] & QCOW2_OFFSET_MASK;
+		if (range_hits(off, len, l2, l2 ? cs : 0))
+			return true;
+	}
+	for (uint64_t i = 0; i < q->reftable_size; i++) {
+		uint64_t rb = q->reftable[i] & ~QCOW2_REFTABLE_RESERVED;
+		if (range_hits(off, len, rb, rb ? cs : 0))
+			return true;
+	}
+	return false;
+}
+
+uint64_t qcow2_clusters_in_file(struct tern_qcow2 *q)
+{
+	return (q->file_size + q->cluster_size - 1) >> q->cluster_bits;
+}
+
+static int read_table(struct tern_qcow2 *q, uint64_t off, uint64_t entries, uint64_t **out,
+		      struct tern_error *err)
+{
+	uint64_t *t = malloc((entries ? entries : 1) * 8);
+	if (!t)
+		return tern_errorf(err, -ENOMEM, "out of memory for a table of %" PRIu64 " entries",
+				   entries);
+	int r = qcow2_pread(q, t, entries * 8, off, err);
+	if (r < 0) {
+		free(t);
+		return r;
+	}
+	for (uint64_t i = 0; i < entries; i++)
+		t[i] = be64toh(t[i]);
+	*out = t;
+	return 0;
+}
+
+int qcow2_load_metadata(struct tern_qcow2 *q, struct tern_error *err)
+{
+	q->l1_size = q->h.l1_size;
+	int r = read_table(q, q->h.l1_table_offset, q->l1_size, &q->l1, err);
+	if (r < 0)
+		return r;
+	q->reftable_size = (uint64_t)q->h.refcount_table_clusters << (q->cluster_bits - 3);
+	r = read_table(q, q->h.refcount_table_offset, q->reftable_size, &q->reftable, err);
+	if (r < 0)
+		return r;
+	for (uint64_t i = 0; i < q->reftable_size; i++) {
+		uint64_t e = q->reftable[i];
+		if (e & QCOW2_REFTABLE_RESERVED || (e & (q->cluster_size - 1)) ||
+		    (e && (e >= q->file_size || e < q->cluster_size)))
+			return tern_errorf(err, -EUCLEAN,
+					   "image is corrupt: refcount block %" PRIu64
+					   " at invalid offset 0x%" PRIx64, i, e);
+	}
+	q->nb_snapshots = 0;
+	if (q->h.nb_snapshots) {
+		uint64_t avail = q->file_size - q->h.snapshots_offset;
+		size_t len = avail < QCOW2_MAX_SNAPSHOT_TABLE_BYTES ? (size_t)avail
+								     : QCOW2_MAX_SNAPSHOT_TABLE_BYTES;
+		uint8_t *buf = malloc(len);
+		if (!buf)
+			return tern_errorf(err, -ENOMEM, "out of memory reading snapshots");
+		r = qcow2_pread(q, buf, len, q->h.snapshots_offset, err);
+		if (r == 0)
+			r = qcow2_snapshots_parse(buf, len, q->h.nb_snapshots, &q->h, q->file_size,
+						  &q->snapshots, &q->snapshots_bytes, err);
+		free(buf);
+		if (r < 0)
+			return r;
+		q->nb_snapshots = q->h.nb_snapshots;
+	}
+	return 0;
+}
+
+void qcow2_unload_metadata(struct tern_qcow2 *q)
+{
+	free(q->l1);
+	free(q->reftable);
+	qcow2_snapshots_free(q->snapshots, q->nb_snapshots);
+	q->l1 = NULL;
+	q->reftable = NULL;
+	q->snapshots = NULL;
+	q->nb_snapshots = 0;
+}
+
+static int open_image(const char *path, const struct tern_qcow2_open_opts *opts, int depth,
+		      struct tern_qcow2 **out, struct tern_error *err);
+
+static int open_backing(struct tern_qcow2 *q, struct tern_error *err)
+{
+	char path[PATH_MAX];
+	if (q->h.backing_file[0] == '/') {
+		snprintf(path, sizeof(path), "%s", q->h.backing_file);
+	} else {
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", q->path);
+		snprintf(path, sizeof(path), "%s/%s", dirname(dir), q->h.backing_file);
+	}
+	if (q->depth >= MAX_BACKING_DEPTH)
+		return tern_errorf(err, -ELOOP, "backing chain deeper than %d images",
+				   MAX_BACKING_DEPTH);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return tern_errorf(err, -errno, "opening backing file %s: %s", path, strerror(errno));
+	uint8_t magic[4] = { 0 };
+	bool is_qcow2 = pread(fd, magic, 4, 0) == 4 && qcow2_be32(magic) == QCOW2_MAGIC &&
+			strcmp(q->h.backing_format, "raw") != 0;
+	if (!is_qcow2) {
+		struct stat st;
+		if (fstat(fd, &st) < 0) {
+			close(fd);
+			return tern_errorf(err, -errno, "backing file %s: %s", path, strerror(errno));
+		}
+		q->backing_fd = fd;
+		q->backing_size = (uint64_t)st.st_size;
+		return 0;
+	}
+	close(fd);
+	struct tern_qcow2_open_opts o = { .l2_cache_bytes = 1 << 20 };
+	struct tern_qcow2 *b;
+	int r = open_image(path, &o, q->depth + 1, &b, err);
+	if (r < 0) {
+		tern_error_prefix(err, "backing file %s", path);
+		return r;
+	}
+	q->backing = b;
+	q->backing_size = b->h.size;
+	return 0;
+}
+
+static int open_fd(struct tern_qcow2 *q, const struct tern_qcow2_open_opts *opts,
+		   struct tern_error *err)
+{
+	struct stat st;
+	if (fstat(q->fd, &st) < 0)
+		return tern_errorf(err, -errno, "stat: %s", strerror(errno));
+	q->file_size = (uint64_t)st.st_size;
+	size_t first = 1u << QCOW2_MAX_CLUSTER_BITS;
+	uint8_t *buf = calloc(1, first);
+	if (!buf)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	int r = qcow2_pread(q, buf, first, 0, err);
+	if (r == 0)
+		r = qcow2_header_parse(buf, q->file_size < first ? (size_t)q->file_size : first,
+				       q->file_size, &q->h, err);
+	free(buf);
+	if (r < 0)
+		return r;
+	q->cluster_bits = q->h.cluster_bits;
+	q->cluster_size = 1ull << q->cluster_bits;
+	q->l2_bits = q->cluster_bits - 3;
+	q->rb_bits = q->cluster_bits + 3 - q->h.refcount_order;
+	q->dbuf_entry = UINT64_MAX;
+	if (q->writable && (q->h.incompatible & QCOW2_INCOMPAT_CORRUPT) && !opts->skip_repair)
+		return tern_errorf(err, -EUCLEAN,
+				   "image is marked corrupt; repair it with `tern-img check -r all`");
+	r = qcow2_load_metadata(q, err);
+	if (r < 0)
+		return r;
+	size_t l2_bytes = opts->l2_cache_bytes;
+	if (!l2_bytes) {
+		l2_bytes = (size_t)((8ull << 30) >> (q->cluster_bits - 3));
+		if (l2_bytes < (1u << 20))
+			l2_bytes = 1u << 20;
+	}
+	size_t rb_bytes = opts->refcount_cache_bytes ? opts->refcount_cache_bytes : l2_bytes / 4;
+	r = qcache_init(&q->l2, q, l2_bytes >> q->cluster_bits, err);
+	if (r == 0)
+		r = qcache_init(&q->rb, q, rb_bytes >> q->cluster_bits, err);
+	if (r < 0)
+		return r;
+	q->l2.before = &q->rb;
+	q->cbuf = malloc(2 * q->cluster_size + 512);
+	q->dbuf = malloc(q->cluster_size);
+	if (!q->cbuf || !q->dbuf)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	if (q->h.backing_file[0] && !opts->no_backing) {
+		r = open_backing(q, err);
+		if (r < 0)
+			return r;
+	}
+	if (q->writable && q->h.version == 3 && (q->h.autoclear & ~QCOW2_AUTOCLEAR_KNOWN)) {
+		/* Bitmaps tern does not keep up to date: say so on disk. */
+		q->h.autoclear &= QCOW2_AUTOCLEAR_KNOWN;
+		q->bitmaps_cleared = true;
+		r = qcow2_header_update(q, err);
+		if (r == 0)
+			r = qcow2_sync(q, err);
+		if (r < 0)
+			return r;
+	}
+	if (q->writable && (q->h.incompatible & QCOW2_INCOMPAT_DIRTY) && !opts->skip_repair) {
+		/* Left dirty with lazy refcounts: rebuild them before any write. */
+		struct tern_qcow2_check res = { 0 };
+		r = tern_qcow2_check(q, TERN_QCOW2_REPAIR_ALL, &res, err);
+		if (r < 0)
+			return r;
+		q->h.incompatible &= ~QCOW2_INCOMPAT_DIRTY;
+		r = qcow2_header_update(q, err);
+		if (r == 0)
+			r = qcow2_sync(q, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int open_image(const char *path, const struct tern_qcow2_open_opts *opts, int depth,
+		      struct tern_qcow2 **out, struct tern_error *err)
+{
+	struct tern_qcow2 *q = calloc(1, sizeof(*q));
+	if (!q)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	q->backing_fd = -1;
+	q->writable = opts->writable;
+	q->depth = depth;
+	q->path = strdup(path);
+	q->fd = open(path, (opts->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	int r;
+	if (!q->path)
+		r = tern_errorf(err, -ENOMEM, "out of memory");
+	else if (q->fd < 0)
+		r = tern_errorf(err, -errno, "opening %s: %s", path, strerror(errno));
+	else
+		r = open_fd(q, opts, err);
+	if (r < 0) {
+		q->writable = false; /* nothing to write back */
+		tern_qcow2_close(q, NULL);
+		return r;
+	}
+	*out = q;
+	return 0;
+}
+
+int tern_qcow2_open(const char *path, const struct tern_qcow2_open_opts *opts,
+		    struct tern_qcow2 **out, struct tern_error *err)
+{
+	static const struct tern_qcow2_open_opts defaults;
+	return open_image(path, opts ? opts : &defaults, 0, out, err);
+}
+
+int tern_qcow2_flush(struct tern_qcow2 *q, struct tern_error *err)
+{
+	if (!q->writable)
+		return 0;
+	/* Refcount increments, then the L2 tables that rely on them (the L2
+	 * cache flushes the refcount cache first), then the releases that were
+	 * waiting for those L2 tables, then everything synced. */
+	int r = qcache_flush(&q->l2, err);
+	if (r == 0 && q->nfrees) {
+		r = qcow2_apply_frees(q, err);
+	}
+	if (r == 0)
+		r = qcache_flush(&q->rb, err);
+	if (r == 0)
+		r = qcow2_sync(q, err);
+	return r;
+}
+
+int tern_qcow2_close(struct tern_qcow2 *q, struct tern_error *err)
+{
+	if (!q)
+		return 0;
+	int r = 0;
+	if (q->writable && q->fd >= 0 && q->l2.e)
+		r = tern_qcow2_flush(q, err);
+	if (q->backing)
+		tern_qcow2_close(q->backing, NULL);
+	if (q->backing_fd >= 0)
+		close(q->backing_fd);
+	qcache_destroy(&q->l2);
+	qcache_destroy(&q->rb);
+	qcow2_unload_metadata(q);
+	free(q->frees);
+	free(q->cbuf);
+	free(q->dbuf);
+	free(q->path);
+	if (q->fd >= 0)
+		close(q->fd);
+	free(q);
+	return r;
+}
+
+void tern_qcow2_get_info(struct tern_qcow2 *q, struct tern_qcow2_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	struct stat st;
+	info->version = q->h.version;
+	info->size = q->h.size;
+	info->cluster_size = q->cluster_size;
+	info->refcount_bits = 1u << q->h.refcount_order;
+	info->file_size = q->file_size;
+	if (fstat(q->fd, &st) == 0)
+		info->allocated = (uint64_t)st.st_blocks * 512;
+	info->nb_snapshots = q->nb_snapshots;
+	info->dirty = q->h.incompatible & QCOW2_INCOMPAT_DIRTY;
+	info->corrupt = q->h.incompatible & QCOW2_INCOMPAT_CORRUPT;
+	info->lazy_refcounts = q->h.compatible & QCOW2_COMPAT_LAZY_REFCOUNTS;
+	info->zstd = q->h.compression_type == QCOW2_COMPRESSION_ZSTD;
+	snprintf(info->backing_file, sizeof(info->backing_file), "%s", q->h.backing_file);
+	snprintf(info->backing_format, sizeof(info->backing_format), "%s", q->h.backing_format);
+}
+
+void tern_qcow2_get_stats(struct tern_qcow2 *q, struct tern_qcow2_stats *stats)
+{
+	*stats = q->stats;
+	stats->l2_hits = q->l2.hits;
+	stats->l2_misses = q->l2.misses;
+	stats->refcount_hits = q->rb.hits;
+	stats->refcount_misses = q->rb.misses;
+}

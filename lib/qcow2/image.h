@@ -1,0 +1,159 @@
+/*
+ * The qcow2 engine's internal state and the functions its files share.
+ */
+#ifndef TERN_QCOW2_IMAGE_H
+#define TERN_QCOW2_IMAGE_H
+
+#include "format.h"
+#include "tern/qcow2.h"
+
+/* ---------------------------------------------------------------- caches */
+
+struct qcache_entry {
+	uint64_t offset; /* 0: empty */
+	int32_t next;	 /* hash chain */
+	uint32_t refs;
+	uint8_t dirty;
+	uint8_t referenced; /* CLOCK's second-chance bit */
+};
+
+struct qcache {
+	struct tern_qcow2 *q;
+	size_t n;
+	size_t table_size;
+	uint8_t *mem;
+	struct qcache_entry *e;
+	int32_t *bucket;
+	uint64_t bucket_mask;
+	size_t hand;
+	size_t ndirty;
+	/* Dirty entries of `before` reach the disk, synced, ahead of ours. */
+	struct qcache *before;
+	uint64_t hits, misses;
+};
+
+int qcache_init(struct qcache *c, struct tern_qcow2 *q, size_t entries, struct tern_error *err);
+void qcache_destroy(struct qcache *c);
+/* The table at `offset`, pinned until qcache_put.  With `read` false the
+ * table is not read from disk (the caller fills all of it). */
+int qcache_get(struct qcache *c, uint64_t offset, bool read, uint8_t **table,
+	       struct tern_error *err);
+void qcache_put(struct qcache *c, uint8_t *table);
+void qcache_dirty(struct qcache *c, uint8_t *table);
+/* Write every dirty table (sorted, coalesced), then sync. */
+int qcache_flush(struct qcache *c, struct tern_error *err);
+/* Forget a table (freed, or rewritten behind the cache). */
+void qcache_drop(struct qcache *c, uint64_t offset);
+void qcache_clear(struct qcache *c);
+
+/* ------------------------------------------------------------ snapshots */
+
+struct qcow2_snapshot {
+	uint64_t l1_table_offset;
+	uint32_t l1_size;
+	char *id, *name;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint32_t vm_state_size;
+	uint64_t vm_state_size_large, disk_size, icount;
+	uint32_t extra_size; /* bytes of extra data kept */
+	uint8_t extra[QCOW2_MAX_SNAPSHOT_EXTRA];
+};
+
+/* Parse the snapshot table (validated against the file and the header). */
+int qcow2_snapshots_parse(const uint8_t *buf, size_t len, uint32_t count,
+			  const struct qcow2_header *h, uint64_t file_size,
+			  struct qcow2_snapshot **out, size_t *table_bytes, struct tern_error *err);
+size_t qcow2_snapshots_size(const struct qcow2_snapshot *s, uint32_t count);
+void qcow2_snapshots_build(const struct qcow2_snapshot *s, uint32_t count, uint8_t *buf);
+void qcow2_snapshots_free(struct qcow2_snapshot *s, uint32_t count);
+
+/* ---------------------------------------------------------------- image */
+
+struct pending_free {
+	uint64_t cluster, count;
+};
+
+struct tern_qcow2 {
+	int fd;
+	bool writable;
+	bool bitmaps_cleared;
+	char *path;
+	uint64_t file_size;
+	struct qcow2_header h;
+	uint64_t cluster_size;
+	unsigned cluster_bits;
+	unsigned l2_bits;	 /* log2 entries per L2 table */
+	unsigned rb_bits;	 /* log2 refcounts per refcount block */
+	uint64_t *l1;		 /* host byte order */
+	uint32_t l1_size;
+	uint64_t *reftable;	 /* host byte order */
+	uint64_t reftable_size;	 /* entries */
+	struct qcache l2;
+	struct qcache rb;
+	struct qcow2_snapshot *snapshots;
+	uint32_t nb_snapshots;
+	size_t snapshots_bytes;
+	uint64_t free_hint;	 /* no free cluster below this index */
+	struct pending_free *frees;
+	size_t nfrees, frees_cap;
+	/* The backing file: a qcow2 image or a raw file. */
+	struct tern_qcow2 *backing;
+	int backing_fd;
+	uint64_t backing_size;
+	/* One decompressed cluster. */
+	uint8_t *cbuf, *dbuf;
+	uint64_t dbuf_entry;
+	struct tern_qcow2_stats stats;
+	int depth; /* of the backing chain */
+};
+
+/* I/O that counts. */
+int qcow2_pread(struct tern_qcow2 *q, void *buf, size_t len, uint64_t off,
+		struct tern_error *err);
+int qcow2_pwrite(struct tern_qcow2 *q, const void *buf, size_t len, uint64_t off, bool meta,
+		 struct tern_error *err);
+int qcow2_sync(struct tern_qcow2 *q, struct tern_error *err);
+/* Write header bytes [off, off+len) from the parsed fields (one sector). */
+int qcow2_header_update(struct tern_qcow2 *q, struct tern_error *err);
+
+/* Refcounts through the cache. */
+int qcow2_refcount(struct tern_qcow2 *q, uint64_t cluster, uint64_t *out,
+		   struct tern_error *err);
+int qcow2_refcount_add(struct tern_qcow2 *q, uint64_t cluster, int64_t delta,
+		       struct tern_error *err);
+/* Allocate `n` contiguous clusters with refcount 1; returns the host offset. */
+int qcow2_alloc_clusters(struct tern_qcow2 *q, uint64_t n, uint64_t *offset,
+			 struct tern_error *err);
+/* Release later, once nothing on disk points to the clusters. */
+int qcow2_free_later(struct tern_qcow2 *q, uint64_t offset, uint64_t n, struct tern_error *err);
+/* Free the clusters a (compressed or normal) L2 entry holds, later. */
+int qcow2_free_entry_later(struct tern_qcow2 *q, uint64_t l2_entry, struct tern_error *err);
+int qcow2_apply_frees(struct tern_qcow2 *q, struct tern_error *err);
+
+/* Metadata loading: L1, refcount table, snapshots. */
+int qcow2_load_metadata(struct tern_qcow2 *q, struct tern_error *err);
+void qcow2_unload_metadata(struct tern_qcow2 *q);
+
+/* Is [off, off+len) clear of every table tern knows of?  Guards data writes
+ * against images whose L2 entries point into metadata. */
+bool qcow2_overlaps_metadata(struct tern_qcow2 *q, uint64_t off, uint64_t len);
+
+/* Compressed clusters. */
+int qcow2_compressed_range(struct tern_qcow2 *q, uint64_t l2_entry, uint64_t *host,
+			   uint64_t *bytes);
+int qcow2_decompress(struct tern_qcow2 *q, uint64_t l2_entry, struct tern_error *err);
+
+/* The lowest cluster that nothing uses, beyond every table and data. */
+uint64_t qcow2_clusters_in_file(struct tern_qcow2 *q);
+
+static inline uint64_t qcow2_l1_index(struct tern_qcow2 *q, uint64_t guest)
+{
+	return guest >> (q->cluster_bits + q->l2_bits);
+}
+static inline uint64_t qcow2_l2_index(struct tern_qcow2 *q, uint64_t guest)
+{
+	return (guest >> q->cluster_bits) & ((1ull << q->l2_bits) - 1);
+}
+
+#endif

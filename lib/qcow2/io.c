@@ -1,0 +1,433 @@
+/*
+ * Guest I/O: map guest offsets through L1 and L2, read, write with
+ * allocation and copy-on-write, write zeroes, discard.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "image.h"
+
+static bool table_offset_ok(struct tern_qcow2 *q, uint64_t off)
+{
+	return off >= q->cluster_size && !(off & (q->cluster_size - 1)) && off < q->file_size;
+}
+
+static int check_range(struct tern_qcow2 *q, uint64_t offset, uint64_t len, struct tern_error *err)
+{
+	if (offset > q->h.size || len > q->h.size - offset)
+		return tern_errorf(err, -EINVAL,
+				   "range 0x%" PRIx64 "+0x%" PRIx64 " is past the disk's end (0x%" PRIx64
+				   ")", offset, len, q->h.size);
+	return 0;
+}
+
+/* The L2 table for guest offset `guest`, pinned; NULL if there is none. */
+static int l2_lookup(struct tern_qcow2 *q, uint64_t guest, uint8_t **table, struct tern_error *err)
+{
+	uint64_t i = qcow2_l1_index(q, guest);
+	*table = NULL;
+	if (i >= q->l1_size)
+		return 0;
+	uint64_t e = q->l1[i];
+	if (e & QCOW2_L1_RESERVED || (e & QCOW2_OFFSET_MASK && !table_offset_ok(q, e & QCOW2_OFFSET_MASK)))
+		return tern_errorf(err, -EUCLEAN, "image is corrupt: L1 entry %" PRIu64 " is 0x%" PRIx64,
+				   i, e);
+	if (!(e & QCOW2_OFFSET_MASK))
+		return 0;
+	return qcache_get(&q->l2, e & QCOW2_OFFSET_MASK, true, table, err);
+}
+
+static int write_l1_entry(struct tern_qcow2 *q, uint64_t i, struct tern_error *err)
+{
+	uint8_t be[8];
+	qcow2_put64(be, q->l1[i]);
+	return qcow2_pwrite(q, be, 8, q->h.l1_table_offset + i * 8, true, err);
+}
+
+/*
+ * The L2 table for `guest`, writable: allocated when missing, copied when
+ * shared with a snapshot.  The new table's refcount and contents are on
+ * disk (synced) before the L1 entry points to it.
+ */
+static int l2_writable(struct tern_qcow2 *q, uint64_t guest, uint8_t **table,
+		       struct tern_error *err)
+{
+	uint64_t i = qcow2_l1_index(q, guest);
+	int r = l2_lookup(q, guest, table, err);
+	if (r < 0 || (*table && (q->l1[i] & QCOW2_OFLAG_COPIED)))
+		return r;
+	uint8_t *old = *table;
+	uint64_t old_off = q->l1[i] & QCOW2_OFFSET_MASK, off;
+	r = qcow2_alloc_clusters(q, 1, &off, err);
+	if (r == 0)
+		r = qcache_flush(&q->rb, err);
+	uint8_t *fresh = NULL;
+	if (r == 0)
+		r = qcache_get(&q->l2, off, false, &fresh, err);
+	if (r < 0) {
+		if (old)
+			qcache_put(&q->l2, old);
+		return r;
+	}
+	if (old) {
+		memcpy(fresh, old, q->cluster_size);
+		qcache_put(&q->l2, old);
+	} else {
+		memset(fresh, 0, q->cluster_size);
+	}
+	r = qcow2_pwrite(q, fresh, q->cluster_size, off, true, err);
+	if (r == 0)
+		r = qcow2_sync(q, err);
+	if (r == 0) {
+		q->l1[i] = off | QCOW2_OFLAG_COPIED;
+		r = write_l1_entry(q, i, err);
+	}
+	if (r == 0 && old_off)
+		r = qcow2_free_later(q, old_off, 1, err);
+	if (r < 0) {
+		qcache_put(&q->l2, fresh);
+		qcache_drop(&q->l2, off);
+		return r;
+	}
+	*table = fresh;
+	return 0;
+}
+
+static uint64_t entry_at(struct tern_qcow2 *q, const uint8_t *table, uint64_t guest)
+{
+	return qcow2_be64(table + qcow2_l2_index(q, guest) * 8);
+}
+
+static void set_entry(struct tern_qcow2 *q, uint8_t *table, uint64_t guest, uint64_t e)
+{
+	qcow2_put64(table + qcow2_l2_index(q, guest) * 8, e);
+	qcache_dirty(&q->l2, table);
+}
+
+static int classify(struct tern_qcow2 *q, uint64_t e, enum tern_qcow2_status *st,
+		    struct tern_error *err)
+{
+	if (e & QCOW2_OFLAG_COMPRESSED) {
+		*st = TERN_QCOW2_COMPRESSED;
+		return 0;
+	}
+	uint64_t reserved = QCOW2_L2_RESERVED | (q->h.version == 2 ? QCOW2_OFLAG_ZERO : 0);
+	uint64_t off = e & QCOW2_OFFSET_MASK;
+	if (e & reserved || (off & (q->cluster_size - 1)) || (off && off < q->cluster_size))
+		return tern_errorf(err, -EUCLEAN, "image is corrupt: invalid L2 entry 0x%" PRIx64, e);
+	if (e & QCOW2_OFLAG_ZERO)
+		*st = TERN_QCOW2_ZERO;
+	else
+		*st = off ? TERN_QCOW2_DATA : TERN_QCOW2_UNALLOCATED;
+	return 0;
+}
+
+/* Status of the run of clusters from `offset` (at most `*len` bytes, at
+ * most to the end of the L2 table): same kind and, for data, contiguous. */
+static int map_run(struct tern_qcow2 *q, uint64_t offset, uint64_t *len,
+		   enum tern_qcow2_status *st, uint64_t *host, uint64_t *entry,
+		   struct tern_error *err)
+{
+	uint64_t cs = q->cluster_size, in = offset & (cs - 1);
+	uint64_t table_end = ((offset >> (q->cluster_bits + q->l2_bits)) + 1)
+			     << (q->cluster_bits + q->l2_bits);
+	uint64_t limit = offset + *len < table_end ? offset + *len : table_end;
+	uint8_t *table;
+	int r = l2_lookup(q, offset, &table, err);
+	if (r < 0)
+		return r;
+	if (!table) {
+		*st = TERN_QCOW2_UNALLOCATED;
+		*entry = 0;
+		*len = limit - offset;
+		return 0;
+	}
+	uint64_t e = entry_at(q, table, offset);
+	*entry = e;
+	r = classify(q, e, st, err);
+	uint64_t end = (offset | (cs - 1)) + 1;
+	*host = (e & QCOW2_OFFSET_MASK) + in;
+	if (*st != TERN_QCOW2_COMPRESSED) {
+		uint64_t next_host = (e & QCOW2_OFFSET_MASK) + cs;
+		while (r == 0 && end < limit) {
+			uint64_t f = entry_at(q, table, end);
+			enum tern_qcow2_status fst;
+			r = classify(q, f, &fst, err);
+			if (r < 0 || fst != *st || (fst == TERN_QCOW2_DATA &&
+						    (f & QCOW2_OFFSET_MASK) != next_host))
+				break;
+			next_host += cs;
+			end += cs;
+		}
+	}
+	qcache_put(&q->l2, table);
+	*len = (end < limit ? end : limit) - offset;
+	return r;
+}
+
+int tern_qcow2_block_status(struct tern_qcow2 *q, uint64_t offset, uint64_t *len,
+			    enum tern_qcow2_status *status, uint64_t *host_offset,
+			    struct tern_error *err)
+{
+	int r = check_range(q, offset, *len, err);
+	if (r < 0)
+		return r;
+	uint64_t entry;
+	*host_offset = 0;
+	return map_run(q, offset, len, status, host_offset, &entry, err);
+}
+
+static int read_backing(struct tern_qcow2 *q, uint8_t *buf, uint64_t offset, size_t len,
+			struct tern_error *err)
+{
+	size_t have = 0;
+	if (offset < q->backing_size)
+		have = q->backing_size - offset < len ? (size_t)(q->backing_size - offset) : len;
+	memset(buf + have, 0, len - have);
+	if (!have)
+		return 0;
+	if (q->backing)
+		return tern_qcow2_read(q->backing, buf, offset, have, err);
+	ssize_t n = pread(q->backing_fd, buf, have, (off_t)offset);
+	if (n < 0)
+		return tern_errorf(err, -errno, "reading the backing file: %s", strerror(errno));
+	if ((size_t)n < have)
+		memset(buf + n, 0, have - (size_t)n);
+	return 0;
+}
+
+int tern_qcow2_read(struct tern_qcow2 *q, void *buf, uint64_t offset, size_t len,
+		    struct tern_error *err)
+{
+	int r = check_range(q, offset, len, err);
+	uint8_t *out = buf;
+	while (r == 0 && len) {
+		uint64_t n = len, host, entry;
+		enum tern_qcow2_status st;
+		r = map_run(q, offset, &n, &st, &host, &entry, err);
+		if (r < 0)
+			break;
+		switch (st) {
+		case TERN_QCOW2_UNALLOCATED:
+			if (q->backing || q->backing_fd >= 0)
+				r = read_backing(q, out, offset, n, err);
+			else
+				memset(out, 0, n);
+			break;
+		case TERN_QCOW2_ZERO:
+			memset(out, 0, n);
+			break;
+		case TERN_QCOW2_DATA:
+			r = qcow2_pread(q, out, n, host, err);
+			break;
+		case TERN_QCOW2_COMPRESSED:
+			r = qcow2_decompress(q, entry, err);
+			if (r == 0)
+				memcpy(out, q->dbuf + (offset & (q->cluster_size - 1)), n);
+			break;
+		}
+		out += n;
+		offset += n;
+		len -= n;
+	}
+	return r;
+}
+
+/* The current contents of the cluster holding `guest`, as `entry` maps it. */
+static int cluster_contents(struct tern_qcow2 *q, uint64_t guest, uint64_t entry, uint8_t *buf,
+			    struct tern_error *err)
+{
+	uint64_t start = guest & ~(q->cluster_size - 1), n = q->cluster_size;
+	if (start + n > q->h.size)
+		n = q->h.size - start;
+	memset(buf + n, 0, q->cluster_size - n);
+	enum tern_qcow2_status st;
+	int r = classify(q, entry, &st, err);
+	if (r < 0)
+		return r;
+	switch (st) {
+	case TERN_QCOW2_UNALLOCATED:
+		if (q->backing || q->backing_fd >= 0)
+			return read_backing(q, buf, start, n, err);
+		memset(buf, 0, n);
+		return 0;
+	case TERN_QCOW2_ZERO:
+		memset(buf, 0, n);
+		return 0;
+	case TERN_QCOW2_DATA:
+		return qcow2_pread(q, buf, n, entry & QCOW2_OFFSET_MASK, err);
+	case TERN_QCOW2_COMPRESSED:
+		r = qcow2_decompress(q, entry, err);
+		if (r == 0)
+			memcpy(buf, q->dbuf, n);
+		return r;
+	}
+	return 0;
+}
+
+/* Write part of one cluster. */
+static int write_cluster(struct tern_qcow2 *q, uint64_t guest, const uint8_t *data, size_t n,
+			 uint8_t *scratch, struct tern_error *err)
+{
+	uint8_t *table;
+	int r = l2_writable(q, guest, &table, err);
+	if (r < 0)
+		return r;
+	uint64_t e = entry_at(q, table, guest), cs = q->cluster_size;
+	uint64_t in = guest & (cs - 1), off = e & QCOW2_OFFSET_MASK;
+	bool in_place = (e & QCOW2_OFLAG_COPIED) && !(e & QCOW2_OFLAG_COMPRESSED) && off;
+	enum tern_qcow2_status st;
+	r = classify(q, e, &st, err);
+	if (r < 0) {
+		qcache_put(&q->l2, table);
+		return r;
+	}
+	if (in_place) {
+		if (qcow2_overlaps_metadata(q, off, cs))
+			r = tern_errorf(err, -EUCLEAN,
+					"image is corrupt: data cluster 0x%" PRIx64 " overlaps metadata",
+					off);
+		else if (!(e & QCOW2_OFLAG_ZERO))
+			r = qcow2_pwrite(q, data, n, off + in, false, err);
+		else {
+			memset(scratch, 0, cs);
+			memcpy(scratch + in, data, n);
+			r = qcow2_pwrite(q, scratch, cs, off, false, err);
+			if (r == 0)
+				set_entry(q, table, guest, off | QCOW2_OFLAG_COPIED);
+		}
+		qcache_put(&q->l2, table);
+		return r;
+	}
+	/* Copy on write: a fresh cluster with the old contents around the new. */
+	const uint8_t *src = data;
+	if (n < cs) {
+		r = cluster_contents(q, guest, e, scratch, err);
+		if (r == 0)
+			memcpy(scratch + in, data, n);
+		src = scratch;
+	}
+	uint64_t fresh = 0;
+	if (r == 0)
+		r = qcow2_alloc_clusters(q, 1, &fresh, err);
+	if (r == 0)
+		r = qcow2_pwrite(q, src, cs, fresh, false, err);
+	if (r == 0) {
+		set_entry(q, table, guest, fresh | QCOW2_OFLAG_COPIED);
+		if (e & QCOW2_OFLAG_COMPRESSED || off)
+			r = qcow2_free_entry_later(q, e, err);
+	}
+	qcache_put(&q->l2, table);
+	return r;
+}
+
+static int need_writable(struct tern_qcow2 *q, struct tern_error *err)
+{
+	return q->writable ? 0 : tern_errorf(err, -EBADF, "image is open read-only");
+}
+
+int tern_qcow2_write(struct tern_qcow2 *q, const void *buf, uint64_t offset, size_t len,
+		     struct tern_error *err)
+{
+	int r = need_writable(q, err);
+	if (r == 0)
+		r = check_range(q, offset, len, err);
+	uint8_t *scratch = r == 0 ? malloc(q->cluster_size) : NULL;
+	if (r == 0 && !scratch)
+		r = tern_errorf(err, -ENOMEM, "out of memory");
+	const uint8_t *in = buf;
+	while (r == 0 && len) {
+		size_t n = q->cluster_size - (offset & (q->cluster_size - 1));
+		if (n > len)
+			n = len;
+		r = write_cluster(q, offset, in, n, scratch, err);
+		in += n;
+		offset += n;
+		len -= n;
+	}
+	free(scratch);
+	return r;
+}
+
+/* Whole clusters become `fresh(entry)`; partial ones are written with zeros. */
+static int rewrite_entries(struct tern_qcow2 *q, uint64_t offset, uint64_t len, bool discard,
+			   struct tern_error *err)
+{
+	uint64_t cs = q->cluster_size;
+	bool has_backing = q->backing || q->backing_fd >= 0;
+	while (len) {
+		uint64_t n = cs - (offset & (cs - 1));
+		if (n > len)
+			n = len;
+		bool whole = n == cs || offset + n == q->h.size;
+		int r = 0;
+		if (!whole) {
+			if (!discard) {
+				static const uint8_t zeros[4096];
+				for (uint64_t done = 0; r == 0 && done < n;) {
+					uint64_t k = n - done < sizeof(zeros) ? n - done : sizeof(zeros);
+					r = tern_qcow2_write(q, zeros, offset + done, k, err);
+					done += k;
+				}
+			}
+		} else if (q->h.version == 2 && !discard) {
+			uint8_t *z = calloc(1, cs);
+			r = z ? tern_qcow2_write(q, z, offset, n, err)
+			      : tern_errorf(err, -ENOMEM, "out of memory");
+			free(z);
+		} else {
+			uint8_t *table;
+			uint64_t i = qcow2_l1_index(q, offset);
+			bool unmapped = i >= q->l1_size || !(q->l1[i] & QCOW2_OFFSET_MASK);
+			if (unmapped && (discard || !has_backing)) {
+				offset += n;
+				len -= n;
+				continue; /* already reads as zeros (or from the backing file) */
+			}
+			r = l2_writable(q, offset, &table, err);
+			if (r < 0)
+				return r;
+			uint64_t e = entry_at(q, table, offset), off = e & QCOW2_OFFSET_MASK;
+			uint64_t ne;
+			bool keep = !discard && (e & QCOW2_OFLAG_COPIED) && off &&
+				    !(e & QCOW2_OFLAG_COMPRESSED);
+			if (keep)
+				ne = off | QCOW2_OFLAG_COPIED | QCOW2_OFLAG_ZERO;
+			else if (discard && (q->h.version == 2 || !has_backing))
+				ne = 0;
+			else
+				ne = QCOW2_OFLAG_ZERO;
+			if (ne != e) {
+				set_entry(q, table, offset, ne);
+				if (!keep && (off || (e & QCOW2_OFLAG_COMPRESSED)))
+					r = qcow2_free_entry_later(q, e, err);
+			}
+			qcache_put(&q->l2, table);
+		}
+		if (r < 0)
+			return r;
+		offset += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int tern_qcow2_write_zeroes(struct tern_qcow2 *q, uint64_t offset, uint64_t len,
+			    struct tern_error *err)
+{
+	int r = need_writable(q, err);
+	if (r == 0)
+		r = check_range(q, offset, len, err);
+	return r < 0 ? r : rewrite_entries(q, offset, len, false, err);
+}
+
+int tern_qcow2_discard(struct tern_qcow2 *q, uint64_t offset, uint64_t len,
+		       struct tern_error *err)
+{
+	int r = need_writable(q, err);
+	if (r == 0)
+		r = check_range(q, offset, len, err);
+	return r < 0 ? r : rewrite_entries(q, offset, len, true, err);
+}
