@@ -30,6 +30,12 @@ const char *harness_tern(void)
 	return path[0] ? path : in_build(path, sizeof path, "tern");
 }
 
+const char *harness_tern_img(void)
+{
+	static char path[PATH_MAX];
+	return path[0] ? path : in_build(path, sizeof path, "tern-img");
+}
+
 const char *harness_guest_elf(void)
 {
 	static char path[PATH_MAX];

@@ -8,6 +8,7 @@
 /* The build directory ($TERN_BUILD, default "build"), and files in it. */
 const char *harness_build_dir(void);
 const char *harness_tern(void);
+const char *harness_tern_img(void);
 const char *harness_guest_elf(void);
 /* Nonzero when /dev/kvm can be opened; otherwise `why` says why not. */
 int harness_kvm_usable(char *why, size_t why_len);
