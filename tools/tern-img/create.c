@@ -1,10 +1,12 @@
 /*
  * tern-img create.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "img.h"
 #include "tern/units.h"
@@ -113,12 +115,21 @@ int img_create(int argc, char **argv)
 				 o.backing_file);
 		else
 			snprintf(full, sizeof(full), "%s", o.backing_file);
-		if (tern_qcow2_open(full, &oo, &b, &err) < 0)
-			return img_fail(full, &err);
-		struct tern_qcow2_info info;
-		tern_qcow2_get_info(b, &info);
-		o.size = info.size;
-		tern_qcow2_close(b, NULL);
+		struct stat st;
+		if (o.backing_format && !strcmp(o.backing_format, "raw")) {
+			if (stat(full, &st) < 0) {
+				fprintf(stderr, "tern-img: %s: %s\n", full, strerror(errno));
+				return 1;
+			}
+			o.size = (uint64_t)st.st_size;
+		} else {
+			if (tern_qcow2_open(full, &oo, &b, &err) < 0)
+				return img_fail(full, &err);
+			struct tern_qcow2_info info;
+			tern_qcow2_get_info(b, &info);
+			o.size = info.size;
+			tern_qcow2_close(b, NULL);
+		}
 	}
 	if (tern_qcow2_create(path, &o, &err) < 0)
 		return img_fail(path, &err);
