@@ -176,6 +176,15 @@ int refmodel_add(struct refmodel *m, uint64_t c, int64_t delta, struct tern_erro
 	return 0;
 }
 
+int refmodel_ref(struct refmodel *m, uint64_t c, int64_t delta, struct tern_error *err)
+{
+	if (delta > 0 && refmodel_get(m, c) == 0)
+		return tern_errorf(err, -EUCLEAN,
+				   "image is corrupt: cluster %" PRIu64 " is in use but has refcount 0; "
+				   "run check -r all", c);
+	return refmodel_add(m, c, delta, err);
+}
+
 int refmodel_add_entry(struct refmodel *m, uint64_t e, int64_t delta, struct tern_error *err)
 {
 	struct tern_qcow2 *q = m->q;
@@ -184,7 +193,7 @@ int refmodel_add_entry(struct refmodel *m, uint64_t e, int64_t delta, struct ter
 		if (qcow2_compressed_range(q, e, &host, &bytes) < 0)
 			return tern_errorf(err, -EUCLEAN, "image is corrupt: compressed entry 0x%" PRIx64, e);
 		for (uint64_t c = host >> q->cluster_bits; c <= (host + bytes - 1) >> q->cluster_bits; c++) {
-			int r = refmodel_add(m, c, delta, err);
+			int r = refmodel_ref(m, c, delta, err);
 			if (r < 0)
 				return r;
 		}
@@ -195,7 +204,7 @@ int refmodel_add_entry(struct refmodel *m, uint64_t e, int64_t delta, struct ter
 		return 0;
 	if (off & (q->cluster_size - 1) || e & QCOW2_L2_RESERVED)
 		return tern_errorf(err, -EUCLEAN, "image is corrupt: L2 entry 0x%" PRIx64, e);
-	return refmodel_add(m, off >> q->cluster_bits, delta, err);
+	return refmodel_ref(m, off >> q->cluster_bits, delta, err);
 }
 
 int refmodel_alloc(struct refmodel *m, uint64_t n, uint64_t *offset, struct tern_error *err)

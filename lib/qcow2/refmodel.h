@@ -32,6 +32,8 @@ int refmodel_load(struct refmodel *m, struct tern_qcow2 *q, struct tern_error *e
 void refmodel_free(struct refmodel *m);
 uint64_t refmodel_get(struct refmodel *m, uint64_t cluster);
 int refmodel_add(struct refmodel *m, uint64_t cluster, int64_t delta, struct tern_error *err);
+/* A reference gained or lost: a cluster in use must already be counted. */
+int refmodel_ref(struct refmodel *m, uint64_t cluster, int64_t delta, struct tern_error *err);
 /* Adjust every cluster an L2 entry holds (data or compressed). */
 int refmodel_add_entry(struct refmodel *m, uint64_t l2_entry, int64_t delta,
 		       struct tern_error *err);

@@ -125,7 +125,7 @@ static int create_visit(void *opaque, uint64_t i, uint64_t l2_off, uint8_t *tabl
 					   "image is corrupt: shared L2 table 0x%" PRIx64 " has COPIED entries; run check -r all",
 					   l2_off);
 		c->l1[i] &= ~QCOW2_OFLAG_COPIED;
-		return refmodel_add(m, l2_off >> q->cluster_bits, 1, err);
+		return refmodel_ref(m, l2_off >> q->cluster_bits, 1, err);
 	}
 	uint64_t fresh;
 	int r = refmodel_alloc(m, 1, &fresh, err);
@@ -224,7 +224,7 @@ static int adjust_visit(void *opaque, uint64_t i, uint64_t l2_off, uint8_t *tabl
 		if (r < 0)
 			return r;
 	}
-	return refmodel_add(c->m, l2_off >> q->cluster_bits, c->delta, err);
+	return refmodel_ref(c->m, l2_off >> q->cluster_bits, c->delta, err);
 }
 
 int tern_qcow2_snapshot_apply(struct tern_qcow2 *q, const char *name, struct tern_error *err)
