@@ -180,7 +180,8 @@ int tern_qcow2_snapshot_create(struct tern_qcow2 *q, const char *name, struct te
 	if (r == 0 && !(s = calloc(q->nb_snapshots + 1, sizeof(*s))))
 		r = tern_errorf(err, -ENOMEM, "out of memory");
 	if (r == 0) {
-		memcpy(s, q->snapshots, q->nb_snapshots * sizeof(*s));
+		if (q->nb_snapshots)
+			memcpy(s, q->snapshots, q->nb_snapshots * sizeof(*s));
 		struct qcow2_snapshot *sn = &s[q->nb_snapshots];
 		char id[32];
 		next_id(q, id, sizeof(id));
