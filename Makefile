@@ -114,6 +114,12 @@ BASELINE_OBJS := $(patsubst %.c,$(B)/%.o,$(wildcard bench/baselines/*.c))
 $(B)/bench/%: $(B)/bench/%.o $(BASELINE_OBJS) $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lm
 
+# Counts syncs and bytes written by the programs bench/qcow2 runs.
+$(B)/bench/iocount.so: bench/preload/iocount.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -D_GNU_SOURCE $(WARN) -fPIC -shared -o $@ $< -ldl
+$(B)/bench/qcow2: | $(B)/bench/iocount.so $(B)/tern-img
+
 # Only bench/fdstore uses GLib (its GHashTable is the baseline there).
 GLIB_CFLAGS := $(shell pkg-config --cflags glib-2.0 2>/dev/null)
 GLIB_LIBS := $(shell pkg-config --libs glib-2.0 2>/dev/null)

@@ -239,7 +239,12 @@ int tern_qcow2_check(struct tern_qcow2 *q, enum tern_qcow2_repair repair,
 	r = count_everything(&c, err);
 	if (r == 0)
 		r = refmodel_load(&m, q, err);
-	uint64_t limit = c.n > m.nblocks * m.per_block ? c.n : m.nblocks * m.per_block;
+	/* Every cluster in the file, and any past its end with a refcount. */
+	uint64_t used_blocks = 0;
+	for (uint64_t b = 0; b < m.nblocks; b++)
+		if (m.block[b])
+			used_blocks = b + 1;
+	uint64_t limit = c.n > used_blocks * m.per_block ? c.n : used_blocks * m.per_block;
 	uint64_t max = qcow2_rc_max(q->h.refcount_order);
 	res->total_clusters = (q->h.size + q->cluster_size - 1) >> q->cluster_bits;
 	for (uint64_t k = 0; r == 0 && k < limit; k++) {

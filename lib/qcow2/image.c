@@ -51,6 +51,7 @@ int qcow2_pwrite(struct tern_qcow2 *q, const void *buf, size_t len, uint64_t off
 		}
 		done += (size_t)n;
 	}
+	q->unsynced = true;
 	q->stats.bytes_written += len;
 	if (meta)
 		q->stats.metadata_bytes_written += len;
@@ -61,6 +62,9 @@ int qcow2_pwrite(struct tern_qcow2 *q, const void *buf, size_t len, uint64_t off
 
 int qcow2_sync(struct tern_qcow2 *q, struct tern_error *err)
 {
+	if (!q->unsynced)
+		return 0;
+	q->unsynced = false;
 	q->stats.syncs++;
 	if (fdatasync(q->fd) < 0)
 		return tern_errorf(err, -errno, "fdatasync: %s", strerror(errno));

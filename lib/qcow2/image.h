@@ -78,6 +78,7 @@ struct tern_qcow2 {
 	int fd;
 	bool writable;
 	bool bitmaps_cleared;
+	bool unsynced; /* written since the last fdatasync */
 	char *path;
 	uint64_t file_size;
 	struct qcow2_header h;

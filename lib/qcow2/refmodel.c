@@ -1,7 +1,6 @@
 /*
  * The in-memory refcount model behind whole-image rewrites; see refmodel.h.
  */
-#define _FILE_OFFSET_BITS 64
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -59,6 +58,7 @@ int refmodel_load(struct refmodel *m, struct tern_qcow2 *q, struct tern_error *e
 	m->q = q;
 	m->order = q->h.refcount_order;
 	m->per_block = 1ull << q->rb_bits;
+	m->block_shift = q->rb_bits;
 	m->cursor = 1;
 	int r = grow(m, q->reftable_size, err);
 	if (r < 0)
@@ -255,6 +255,10 @@ int refmodel_write_flush(struct refmodel *m, struct tern_error *err)
 	if (!m->wlen)
 		return 0;
 	int r = qcow2_pwrite(m->q, m->wbuf, m->wlen, m->woff, true, err);
+	/* Start writing back now, so the sync before the header switch waits
+	 * for the last batch only, not for all of them. */
+	if (r == 0)
+		sync_file_range(m->q->fd, (off_t)m->woff, (off_t)m->wlen, SYNC_FILE_RANGE_WRITE);
 	m->wlen = 0;
 	return r;
 }
@@ -376,30 +380,6 @@ int refmodel_commit(struct refmodel *m, struct tern_error *err)
 	if (r == 0)
 		r = qcow2_sync(q, err);
 	return r;
-}
-
-void refmodel_punch_freed(struct refmodel *m)
-{
-	uint64_t cs = m->q->cluster_size;
-	for (uint64_t b = 0; b < m->nblocks; b++) {
-		if (!m->freed[b])
-			continue;
-		uint64_t run_start = 0, run = 0;
-		for (uint64_t i = 0; i <= m->per_block; i++) {
-			uint64_t c = b * m->per_block + i;
-			bool f = i < m->per_block && (m->freed[b][i / 8] >> (i % 8)) & 1 &&
-				 refmodel_get(m, c) == 0;
-			if (f) {
-				if (!run)
-					run_start = c;
-				run++;
-			} else if (run) {
-				fallocate(m->q->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-					  (off_t)(run_start * cs), (off_t)(run * cs));
-				run = 0;
-			}
-		}
-	}
 }
 
 struct l2_ref {

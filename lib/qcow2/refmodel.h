@@ -13,6 +13,7 @@
 struct refmodel {
 	struct tern_qcow2 *q;
 	unsigned order;
+	unsigned block_shift;	/* log2 of per_block */
 	uint64_t per_block;	/* refcounts per block */
 	uint64_t nblocks;
 	uint8_t **block;	/* NULL: every count 0 */
@@ -34,6 +35,22 @@ uint64_t refmodel_get(struct refmodel *m, uint64_t cluster);
 int refmodel_add(struct refmodel *m, uint64_t cluster, int64_t delta, struct tern_error *err);
 /* A reference gained or lost: a cluster in use must already be counted. */
 int refmodel_ref(struct refmodel *m, uint64_t cluster, int64_t delta, struct tern_error *err);
+/* refmodel_ref(m, c, +1) for the common case, inline: the block is loaded
+ * and the count neither 0 nor at its maximum. */
+static inline int refmodel_ref_inc(struct refmodel *m, uint64_t c, struct tern_error *err)
+{
+	uint64_t bi = c >> m->block_shift, i = c & (m->per_block - 1);
+	if (bi < m->nblocks && m->block[bi]) {
+		uint64_t v = qcow2_rc_get(m->block[bi], i, m->order);
+		if (v && v < qcow2_rc_max(m->order)) {
+			qcow2_rc_set(m->block[bi], i, m->order, v + 1);
+			m->touched[bi] = 1;
+			return 0;
+		}
+	}
+	return refmodel_ref(m, c, 1, err);
+}
+
 /* Adjust every cluster an L2 entry holds (data or compressed). */
 int refmodel_add_entry(struct refmodel *m, uint64_t l2_entry, int64_t delta,
 		       struct tern_error *err);
@@ -49,8 +66,6 @@ int refmodel_write_table(struct refmodel *m, const uint64_t *t, uint64_t entries
 /* Move the changed refcount blocks and a new refcount table into free
  * clusters, write them, sync; then the caller switches the header. */
 int refmodel_commit(struct refmodel *m, struct tern_error *err);
-/* After the header switch: give the freed clusters back to the file system. */
-void refmodel_punch_freed(struct refmodel *m);
 
 /* Every L2 table of an L1 table, read in large sequential batches. */
 typedef int (*l2_visit_fn)(void *opaque, uint64_t l1_index, uint64_t l2_offset,

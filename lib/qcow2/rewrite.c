@@ -47,7 +47,6 @@ int qcow2_rewrite_commit(struct refmodel *m, uint64_t l1_off, uint32_t l1_size, 
 		q->h = old;
 		return r;
 	}
-	refmodel_punch_freed(m);
 	return 0;
 }
 

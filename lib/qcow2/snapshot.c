@@ -108,7 +108,14 @@ static int create_visit(void *opaque, uint64_t i, uint64_t l2_off, uint8_t *tabl
 	bool changed = false;
 	for (uint64_t j = 0; j < n; j++) {
 		uint64_t e = qcow2_be64(table + j * 8);
-		int r = refmodel_add_entry(m, e, 1, err);
+		if (!e)
+			continue;
+		uint64_t off = e & QCOW2_OFFSET_MASK;
+		/* The common entry, a data cluster, inline; the rest in full. */
+		int r = !(e & (QCOW2_OFLAG_COMPRESSED | QCOW2_L2_RESERVED)) && off &&
+				!(off & (q->cluster_size - 1))
+			? refmodel_ref_inc(m, off >> q->cluster_bits, err)
+			: refmodel_add_entry(m, e, 1, err);
 		if (r < 0)
 			return r;
 		if (e & QCOW2_OFLAG_COPIED) {
