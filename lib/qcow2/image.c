@@ -96,6 +96,31 @@ static bool range_hits(uint64_t off, uint64_t len, uint64_t start, uint64_t byte
 	return bytes && off < start + bytes && start < off + len;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int rebuild_metadata_index(struct tern_qcow2 *q)
+{
+	uint64_t *t = realloc(q->meta_sorted, (q->l1_size + q->reftable_size + 1) * 8);
+	if (!t)
+		return -ENOMEM;
+	size_t n = 0;
+	for (uint64_t i = 0; i < q->l1_size; i++)
+		if (q->l1[i] & QCOW2_OFFSET_MASK)
+			t[n++] = q->l1[i] & QCOW2_OFFSET_MASK;
+	for (uint64_t i = 0; i < q->reftable_size; i++)
+		if (q->reftable[i] & ~QCOW2_REFTABLE_RESERVED)
+			t[n++] = q->reftable[i] & ~QCOW2_REFTABLE_RESERVED;
+	qsort(t, n, 8, cmp_u64);
+	q->meta_sorted = t;
+	q->meta_count = n;
+	q->meta_stale = false;
+	return 0;
+}
+
 bool qcow2_overlaps_metadata(struct tern_qcow2 *q, uint64_t off, uint64_t len)
 {
 	uint64_t cs = q->cluster_size;
@@ -109,20 +134,18 @@ bool qcow2_overlaps_metadata(struct tern_qcow2 *q, uint64_t off, uint64_t len)
 		if (range_hits(off, len, q->snapshots[i].l1_table_offset,
 			       (uint64_t)q->snapshots[i].l1_size * 8))
 			return true;
-	/* L2 tables and refcount blocks are single clusters: they are found in
-	 * the caches' hash indexes when cached; the rest by a scan only when
-	 * the range is small enough for that to be the cheap path. */
-	for (uint64_t i = 0; i < q->l1_size; i++) {
-		uint64_t l2 = q->l1[i] & QCOW2_OFFSET_MASK;
-		if (range_hits(off, len, l2, l2 ? cs : 0))
-			return true;
+	/* L2 tables and refcount blocks: binary search in their sorted offsets. */
+	if (q->meta_stale && rebuild_metadata_index(q) < 0)
+		return true; /* out of memory: refuse rather than risk it */
+	size_t lo = 0, hi = q->meta_count;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (q->meta_sorted[mid] + cs <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	for (uint64_t i = 0; i < q->reftable_size; i++) {
-		uint64_t rb = q->reftable[i] & ~QCOW2_REFTABLE_RESERVED;
-		if (range_hits(off, len, rb, rb ? cs : 0))
-			return true;
-	}
-	return false;
+	return lo < q->meta_count && q->meta_sorted[lo] < off + len;
 }
 
 uint64_t qcow2_clusters_in_file(struct tern_qcow2 *q)
@@ -150,6 +173,7 @@ static int read_table(struct tern_qcow2 *q, uint64_t off, uint64_t entries, uint
 
 int qcow2_load_metadata(struct tern_qcow2 *q, struct tern_error *err)
 {
+	q->meta_stale = true;
 	q->l1_size = q->h.l1_size;
 	int r = read_table(q, q->h.l1_table_offset, q->l1_size, &q->l1, err);
 	if (r < 0)
@@ -188,6 +212,10 @@ int qcow2_load_metadata(struct tern_qcow2 *q, struct tern_error *err)
 
 void qcow2_unload_metadata(struct tern_qcow2 *q)
 {
+	free(q->meta_sorted);
+	q->meta_sorted = NULL;
+	q->meta_count = 0;
+	q->meta_stale = true;
 	free(q->l1);
 	free(q->reftable);
 	qcow2_snapshots_free(q->snapshots, q->nb_snapshots);

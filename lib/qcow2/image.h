@@ -96,6 +96,11 @@ struct tern_qcow2 {
 	uint32_t nb_snapshots;
 	size_t snapshots_bytes;
 	uint64_t free_hint;	 /* no free cluster below this index */
+	/* Offsets of every L2 table and refcount block, sorted, for the
+	 * overlap guard; rebuilt when an L1 or refcount-table entry changes. */
+	uint64_t *meta_sorted;
+	size_t meta_count;
+	bool meta_stale;
 	struct pending_free *frees;
 	size_t nfrees, frees_cap;
 	/* The backing file: a qcow2 image or a raw file. */
@@ -135,6 +140,12 @@ int qcow2_apply_frees(struct tern_qcow2 *q, struct tern_error *err);
 /* Metadata loading: L1, refcount table, snapshots. */
 int qcow2_load_metadata(struct tern_qcow2 *q, struct tern_error *err);
 void qcow2_unload_metadata(struct tern_qcow2 *q);
+
+/* An L1 or refcount-table entry changed: the overlap guard re-reads them. */
+static inline void qcow2_metadata_changed(struct tern_qcow2 *q)
+{
+	q->meta_stale = true;
+}
 
 /* Is [off, off+len) clear of every table tern knows of?  Guards data writes
  * against images whose L2 entries point into metadata. */

@@ -43,6 +43,7 @@ static int write_l1_entry(struct tern_qcow2 *q, uint64_t i, struct tern_error *e
 {
 	uint8_t be[8];
 	qcow2_put64(be, q->l1[i]);
+	qcow2_metadata_changed(q);
 	return qcow2_pwrite(q, be, 8, q->h.l1_table_offset + i * 8, true, err);
 }
 

@@ -18,6 +18,7 @@ static int write_reftable_entry(struct tern_qcow2 *q, uint64_t index, struct ter
 {
 	uint8_t be[8];
 	qcow2_put64(be, q->reftable[index]);
+	qcow2_metadata_changed(q);
 	return qcow2_pwrite(q, be, 8, q->h.refcount_table_offset + index * 8, true, err);
 }
 
@@ -85,6 +86,7 @@ static int grow_reftable(struct tern_qcow2 *q, uint64_t min_index, struct tern_e
 	free(q->reftable);
 	q->reftable = table;
 	q->reftable_size = entries;
+	qcow2_metadata_changed(q);
 	table = NULL;
 	r = qcow2_free_later(q, old_off, old_clusters, err);
 out:
