@@ -152,8 +152,9 @@ int qcow2_header_parse(const uint8_t *buf, size_t len, uint64_t file_size,
 		return tern_errorf(err, -EINVAL, "virtual size %" PRIu64 " is too large", h->size);
 
 	if (h->backing_file_offset) {
+		size_t hlen = len < cs ? len : (size_t)cs; /* the name is in the header cluster */
 		if (h->backing_file_size > QCOW2_MAX_BACKING_NAME ||
-		    h->backing_file_offset > len || h->backing_file_size > len - h->backing_file_offset ||
+		    h->backing_file_offset > hlen || h->backing_file_size > hlen - h->backing_file_offset ||
 		    h->backing_file_offset < h->header_length)
 			return tern_errorf(err, -EINVAL, "backing file name out of range");
 		memcpy(h->backing_file, buf + h->backing_file_offset, h->backing_file_size);

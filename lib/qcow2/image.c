@@ -277,11 +277,17 @@ static int open_fd(struct tern_qcow2 *q, const struct tern_qcow2_open_opts *opts
 	if (fstat(q->fd, &st) < 0)
 		return tern_errorf(err, -errno, "stat: %s", strerror(errno));
 	q->file_size = (uint64_t)st.st_size;
-	size_t first = 1u << QCOW2_MAX_CLUSTER_BITS;
-	uint8_t *buf = calloc(1, first);
+	/* The header cluster: read 64 KiB, more only for larger clusters. */
+	size_t first = 1u << 16;
+	uint8_t *buf = calloc(1, 1u << QCOW2_MAX_CLUSTER_BITS);
 	if (!buf)
 		return tern_errorf(err, -ENOMEM, "out of memory");
 	int r = qcow2_pread(q, buf, first, 0, err);
+	uint32_t bits = qcow2_be32(buf + 20);
+	if (r == 0 && bits > 16 && bits <= QCOW2_MAX_CLUSTER_BITS) {
+		first = 1u << bits;
+		r = qcow2_pread(q, buf, first, 0, err);
+	}
 	if (r == 0)
 		r = qcow2_header_parse(buf, q->file_size < first ? (size_t)q->file_size : first,
 				       q->file_size, &q->h, err);
