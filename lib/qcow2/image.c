@@ -192,17 +192,25 @@ int qcow2_load_metadata(struct tern_qcow2 *q, struct tern_error *err)
 	}
 	q->nb_snapshots = 0;
 	if (q->h.nb_snapshots) {
+		/* Read what the table needs: 64 KiB first, more while it runs on. */
 		uint64_t avail = q->file_size - q->h.snapshots_offset;
-		size_t len = avail < QCOW2_MAX_SNAPSHOT_TABLE_BYTES ? (size_t)avail
-								     : QCOW2_MAX_SNAPSHOT_TABLE_BYTES;
-		uint8_t *buf = malloc(len);
-		if (!buf)
-			return tern_errorf(err, -ENOMEM, "out of memory reading snapshots");
-		r = qcow2_pread(q, buf, len, q->h.snapshots_offset, err);
-		if (r == 0)
-			r = qcow2_snapshots_parse(buf, len, q->h.nb_snapshots, &q->h, q->file_size,
-						  &q->snapshots, &q->snapshots_bytes, err);
-		free(buf);
+		if (avail > QCOW2_MAX_SNAPSHOT_TABLE_BYTES)
+			avail = QCOW2_MAX_SNAPSHOT_TABLE_BYTES;
+		size_t len = avail < (64u << 10) ? (size_t)avail : 64u << 10;
+		for (;;) {
+			uint8_t *buf = malloc(len ? len : 1);
+			if (!buf)
+				return tern_errorf(err, -ENOMEM, "out of memory reading snapshots");
+			r = qcow2_pread(q, buf, len, q->h.snapshots_offset, err);
+			if (r == 0)
+				r = qcow2_snapshots_parse(buf, len, q->h.nb_snapshots, &q->h,
+							  q->file_size, &q->snapshots,
+							  &q->snapshots_bytes, err);
+			free(buf);
+			if (r != -ENODATA || len == avail)
+				break;
+			len = avail / 4 > len ? len * 4 : (size_t)avail;
+		}
 		if (r < 0)
 			return r;
 		q->nb_snapshots = q->h.nb_snapshots;

@@ -60,7 +60,8 @@ struct qcow2_snapshot {
 	uint8_t extra[QCOW2_MAX_SNAPSHOT_EXTRA];
 };
 
-/* Parse the snapshot table (validated against the file and the header). */
+/* Parse the snapshot table (validated against the file and the header);
+ * -ENODATA when `len` bytes end inside it. */
 int qcow2_snapshots_parse(const uint8_t *buf, size_t len, uint32_t count,
 			  const struct qcow2_header *h, uint64_t file_size,
 			  struct qcow2_snapshot **out, size_t *table_bytes, struct tern_error *err);

@@ -44,7 +44,7 @@ int qcow2_snapshots_parse(const uint8_t *buf, size_t len, uint32_t count,
 	for (uint32_t i = 0; i < count; i++) {
 		struct qcow2_snapshot *sn = &s[i];
 		if (len - off < SNAPSHOT_FIXED) {
-			r = tern_errorf(err, -EINVAL, "snapshot table is truncated at entry %u", i);
+			r = tern_errorf(err, -ENODATA, "snapshot table is truncated at entry %u", i);
 			break;
 		}
 		const uint8_t *p = buf + off;
@@ -63,8 +63,13 @@ int qcow2_snapshots_parse(const uint8_t *buf, size_t len, uint32_t count,
 		}
 		size_t need = SNAPSHOT_FIXED + (size_t)sn->extra_size + id_len + name_len;
 		need = (need + 7) & ~(size_t)7;
-		if (len - off < need || off + need > QCOW2_MAX_SNAPSHOT_TABLE_BYTES) {
-			r = tern_errorf(err, -EINVAL, "snapshot table is truncated at entry %u", i);
+		if (off + need > QCOW2_MAX_SNAPSHOT_TABLE_BYTES) {
+			r = tern_errorf(err, -EINVAL, "snapshot table is larger than %u MiB",
+					QCOW2_MAX_SNAPSHOT_TABLE_BYTES >> 20);
+			break;
+		}
+		if (len - off < need) {
+			r = tern_errorf(err, -ENODATA, "snapshot table is truncated at entry %u", i);
 			break;
 		}
 		memcpy(sn->extra, p + SNAPSHOT_FIXED, sn->extra_size);
