@@ -262,6 +262,34 @@ static void compressed_and_backing_read(void **state)
 	run_quiet(cmd);
 }
 
+/* Version 2 images (compat=0.10): no zero flag, refcounts 16 bits; tern
+ * writes, zeroes and snapshots them and qemu-img agrees. */
+static void version2_images(void **state)
+{
+	(void)state;
+	if (!need_qemu())
+		skip();
+	run_quiet("qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 8M && "
+		  "qemu-io -c 'write -P 0x21 0 1M' v2.qcow2");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/v2.qcow2", dir);
+	struct tern_error err = { { 0 } };
+	struct tern_qcow2_open_opts o = { .writable = true };
+	struct tern_qcow2 *q;
+	assert_int_equal(tern_qcow2_open(path, &o, &q, &err), 0);
+	uint8_t buf[70000];
+	memset(buf, 0x43, sizeof(buf));
+	assert_int_equal(tern_qcow2_write(q, buf, 3 << 20, sizeof(buf), &err), 0);
+	assert_int_equal(tern_qcow2_write_zeroes(q, 0, 65536, &err), 0);
+	assert_int_equal(tern_qcow2_snapshot_create(q, "v2snap", &err), 0);
+	assert_int_equal(tern_qcow2_write(q, buf, 65536, 4096, &err), 0);
+	assert_int_equal(tern_qcow2_close(q, &err), 0);
+	run_quiet("qemu-img check v2.qcow2 && qemu-img info v2.qcow2 | grep -q 'compat: 0.10' && "
+		  "qemu-io -c 'read -P 0 0 64k' -c 'read -P 0x43 64k 4k' -c 'read -P 0x21 68k 956k' "
+		  "-c 'read -P 0x43 3M 70000' v2.qcow2 | grep -c '^read ' | grep -q 4 && "
+		  "qemu-img snapshot -l v2.qcow2 | grep -q v2snap");
+}
+
 static void check_exit_codes_and_repair(void **state)
 {
 	(void)state;
@@ -311,6 +339,7 @@ int main(void)
 		cmocka_unit_test(snapshots_by_qemu_used_by_tern),
 		cmocka_unit_test(preallocated_both_ways),
 		cmocka_unit_test(compressed_and_backing_read),
+		cmocka_unit_test(version2_images),
 		cmocka_unit_test(check_exit_codes_and_repair),
 	};
 	return cmocka_run_group_tests_name("qcow2_interop", tests, setup, teardown);
