@@ -290,6 +290,30 @@ static void version2_images(void **state)
 		  "qemu-img snapshot -l v2.qcow2 | grep -q v2snap");
 }
 
+/* An image left dirty by a writer with lazy refcounts (its refcounts may be
+ * too low): opening it for writing rebuilds them and clears the bit. */
+static void dirty_lazy_refcounts_repaired(void **state)
+{
+	(void)state;
+	if (!need_qemu())
+		skip();
+	run_quiet("qemu-img create -q -f qcow2 -o lazy_refcounts=on d.qcow2 8M && "
+		  "qemu-io -c 'write -P 0x31 0 128k' d.qcow2");
+	/* As a crash would leave it: dirty bit set, the data clusters'
+	 * refcounts (clusters 5 and 6, block at 0x20000) never written. */
+	run_quiet("printf '\\000\\000\\000\\000' | dd of=d.qcow2 bs=1 seek=$((0x20000 + 10)) "
+		  "conv=notrunc status=none && "
+		  "printf '\\001' | dd of=d.qcow2 bs=1 seek=79 conv=notrunc status=none");
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "%s check d.qcow2 >/dev/null", TI);
+	assert_int_equal(run_status(cmd), 2); /* refcounts too low, as left */
+	snprintf(cmd, sizeof(cmd), "%s snapshot -c after-crash d.qcow2 && qemu-img check d.qcow2 && "
+		 "qemu-io -c 'read -P 0x31 0 128k' d.qcow2 | grep -q 'read 131072' && "
+		 "%s info --output=json d.qcow2 | grep -q '\"dirty-flag\": false' && "
+		 "qemu-img info d.qcow2 | grep -q 'lazy refcounts: true'", TI, TI);
+	run_quiet(cmd);
+}
+
 static void check_exit_codes_and_repair(void **state)
 {
 	(void)state;
@@ -340,6 +364,7 @@ int main(void)
 		cmocka_unit_test(preallocated_both_ways),
 		cmocka_unit_test(compressed_and_backing_read),
 		cmocka_unit_test(version2_images),
+		cmocka_unit_test(dirty_lazy_refcounts_repaired),
 		cmocka_unit_test(check_exit_codes_and_repair),
 	};
 	return cmocka_run_group_tests_name("qcow2_interop", tests, setup, teardown);
