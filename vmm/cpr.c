@@ -2,6 +2,8 @@
 #include "cpr.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #define ENV_STATE "TERN_CPR_STATE"
 #define ENV_PREVIOUS "TERN_CPR_PREVIOUS"
 #define ENV_FALLBACK "TERN_CPR_FALLBACK"
+#define ENV_OLD_VM "TERN_CPR_OLD_VM"
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define FDS_PER_MESSAGE 250
 
@@ -31,10 +34,11 @@ static struct {
 	int conn;         /* cpr-transfer: the socket between the two */
 	int state_fd;     /* cpr-exec: the state memfd, until the guest runs */
 	int previous_fd;  /* cpr-exec: the binary to fall back to */
+	int old_vm_fd;    /* cpr-exec: the old KVM VM, closed once the guest runs */
 	uint8_t *blob;
 	size_t blob_len;
 	int exec_mode;
-} cpr = { .conn = -1, .state_fd = -1, .previous_fd = -1 };
+} cpr = { .conn = -1, .state_fd = -1, .previous_fd = -1, .old_vm_fd = -1 };
 
 static uint64_t mono_ns(void)
 {
@@ -179,10 +183,18 @@ static int update_by_exec(struct runner *r, const struct tern_buf *blob, struct 
 		set_env_fd(ENV_STATE, state_fd);
 		set_env_fd(ENV_PREVIOUS, self_fd);
 		unsetenv(ENV_FALLBACK);
+		/* Closing the VM fd at exec would tear the old VM down (its memslots,
+		 * thousands of ioeventfds) before the new tern runs: keep it open
+		 * through exec and let the new tern close it once the guest runs. */
+		int vm_fd = r->vm.kvm.vm_fd;
+		if (fcntl(vm_fd, F_SETFD, 0) == 0)
+			set_env_fd(ENV_OLD_VM, vm_fd);
 		execv(argv[0], argv);
 		rc = tern_errorf(err, -errno, "cannot run %s: %s", argv[0], strerror(errno));
+		fcntl(vm_fd, F_SETFD, FD_CLOEXEC);
 		unsetenv(ENV_STATE);
 		unsetenv(ENV_PREVIOUS);
+		unsetenv(ENV_OLD_VM);
 	}
 	close(state_fd);
 	if (self_fd >= 0)
@@ -374,6 +386,7 @@ static void config_from(struct runner *r, const struct cpr_header *h)
 	r->cfg.ioeventfd_bank = h->bank;
 	r->cfg.kernel_name = "tern-guest";
 	r->cfg.kvm_ready = r->have_kvm_ready ? &r->kvm_ready : NULL;
+	r->cfg.defer_pit_reinject = !r->have_kvm_ready; /* cpr-exec: off the stop */
 	snprintf(r->qmp_spec, sizeof r->qmp_spec, "%s", h->qmp);
 	tern_fdstore_free(r->fds);
 	r->fds = h->fds;
@@ -403,11 +416,25 @@ static int check_open(void *ctx, const char *name, uint32_t id, int fd)
 	return 0;
 }
 
+/* The old VM's fd, if the environment names one that is really a KVM VM. */
+static int old_vm_fd(void)
+{
+	int fd = env_fd(ENV_OLD_VM);
+	char link[64], target[64];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	ssize_t n = fd >= 0 ? readlink(link, target, sizeof target - 1) : -1;
+	if (n < 0)
+		return -1;
+	target[n] = '\0';
+	return strcmp(target, "anon_inode:kvm-vm") == 0 ? fd : -1;
+}
+
 int cpr_receive_exec(struct runner *r, struct tern_error *err)
 {
 	cpr.exec_mode = 1;
 	cpr.state_fd = env_fd(ENV_STATE);
 	cpr.previous_fd = env_fd(ENV_PREVIOUS);
+	cpr.old_vm_fd = old_vm_fd();
 	r->cpr_fallback = getenv(ENV_FALLBACK) != NULL;
 	r->cpr_fallback_error = getenv(ENV_FALLBACK);
 	struct stat st;
@@ -609,6 +636,25 @@ int cpr_apply(struct runner *r, struct tern_error *err)
 	return 0;
 }
 
+static void *close_thread(void *opaque)
+{
+	close((int)(intptr_t)opaque);
+	return NULL;
+}
+
+/* The old VM goes away (KVM frees its memslots and devices) while the
+ * guest already runs in the new one. */
+static void close_in_background(int fd)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, close_thread, (void *)(intptr_t)fd) != 0)
+		close(fd);
+	pthread_attr_destroy(&attr);
+}
+
 void cpr_resumed(struct runner *r)
 {
 	const struct cpr_header *h = &r->cpr_in->hdr;
@@ -630,12 +676,17 @@ void cpr_resumed(struct runner *r)
 		snprintf(c->error, sizeof c->error, "the new tern could not take the guest (%s); "
 			 "the previous binary resumed it", r->cpr_fallback_error);
 	}
+	if (r->vm.kvm.defer_reinject)
+		kvm_disable_pit_reinject_later(&r->vm.kvm);
 	if (r->have_bank) {
 		struct tern_error err;
 		if (ioeventfd_bank_register(&r->bank, r->vm.kvm.vm_fd, 1, &err) < 0)
 			fprintf(stderr, "tern: %s (doorbells go through the VMM)\n", err.msg);
 	}
 	/* The update is over: what a fallback needed goes. */
+	if (cpr.old_vm_fd >= 0)
+		close_in_background(cpr.old_vm_fd);
+	cpr.old_vm_fd = -1;
 	if (cpr.exec_mode) {
 		munmap(cpr.blob, cpr.blob_len);
 		close(cpr.state_fd);
@@ -644,6 +695,7 @@ void cpr_resumed(struct runner *r)
 		unsetenv(ENV_STATE);
 		unsetenv(ENV_PREVIOUS);
 		unsetenv(ENV_FALLBACK);
+		unsetenv(ENV_OLD_VM);
 	} else {
 		free(cpr.blob);
 	}

@@ -99,6 +99,14 @@ int kvm_check_extension(struct kvm *kvm, long cap)
 	return r < 0 ? 0 : r;
 }
 
+/* Lost ticks are not replayed: a guest that slept through ticks with
+ * interrupts off should not wake up to a storm of them. */
+static int disable_pit_reinject(int vm_fd)
+{
+	struct kvm_reinject_control reinject = { .pit_reinject = 0 };
+	return ioctl(vm_fd, KVM_REINJECT_CONTROL, &reinject);
+}
+
 int kvm_create_vm(struct kvm *kvm, struct tern_error *err)
 {
 	kvm->vm_fd = ioctl(kvm->sys_fd, KVM_CREATE_VM, 0);
@@ -118,16 +126,33 @@ int kvm_create_vm(struct kvm *kvm, struct tern_error *err)
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	if (ioctl(kvm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return tern_errorf(err, -errno, "KVM_CREATE_PIT2: %s", strerror(errno));
-	/* Lost ticks are not replayed: a guest that slept through ticks with
-	 * interrupts off should not wake up to a storm of them. */
-	struct kvm_reinject_control reinject = { .pit_reinject = 0 };
-	if (ioctl(kvm->vm_fd, KVM_REINJECT_CONTROL, &reinject) < 0)
+	if (!kvm->defer_reinject && disable_pit_reinject(kvm->vm_fd) < 0)
 		return tern_errorf(err, -errno, "KVM_REINJECT_CONTROL: %s", strerror(errno));
 	return 0;
 }
 
+static void *reinject_thread(void *opaque)
+{
+	disable_pit_reinject(((struct kvm *)opaque)->vm_fd);
+	return NULL;
+}
+
+void kvm_disable_pit_reinject_later(struct kvm *kvm)
+{
+	if (kvm->reinject_thread_started)
+		return;
+	if (pthread_create(&kvm->reinject_thread, NULL, reinject_thread, kvm) == 0)
+		kvm->reinject_thread_started = 1;
+	else
+		disable_pit_reinject(kvm->vm_fd);
+}
+
 void kvm_close(struct kvm *kvm)
 {
+	if (kvm->reinject_thread_started) {
+		pthread_join(kvm->reinject_thread, NULL);
+		kvm->reinject_thread_started = 0;
+	}
 	if (kvm->vm_fd >= 0)
 		close(kvm->vm_fd);
 	if (kvm->sys_fd >= 0)

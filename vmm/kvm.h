@@ -4,6 +4,7 @@
 #define VMM_KVM_H
 
 #include <linux/kvm.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "tern/error.h"
@@ -23,12 +24,20 @@ struct kvm {
 	/* MSRs a vCPU's state carries: KVM reads and writes them (probed). */
 	uint32_t msr_index[KVM_MIGRATED_MSRS_MAX];
 	unsigned nmsrs;
+	/* Turning PIT tick reinjection off waits for a KVM SRCU grace period
+	 * (up to tens of ms here): a live update sets defer_reinject and does
+	 * it in a thread once the guest runs. */
+	int defer_reinject;
+	int reinject_thread_started;
+	pthread_t reinject_thread;
 };
 
 /* Open /dev/kvm (or $TERN_KVM_DEVICE) with an actionable error. */
 int kvm_open(struct kvm *kvm, struct tern_error *err);
 /* Create the VM with an in-kernel irqchip and PIT. */
 int kvm_create_vm(struct kvm *kvm, struct tern_error *err);
+/* Turn PIT reinjection off in a thread (kvm_close waits for it). */
+void kvm_disable_pit_reinject_later(struct kvm *kvm);
 void kvm_close(struct kvm *kvm);
 
 int kvm_set_memslot(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,

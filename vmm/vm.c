@@ -124,6 +124,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 	if (cfg->vcpus == 0 || cfg->vcpus > vm->kvm.max_vcpus)
 		return tern_errorf(err, -EINVAL, "--vcpus %u: KVM here allows 1..%u", cfg->vcpus,
 				   vm->kvm.max_vcpus);
+	vm->kvm.defer_reinject = cfg->defer_pit_reinject;
 	if (cfg->kvm_ready == NULL && (rc = kvm_create_vm(&vm->kvm, err)) < 0)
 		return rc;
 	/* The dirty ring must be enabled before any vCPU exists. */

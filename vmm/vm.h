@@ -23,6 +23,7 @@
 #include "uart.h"
 
 struct vm_config {
+	int defer_pit_reinject; /* a live update: see struct kvm */
 	uint64_t memory;
 	unsigned vcpus;
 	unsigned memslots;     /* 0: one per GiB */
