@@ -580,10 +580,17 @@ static void xbzrle_with_a_running_guest(void **state)
 	dest_start(&d, &dst, du);
 	struct source_run s;
 	source_start(&s, &src, &p, su);
-	/* Iterate against the writer a while, then quiet the guest so that
-	 * nothing stays dirty and the migration completes. */
-	struct timespec nap = { 0, 500000000 };
-	nanosleep(&nap, NULL);
+	/* Iterate against the writer for several rounds (however long they
+	 * take on a busy machine), then quiet the guest so that nothing stays
+	 * dirty and the migration completes. */
+	struct tern_mig_stats running;
+	for (int i = 0; i < 300; i++) {
+		struct timespec nap = { 0, 100000000 };
+		nanosleep(&nap, NULL);
+		tern_migration_get_stats(&s.m, &running);
+		if (i >= 4 && running.dirty_sync_count > 3 && running.xbzrle_pages > 0)
+			break;
+	}
 	writer_stop(&src);
 	dest_join(&d);
 	source_join(&s);
