@@ -204,15 +204,12 @@ static int count_everything(struct counter *c, struct tern_error *err)
 	for (uint32_t s = 0; r == 0 && s < q->nb_snapshots; s++) {
 		struct qcow2_snapshot *sn = &q->snapshots[s];
 		reference(c, sn->l1_table_offset, (uint64_t)sn->l1_size * 8, "snapshot L1 table");
-		uint64_t *l1 = malloc(((size_t)sn->l1_size + 1) * 8);
-		if (!l1)
-			return tern_errorf(err, -ENOMEM, "out of memory");
-		r = qcow2_pread(q, l1, (size_t)sn->l1_size * 8, sn->l1_table_offset, err);
-		for (uint32_t i = 0; r == 0 && i < sn->l1_size; i++)
-			l1[i] = be64toh(l1[i]);
-		if (r == 0)
+		uint64_t *l1;
+		r = qcow2_read_table(q, sn->l1_table_offset, sn->l1_size, &l1, err);
+		if (r == 0) {
 			r = count_tree(c, l1, sn->l1_size, false, err);
-		free(l1);
+			free(l1);
+		}
 	}
 	return r;
 }

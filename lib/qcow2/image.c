@@ -153,8 +153,8 @@ uint64_t qcow2_clusters_in_file(struct tern_qcow2 *q)
 	return (q->file_size + q->cluster_size - 1) >> q->cluster_bits;
 }
 
-static int read_table(struct tern_qcow2 *q, uint64_t off, uint64_t entries, uint64_t **out,
-		      struct tern_error *err)
+int qcow2_read_table(struct tern_qcow2 *q, uint64_t off, uint64_t entries, uint64_t **out,
+		     struct tern_error *err)
 {
 	uint64_t *t = malloc((entries ? entries : 1) * 8);
 	if (!t)
@@ -175,11 +175,11 @@ int qcow2_load_metadata(struct tern_qcow2 *q, struct tern_error *err)
 {
 	q->meta_stale = true;
 	q->l1_size = q->h.l1_size;
-	int r = read_table(q, q->h.l1_table_offset, q->l1_size, &q->l1, err);
+	int r = qcow2_read_table(q, q->h.l1_table_offset, q->l1_size, &q->l1, err);
 	if (r < 0)
 		return r;
 	q->reftable_size = (uint64_t)q->h.refcount_table_clusters << (q->cluster_bits - 3);
-	r = read_table(q, q->h.refcount_table_offset, q->reftable_size, &q->reftable, err);
+	r = qcow2_read_table(q, q->h.refcount_table_offset, q->reftable_size, &q->reftable, err);
 	if (r < 0)
 		return r;
 	for (uint64_t i = 0; i < q->reftable_size; i++) {

@@ -138,6 +138,11 @@ int qcow2_free_later(struct tern_qcow2 *q, uint64_t offset, uint64_t n, struct t
 int qcow2_free_entry_later(struct tern_qcow2 *q, uint64_t l2_entry, struct tern_error *err);
 int qcow2_apply_frees(struct tern_qcow2 *q, struct tern_error *err);
 
+/* A table of big-endian u64 entries (L1, refcount table), in host order;
+ * the caller frees it. */
+int qcow2_read_table(struct tern_qcow2 *q, uint64_t off, uint64_t entries, uint64_t **out,
+		     struct tern_error *err);
+
 /* Metadata loading: L1, refcount table, snapshots. */
 int qcow2_load_metadata(struct tern_qcow2 *q, struct tern_error *err);
 void qcow2_unload_metadata(struct tern_qcow2 *q);

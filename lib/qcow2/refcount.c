@@ -183,8 +183,12 @@ int qcow2_refcount_add(struct tern_qcow2 *q, uint64_t cluster, int64_t delta,
 	else {
 		qcow2_rc_set(block, i, order, v + (uint64_t)delta);
 		qcache_dirty(&q->rb, block);
-		if (v + (uint64_t)delta == 0 && cluster < q->free_hint)
-			q->free_hint = cluster;
+		if (v + (uint64_t)delta == 0) {
+			/* Free now: it may come back as data, so no stale L2 copy. */
+			qcache_drop(&q->l2, cluster << q->cluster_bits);
+			if (cluster < q->free_hint)
+				q->free_hint = cluster;
+		}
 	}
 	qcache_put(&q->rb, block);
 	return r;
@@ -298,9 +302,6 @@ int qcow2_apply_frees(struct tern_qcow2 *q, struct tern_error *err)
 				q->nfrees -= i;
 				return r;
 			}
-			uint64_t v;
-			if (qcow2_refcount(q, c, &v, NULL) == 0 && v == 0)
-				qcache_drop(&q->l2, c << q->cluster_bits);
 		}
 	}
 	q->nfrees = 0;

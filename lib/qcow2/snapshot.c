@@ -51,22 +51,6 @@ static int find_snapshot(struct tern_qcow2 *q, const char *name)
 	return -1;
 }
 
-static int read_l1(struct tern_qcow2 *q, uint64_t off, uint32_t size, uint64_t **out,
-		   struct tern_error *err)
-{
-	uint64_t *t = malloc(((size_t)size + 1) * 8);
-	if (!t)
-		return tern_errorf(err, -ENOMEM, "out of memory");
-	int r = qcow2_pread(q, t, (size_t)size * 8, off, err);
-	for (uint32_t i = 0; r == 0 && i < size; i++)
-		t[i] = be64toh(t[i]);
-	if (r < 0)
-		free(t);
-	else
-		*out = t;
-	return r;
-}
-
 /* Write the snapshot table into new clusters. */
 static int write_snapshot_table(struct refmodel *m, const struct qcow2_snapshot *s, uint32_t n,
 				uint64_t *offset, struct tern_error *err)
@@ -252,7 +236,7 @@ int tern_qcow2_snapshot_apply(struct tern_qcow2 *q, const char *name, struct ter
 	int r = qcow2_rewrite_prepare(q, &m, err);
 	uint64_t *l1 = NULL, l1_off = 0;
 	if (r == 0)
-		r = read_l1(q, sn->l1_table_offset, sn->l1_size, &l1, err);
+		r = qcow2_read_table(q, sn->l1_table_offset, sn->l1_size, &l1, err);
 	if (r == 0) {
 		struct adjust_ctx gain = { &m, 1 }, lose = { &m, -1 };
 		r = qcow2_for_each_l2(q, l1, sn->l1_size, adjust_visit, &gain, err);
@@ -283,7 +267,7 @@ int tern_qcow2_snapshot_delete(struct tern_qcow2 *q, const char *name, struct te
 	struct qcow2_snapshot *sn = &q->snapshots[idx];
 	uint64_t *snap_l1 = NULL, *l1 = NULL, l1_off = 0, table_off = 0;
 	if (r == 0)
-		r = read_l1(q, sn->l1_table_offset, sn->l1_size, &snap_l1, err);
+		r = qcow2_read_table(q, sn->l1_table_offset, sn->l1_size, &snap_l1, err);
 	if (r == 0) {
 		struct adjust_ctx lose = { &m, -1 };
 		r = qcow2_for_each_l2(q, snap_l1, sn->l1_size, adjust_visit, &lose, err);

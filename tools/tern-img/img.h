@@ -30,6 +30,10 @@ int img_open(const char *path, bool writable, struct tern_qcow2 **q);
 void img_print_snapshots(struct tern_qcow2 *q);
 /* Parse --output=human|json; returns -1 for anything else. */
 int img_output_json(const char *arg, bool *json);
+/* The options info and map share ([-f FMT] [-U] [--output=...] FILE):
+ * 0 with *path set, or the exit status of a usage error. */
+int img_parse_output_args(int argc, char **argv, const char *verb, bool *json,
+			  const char **path);
 
 /* Progress on stderr, as qemu-img -p prints it. */
 void img_progress(bool enabled, double fraction);

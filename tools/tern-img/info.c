@@ -10,6 +10,25 @@
 
 #include "img.h"
 
+int img_parse_output_args(int argc, char **argv, const char *verb, bool *json,
+			  const char **path)
+{
+	static const struct option longopts[] = { { "output", required_argument, NULL, 'O' },
+						  { 0, 0, 0, 0 } };
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:U", longopts, NULL)) != -1) {
+		if (c == 'O' && img_output_json(optarg, json) == 0)
+			continue;
+		if (c != 'f' && c != 'U')
+			return img_usage("%s: bad option", verb);
+	}
+	if (optind >= argc)
+		return img_usage("%s: no file name", verb);
+	*path = argv[optind];
+	return 0;
+}
+
 int img_output_json(const char *arg, bool *json)
 {
 	if (!strcmp(arg, "json"))
@@ -78,20 +97,10 @@ static json_t *snapshots_json(struct tern_qcow2 *q)
 int img_info(int argc, char **argv)
 {
 	bool json = false;
-	static const struct option longopts[] = { { "output", required_argument, NULL, 'O' },
-						  { 0, 0, 0, 0 } };
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:U", longopts, NULL)) != -1) {
-		if (c == 'O' && img_output_json(optarg, &json) == 0)
-			continue;
-		if (c == 'f' || c == 'U')
-			continue;
-		return img_usage("info: bad option");
-	}
-	if (optind >= argc)
-		return img_usage("info: no file name");
-	const char *path = argv[optind];
+	const char *path;
+	int r = img_parse_output_args(argc, argv, "info", &json, &path);
+	if (r)
+		return r;
 	struct tern_qcow2 *q;
 	if (img_open(path, false, &q))
 		return 1;
@@ -149,27 +158,16 @@ int img_info(int argc, char **argv)
 int img_map(int argc, char **argv)
 {
 	bool json = false;
-	static const struct option longopts[] = { { "output", required_argument, NULL, 'O' },
-						  { 0, 0, 0, 0 } };
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:", longopts, NULL)) != -1) {
-		if (c == 'O' && img_output_json(optarg, &json) == 0)
-			continue;
-		if (c == 'f')
-			continue;
-		return img_usage("map: bad option");
-	}
-	if (optind >= argc)
-		return img_usage("map: no file name");
-	const char *path = argv[optind];
+	const char *path;
+	int r = img_parse_output_args(argc, argv, "map", &json, &path);
+	if (r)
+		return r;
 	struct tern_qcow2 *q;
 	if (img_open(path, false, &q))
 		return 1;
 	struct tern_qcow2_info in;
 	tern_qcow2_get_info(q, &in);
 	struct tern_error err = { { 0 } };
-	int r = 0;
 	if (json)
 		printf("[");
 	else
