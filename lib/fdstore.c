@@ -1,104 +1,158 @@
-/* The fd store: open addressing over cache-line entries; see fdstore.h. */
+/* The fd store: dense entries indexed by a compact open-addressing table;
+ * see fdstore.h. */
 #include "tern/fdstore.h"
 
+#include <emmintrin.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
-#define MIN_BITS 4
-#define MAX_BITS 26 /* room for TERN_FDSTORE_MAX_ENTRIES at the load limit */
+#ifndef __SSE2__
+#error "the fd store compares names with SSE2 (every x86-64 has it)"
+#endif
 
-/* One cache line: the whole key is here, so a hit reads one line.  The
- * name is zero-padded, so names compare as whole 8-byte words. */
+#define MIN_INDEX_BITS 4
+#define MIN_CAPACITY 8
+
+/* One cache line per entry, the whole key inline and zero-padded, so names
+ * compare as whole 8-byte words.  Entries are dense, in insertion order
+ * until a removal moves the last entry into the hole: a new process that
+ * finds its fds in the order it creates its devices reads them in a stream. */
 struct entry {
-	char name[TERN_FDSTORE_NAME_MAX];
-	uint32_t tag; /* 0: empty; else the key's hash, low bit set */
+	_Alignas(16) char name[TERN_FDSTORE_NAME_MAX];
 	uint32_t id;
 	int32_t fd;
+	uint32_t hash;
 	uint32_t unused;
 };
 _Static_assert(sizeof(struct entry) == 64, "an entry is one cache line");
 _Static_assert(TERN_FDSTORE_NAME_MAX % 8 == 0, "names are whole words");
 
-#define NAME_WORDS (TERN_FDSTORE_NAME_MAX / 8)
+_Static_assert(TERN_FDSTORE_NAME_MAX == 48, "a name is three vectors");
+
+/* An index slot: 0 is empty, else the entry's position + 1 in the low
+ * bits and 8 bits of its hash above them, which spare most probes past a
+ * foreign slot a visit to its entry.  Four bytes a slot keep the index of
+ * 100,000 fds in 1 MiB, within a core's L2. */
+#define POS_BITS 24
+#define POS_MASK ((1u << POS_BITS) - 1)
+_Static_assert(TERN_FDSTORE_MAX_ENTRIES <= POS_MASK - 1, "positions + 1 fit a slot");
 
 struct tern_fdstore {
-	struct entry *slot;
+	struct entry *entry; /* count used of capacity */
+	uint32_t count, capacity;
+	uint32_t *index; /* 1 << bits slots, at most half used */
 	unsigned bits;
-	uint32_t count;
 };
 
-/* A key made ready for probing: the name zero-padded into words (as in an
- * entry), how many words hold it and its NUL, and its tag. */
+/* A key made ready for probing: the name zero-padded to NAME_MAX bytes in
+ * three vectors, as in an entry, its id and its hash. */
 struct query {
-	uint64_t w[NAME_WORDS];
-	unsigned words;
+	__m128i v[3];
 	uint32_t id;
-	uint32_t tag;
+	uint32_t hash;
 };
 
-static inline uint64_t load64(const void *p)
+/*
+ * Each 16 bytes of padded name, keyed, multiply their 32-bit halves lane
+ * by lane and add into an accumulator with the bytes themselves (so a
+ * product of zero loses nothing); one 64-bit multiply with the id spreads
+ * the sum over the high bits that choose the home slot.  All in vector
+ * registers, about twenty instructions.
+ */
+static inline uint32_t query_hash(const struct query *q)
 {
-	uint64_t v;
-	memcpy(&v, p, sizeof v);
-	return v;
+	static const uint64_t key[6] = { 0xa0761d6478bd642fULL, 0xe7037ed1a0b428dbULL,
+					 0x8ebc6af09c88c6e3ULL, 0x589965cc75374cc3ULL,
+					 0x1d8e4e27c47d124fULL, 0xeb44accab455d165ULL };
+	__m128i acc = _mm_setzero_si128();
+	__m128i id = _mm_cvtsi32_si128((int)q->id);
+	_Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {
+		__m128i keyed = _mm_xor_si128(q->v[i], _mm_loadu_si128((const __m128i *)key + i));
+		if (i == 0)
+			keyed = _mm_xor_si128(keyed, id);
+		__m128i high_halves = _mm_shuffle_epi32(keyed, _MM_SHUFFLE(2, 3, 0, 1));
+		acc = _mm_add_epi64(acc, _mm_mul_epu32(keyed, high_halves));
+		acc = _mm_add_epi64(acc, _mm_shuffle_epi32(q->v[i], _MM_SHUFFLE(1, 0, 3, 2)));
+	}
+	uint64_t low = (uint64_t)_mm_cvtsi128_si64(acc);
+	uint64_t high = (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc));
+	uint64_t h = (low ^ (high << 32 | high >> 32)) * 0x9e3779b97f4a7c15ULL;
+	return (uint32_t)(h >> 32);
 }
 
-/* Two multiply lanes, so the chain is half as long as the name. */
-static uint32_t query_tag(const struct query *q)
+/*
+ * The NAME_MAX bytes at name, which may run past the string's NUL (and its
+ * object) but never past its page, so the read cannot fault: the way
+ * strlen reads, the bytes after the NUL are masked off unseen.  Address
+ * sanitizing would call this read out of bounds; it is not.
+ */
+__attribute__((no_sanitize_address)) static inline void
+load_within_page(const char *name, __m128i v[3])
 {
-	uint64_t a = 0x9e3779b97f4a7c15ULL ^ q->id, b = 0xc2b2ae3d27d4eb4fULL ^ q->words;
-	unsigned i = 0;
-	for (; i + 2 <= q->words; i += 2) {
-		a = (a ^ q->w[i]) * 0xff51afd7ed558ccdULL;
-		b = (b ^ q->w[i + 1]) * 0xc4ceb9fe1a85ec53ULL;
-	}
-	if (i < q->words)
-		a = (a ^ q->w[i]) * 0xff51afd7ed558ccdULL;
-	uint64_t h = a ^ (b >> 29 | b << 35);
-	h ^= h >> 32;
-	h *= 0xd6e8feb86659fd93ULL;
-	h ^= h >> 32;
-	return (uint32_t)h | 1;
+	_Pragma("GCC unroll 3") for (int i = 0; i < 3; i++)
+		v[i] = _mm_loadu_si128((const __m128i *)(name + 16 * i));
+}
+
+/* A name that ends near its page's end, copied where it may be read whole. */
+static __attribute__((noinline, cold)) const char *padded_copy(const char *name,
+								char out[TERN_FDSTORE_NAME_MAX])
+{
+	size_t len = strnlen(name, TERN_FDSTORE_NAME_MAX);
+	memcpy(out, name, len);
+	memset(out + len, 0, TERN_FDSTORE_NAME_MAX - len);
+	return out;
 }
 
 /* Valid names are 1 .. NAME_MAX - 1 bytes; 0 if made, else -EINVAL. */
-static int make_query(const char *name, uint32_t id, struct query *q)
+static inline __attribute__((always_inline)) int make_query(const char *name, uint32_t id,
+							      struct query *q)
 {
 	if (name == NULL)
 		return -EINVAL;
-	size_t len = strnlen(name, TERN_FDSTORE_NAME_MAX);
-	if (len == 0 || len == TERN_FDSTORE_NAME_MAX)
+	char padded[TERN_FDSTORE_NAME_MAX];
+	if (((uintptr_t)name & 4095) > 4096 - TERN_FDSTORE_NAME_MAX)
+		name = padded_copy(name, padded);
+	load_within_page(name, q->v);
+	const __m128i zero = _mm_setzero_si128();
+	uint64_t nul = (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(q->v[0], zero)) |
+		       (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(q->v[1], zero)) << 16 |
+		       (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(q->v[2], zero)) << 32;
+	if ((nul & 1) != 0 || nul == 0) /* empty, or no NUL within NAME_MAX */
 		return -EINVAL;
-	/* Word by word from registers: a memcpy's odd-sized stores would stall
-	 * the word loads that follow. */
-	size_t full = len / 8, i = 0;
-	for (; i < full; i++)
-		q->w[i] = load64(name + 8 * i);
-	uint64_t tail = 0;
-	for (size_t b = len % 8; b-- > 0;)
-		tail = tail << 8 | (uint8_t)name[8 * full + b];
-	q->w[i++] = tail;
-	for (; i < NAME_WORDS; i++)
-		q->w[i] = 0;
-	q->words = (unsigned)(full + 1);
+	/* Keep the bytes before the first NUL, under a mask of len 0xff bytes. */
+#define FF8 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+	static const uint8_t ones_then_zeros[2 * TERN_FDSTORE_NAME_MAX] = { FF8, FF8, FF8,
+									  FF8, FF8, FF8 };
+#undef FF8
+	const uint8_t *mask = ones_then_zeros + TERN_FDSTORE_NAME_MAX - __builtin_ctzll(nul);
+	_Pragma("GCC unroll 3") for (int i = 0; i < 3; i++)
+		q->v[i] = _mm_and_si128(q->v[i], _mm_loadu_si128((const __m128i *)mask + i));
 	q->id = id;
-	q->tag = query_tag(q);
+	q->hash = query_hash(q);
 	return 0;
 }
 
-static inline int name_matches(const struct entry *e, const struct query *q)
+static inline int entry_matches(const struct entry *e, const struct query *q)
 {
-	uint64_t diff = 0;
-	for (unsigned i = 0; i < q->words; i++)
-		diff |= load64(e->name + 8 * i) ^ q->w[i];
-	return diff == 0;
+	const __m128i *name = (const __m128i *)e->name;
+	__m128i same = _mm_and_si128(_mm_and_si128(_mm_cmpeq_epi8(_mm_load_si128(name), q->v[0]),
+						   _mm_cmpeq_epi8(_mm_load_si128(name + 1), q->v[1])),
+				     _mm_cmpeq_epi8(_mm_load_si128(name + 2), q->v[2]));
+	return _mm_movemask_epi8(same) == 0xffff && e->id == q->id;
 }
 
-static inline size_t home_of(const struct tern_fdstore *s, uint32_t tag)
+static inline uint32_t tag_of(uint32_t hash)
 {
-	return tag >> (32 - s->bits);
+	return (hash & 0xff) << POS_BITS;
+}
+
+static inline size_t home_of(const struct tern_fdstore *s, uint32_t hash)
+{
+	return hash >> (32 - s->bits);
 }
 
 static inline size_t mask_of(const struct tern_fdstore *s)
@@ -106,33 +160,106 @@ static inline size_t mask_of(const struct tern_fdstore *s)
 	return ((size_t)1 << s->bits) - 1;
 }
 
-static struct entry *new_slots(unsigned bits)
+/* The slot naming the key's entry, or the empty slot that ends its probe. */
+static inline __attribute__((always_inline)) size_t probe(const struct tern_fdstore *s,
+							 const struct query *q)
 {
-	size_t bytes = sizeof(struct entry) << bits;
-	struct entry *slot = aligned_alloc(64, bytes);
-	if (slot != NULL)
-		memset(slot, 0, bytes);
-	return slot;
+	size_t mask = mask_of(s);
+	uint32_t tag = tag_of(q->hash);
+	for (size_t i = home_of(s, q->hash);; i = (i + 1) & mask) {
+		uint32_t v = s->index[i];
+		if (v == 0)
+			return i;
+		if ((v & ~POS_MASK) == tag && entry_matches(&s->entry[(v & POS_MASK) - 1], q))
+			return i;
+	}
 }
 
-/* The fewest bits whose table holds n entries under the load limit (7/10). */
+/* The slot naming entry pos, whose hash is given. */
+static size_t slot_of(const struct tern_fdstore *s, uint32_t hash, uint32_t pos)
+{
+	size_t mask = mask_of(s);
+	size_t i = home_of(s, hash);
+	while ((s->index[i] & POS_MASK) != pos + 1)
+		i = (i + 1) & mask;
+	return i;
+}
+
+/* The fewest index bits that hold n entries under the load limit (1/2:
+ * slots are small, and short probes are worth more than the space). */
 static unsigned bits_for(uint64_t n)
 {
-	unsigned bits = MIN_BITS;
-	while (bits < MAX_BITS && n * 10 > ((uint64_t)7 << bits))
+	unsigned bits = MIN_INDEX_BITS;
+	while (n * 2 > ((uint64_t)1 << bits))
 		bits++;
 	return bits;
 }
 
-static struct tern_fdstore *store_with_bits(unsigned bits)
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* Cache-line aligned memory; a table of 2 MiB or more asks for huge pages,
+ * as a million fds' random lookups would otherwise miss the TLB each time. */
+static void *table_alloc(size_t bytes)
+{
+	if (bytes < HUGE_PAGE)
+		return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+	bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	void *p = aligned_alloc(HUGE_PAGE, bytes);
+	if (p != NULL)
+		madvise(p, bytes, MADV_HUGEPAGE); /* advice: without it, small pages */
+	return p;
+}
+
+/* Build an index of 1 << bits slots over the entries. */
+static int reindex(struct tern_fdstore *s, unsigned bits)
+{
+	size_t bytes = sizeof(uint32_t) << bits;
+	uint32_t *index = table_alloc(bytes);
+	if (index == NULL)
+		return -ENOMEM;
+	memset(index, 0, bytes);
+	free(s->index);
+	s->index = index;
+	s->bits = bits;
+	size_t mask = mask_of(s);
+	for (uint32_t pos = 0; pos < s->count; pos++) {
+		uint32_t hash = s->entry[pos].hash;
+		size_t i = home_of(s, hash);
+		while (index[i] != 0)
+			i = (i + 1) & mask;
+		index[i] = tag_of(hash) | (pos + 1);
+	}
+	return 0;
+}
+
+static int reserve(struct tern_fdstore *s, uint64_t n)
+{
+	if (n > s->capacity) {
+		uint64_t cap = s->capacity != 0 ? s->capacity : MIN_CAPACITY;
+		while (cap < n)
+			cap *= 2;
+		if (cap > TERN_FDSTORE_MAX_ENTRIES)
+			cap = TERN_FDSTORE_MAX_ENTRIES;
+		struct entry *entry = table_alloc(cap * sizeof *entry);
+		if (entry == NULL)
+			return -ENOMEM;
+		if (s->count != 0)
+			memcpy(entry, s->entry, (size_t)s->count * sizeof *entry);
+		free(s->entry);
+		s->entry = entry;
+		s->capacity = (uint32_t)cap;
+	}
+	unsigned bits = bits_for(n);
+	return bits > s->bits ? reindex(s, bits) : 0;
+}
+
+static struct tern_fdstore *store_for(uint64_t expected)
 {
 	struct tern_fdstore *s = calloc(1, sizeof *s);
 	if (s == NULL)
 		return NULL;
-	s->bits = bits;
-	s->slot = new_slots(bits);
-	if (s->slot == NULL) {
-		free(s);
+	if (reserve(s, expected != 0 ? expected : 1) < 0) {
+		tern_fdstore_free(s);
 		return NULL;
 	}
 	return s;
@@ -140,52 +267,16 @@ static struct tern_fdstore *store_with_bits(unsigned bits)
 
 struct tern_fdstore *tern_fdstore_new(void)
 {
-	return store_with_bits(MIN_BITS);
+	return store_for(0);
 }
 
 void tern_fdstore_free(struct tern_fdstore *s)
 {
 	if (s == NULL)
 		return;
-	free(s->slot);
+	free(s->entry);
+	free(s->index);
 	free(s);
-}
-
-/* The slot holding the key, or the empty slot ending its probe sequence. */
-static size_t probe(const struct tern_fdstore *s, const struct query *q)
-{
-	size_t mask = mask_of(s);
-	for (size_t i = home_of(s, q->tag);; i = (i + 1) & mask) {
-		const struct entry *e = &s->slot[i];
-		if (e->tag == 0)
-			return i;
-		if (e->tag == q->tag && e->id == q->id && name_matches(e, q))
-			return i;
-	}
-}
-
-static int grow(struct tern_fdstore *s)
-{
-	if (s->bits == MAX_BITS)
-		return -ENOSPC;
-	struct entry *old = s->slot;
-	size_t old_n = (size_t)1 << s->bits;
-	struct entry *slot = new_slots(s->bits + 1);
-	if (slot == NULL)
-		return -ENOMEM;
-	s->slot = slot;
-	s->bits++;
-	size_t mask = mask_of(s);
-	for (size_t i = 0; i < old_n; i++) {
-		if (old[i].tag == 0)
-			continue;
-		size_t j = home_of(s, old[i].tag);
-		while (slot[j].tag != 0)
-			j = (j + 1) & mask;
-		slot[j] = old[i];
-	}
-	free(old);
-	return 0;
 }
 
 int tern_fdstore_add(struct tern_fdstore *s, const char *name, uint32_t id, int fd,
@@ -200,47 +291,51 @@ int tern_fdstore_add(struct tern_fdstore *s, const char *name, uint32_t id, int 
 				   id, fd);
 	if (s->count >= TERN_FDSTORE_MAX_ENTRIES)
 		return tern_errorf(err, -ENOSPC, "fd store: full (%u entries)", s->count);
-	if ((uint64_t)(s->count + 1) * 10 > ((uint64_t)7 << s->bits)) {
-		int rc = grow(s);
-		if (rc < 0)
-			return tern_errorf(err, rc, "fd store: cannot grow past %u entries", s->count);
-	}
-	struct entry *e = &s->slot[probe(s, &q)];
-	if (e->tag != 0)
+	if (reserve(s, (uint64_t)s->count + 1) < 0)
+		return tern_errorf(err, -ENOMEM, "fd store: cannot grow past %u entries", s->count);
+	size_t slot = probe(s, &q);
+	if (s->index[slot] != 0)
 		return tern_errorf(err, -EEXIST, "fd store: %s/%u is already there (fd %d)", name,
-				   id, e->fd);
-	memcpy(e->name, q.w, sizeof e->name);
-	e->tag = q.tag;
+				   id, s->entry[(s->index[slot] & POS_MASK) - 1].fd);
+	uint32_t pos = s->count++;
+	struct entry *e = &s->entry[pos];
+	_Pragma("GCC unroll 3") for (int i = 0; i < 3; i++)
+		_mm_store_si128((__m128i *)e->name + i, q.v[i]);
 	e->id = id;
 	e->fd = fd;
+	e->hash = q.hash;
 	e->unused = 0;
-	s->count++;
+	s->index[slot] = tag_of(q.hash) | (pos + 1);
 	return 0;
+}
+
+/* The key's entry, or NULL. */
+static inline __attribute__((always_inline)) struct entry *lookup(const struct tern_fdstore *s, const char *name, uint32_t id)
+{
+	struct query q;
+	if (make_query(name, id, &q) < 0)
+		return NULL;
+	uint32_t v = s->index[probe(s, &q)];
+	return v != 0 ? &s->entry[(v & POS_MASK) - 1] : NULL;
 }
 
 int tern_fdstore_find(const struct tern_fdstore *s, const char *name, uint32_t id)
 {
-	struct query q;
-	if (make_query(name, id, &q) < 0)
-		return -ENOENT;
-	const struct entry *e = &s->slot[probe(s, &q)];
-	return e->tag != 0 ? e->fd : -ENOENT;
+	const struct entry *e = lookup(s, name, id);
+	return e != NULL ? e->fd : -ENOENT;
 }
 
 int tern_fdstore_update(struct tern_fdstore *s, const char *name, uint32_t id, int fd)
 {
-	struct query q;
-	if (fd < 0 || make_query(name, id, &q) < 0)
-		return -ENOENT;
-	struct entry *e = &s->slot[probe(s, &q)];
-	if (e->tag == 0)
+	struct entry *e = fd >= 0 ? lookup(s, name, id) : NULL;
+	if (e == NULL)
 		return -ENOENT;
 	int old = e->fd;
 	e->fd = fd;
 	return old;
 }
 
-/* Is home h cyclically within (hole, at]?  Then the entry at `at` may not
+/* Is home h cyclically within (hole, at]?  Then the slot at `at` may not
  * move back to the hole without leaving its probe path. */
 static int stays(size_t h, size_t hole, size_t at)
 {
@@ -253,19 +348,27 @@ int tern_fdstore_remove(struct tern_fdstore *s, const char *name, uint32_t id)
 	if (make_query(name, id, &q) < 0)
 		return -ENOENT;
 	size_t hole = probe(s, &q);
-	if (s->slot[hole].tag == 0)
+	if (s->index[hole] == 0)
 		return -ENOENT;
-	int fd = s->slot[hole].fd;
+	uint32_t pos = (s->index[hole] & POS_MASK) - 1;
+	int fd = s->entry[pos].fd;
 	/* Backward-shift deletion: no tombstones, so probes stay short. */
 	size_t mask = mask_of(s);
-	for (size_t at = (hole + 1) & mask; s->slot[at].tag != 0; at = (at + 1) & mask) {
-		if (stays(home_of(s, s->slot[at].tag), hole, at))
+	for (size_t at = (hole + 1) & mask; s->index[at] != 0; at = (at + 1) & mask) {
+		uint32_t hash = s->entry[(s->index[at] & POS_MASK) - 1].hash;
+		if (stays(home_of(s, hash), hole, at))
 			continue;
-		s->slot[hole] = s->slot[at];
+		s->index[hole] = s->index[at];
 		hole = at;
 	}
-	s->slot[hole].tag = 0;
-	s->count--;
+	s->index[hole] = 0;
+	/* Keep the entries dense: the last one moves into the gap. */
+	uint32_t last = --s->count;
+	if (pos != last) {
+		s->entry[pos] = s->entry[last];
+		size_t i = slot_of(s, s->entry[pos].hash, last);
+		s->index[i] = tag_of(s->entry[pos].hash) | (pos + 1);
+	}
 	return fd;
 }
 
@@ -276,11 +379,8 @@ uint32_t tern_fdstore_count(const struct tern_fdstore *s)
 
 int tern_fdstore_walk(const struct tern_fdstore *s, tern_fdstore_fn fn, void *ctx)
 {
-	size_t n = (size_t)1 << s->bits;
-	for (size_t i = 0; i < n; i++) {
-		const struct entry *e = &s->slot[i];
-		if (e->tag == 0)
-			continue;
+	for (uint32_t pos = 0; pos < s->count; pos++) {
+		const struct entry *e = &s->entry[pos];
 		int rc = fn(ctx, e->name, e->id, e->fd);
 		if (rc != 0)
 			return rc;
@@ -290,13 +390,10 @@ int tern_fdstore_walk(const struct tern_fdstore *s, tern_fdstore_fn fn, void *ct
 
 void tern_fdstore_close_all(struct tern_fdstore *s)
 {
-	size_t n = (size_t)1 << s->bits;
-	for (size_t i = 0; i < n; i++) {
-		if (s->slot[i].tag != 0)
-			close(s->slot[i].fd);
-		s->slot[i].tag = 0;
-	}
+	for (uint32_t pos = 0; pos < s->count; pos++)
+		close(s->entry[pos].fd);
 	s->count = 0;
+	memset(s->index, 0, sizeof *s->index << s->bits);
 }
 
 /* ------------------------------------------------------------ vmstate */
@@ -359,11 +456,8 @@ static int hash_walk(const void *table, int (*fn)(void *ctx, const void *key, co
 		     void *ctx)
 {
 	const struct tern_fdstore *s = table;
-	size_t n = (size_t)1 << s->bits;
-	for (size_t i = 0; i < n; i++) {
-		if (s->slot[i].tag == 0)
-			continue;
-		int rc = fn(ctx, &s->slot[i], &s->slot[i]);
+	for (uint32_t pos = 0; pos < s->count; pos++) {
+		int rc = fn(ctx, &s->entry[pos], &s->entry[pos]);
 		if (rc != 0)
 			return rc;
 	}
@@ -372,7 +466,7 @@ static int hash_walk(const void *table, int (*fn)(void *ctx, const void *key, co
 
 static void *hash_create(uint32_t expected)
 {
-	return store_with_bits(bits_for(expected));
+	return store_for(expected);
 }
 
 static int hash_insert(void *table, const void *key, const void *value)

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -384,11 +386,39 @@ static void malformed_tables_refused(void **state)
 	tern_buf_free(&b);
 }
 
+/* Names that end at a page's last byte, before a page that cannot be read:
+ * the store must find them without reading past them. */
+static void names_at_a_page_end(void **state)
+{
+	(void)state;
+	long page = sysconf(_SC_PAGESIZE);
+	char *map = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			 -1, 0);
+	assert_ptr_not_equal(map, MAP_FAILED);
+	assert_int_equal(mprotect(map + page, (size_t)page, PROT_NONE), 0);
+	struct tern_fdstore *s = tern_fdstore_new();
+	assert_non_null(s);
+	for (size_t len = 1; len < TERN_FDSTORE_NAME_MAX; len++) {
+		char *name = map + page - (len + 1);
+		for (size_t i = 0; i < len; i++)
+			name[i] = (char)('a' + (len + i) % 26);
+		name[len] = '\0';
+		assert_int_equal(tern_fdstore_add(s, name, 7, (int)len, NULL), 0);
+		char copy[TERN_FDSTORE_NAME_MAX];
+		memcpy(copy, name, len + 1);
+		assert_int_equal(tern_fdstore_find(s, copy, 7), (int)len);
+		assert_int_equal(tern_fdstore_find(s, name, 7), (int)len);
+	}
+	tern_fdstore_free(s);
+	munmap(map, 2 * (size_t)page);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(random_operations),
 		cmocka_unit_test(names_and_fds_checked),
+		cmocka_unit_test(names_at_a_page_end),
 		cmocka_unit_test(round_trip),
 		cmocka_unit_test(malformed_tables_refused),
 	};

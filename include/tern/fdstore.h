@@ -4,11 +4,14 @@
  * id.  A live update (CPR) saves the store with vmstate, keeps or passes
  * the fds themselves, and the new process finds each one again by key.
  *
- * An open-addressing table of one cache line per entry, the name stored in
- * the entry: a lookup hashes the key and usually reads one line.  Find is
- * O(1) expected; add and remove are O(1) amortized.  The store records fd
- * numbers only: it never opens, closes or checks them (tern_fdstore_close_all
- * aside), so one store may describe another process's fds.
+ * Entries (one cache line each, the name inline) are dense in insertion
+ * order, found through an open-addressing index of 4-byte slots: a lookup
+ * hashes the key, reads one slot and usually one entry.  A new process
+ * that looks up its fds in the order it creates its devices reads the
+ * entries as a stream.  Find is O(1) expected; add and remove are O(1)
+ * amortized.  The store records fd numbers only: it never opens, closes
+ * or checks them (tern_fdstore_close_all aside), so one store may describe
+ * another process's fds.
  *
  * Not thread-safe: callers serialize (tern uses it from its main thread).
  */
@@ -23,7 +26,7 @@
 /* A name is 1 .. TERN_FDSTORE_NAME_MAX - 1 bytes, with no NUL. */
 #define TERN_FDSTORE_NAME_MAX 48
 /* The most entries a saved store may claim. */
-#define TERN_FDSTORE_MAX_ENTRIES (1u << 24)
+#define TERN_FDSTORE_MAX_ENTRIES ((1u << 24) - 2)
 
 struct tern_fdstore;
 
