@@ -276,6 +276,8 @@ static int kvm_rep(unsigned n, int rep, struct result *r)
 	int rc = kvm_open(&kvm, &err);
 	if (rc == 0)
 		rc = kvm_create_vm(&kvm, &err);
+	if (rc == 0) /* a VM as tern runs one */
+		rc = kvm_create_irqchip(&kvm, &err);
 	if (rc < 0) {
 		fprintf(stderr, "memslots: KVM part skipped: %s\n", err.msg);
 		kvm_close(&kvm);

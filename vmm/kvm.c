@@ -119,6 +119,11 @@ int kvm_create_vm(struct kvm *kvm, struct tern_error *err)
 	uint64_t identity = KVM_IDENTITY_MAP_ADDR;
 	if (ioctl(kvm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
 		return tern_errorf(err, -errno, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+	return 0;
+}
+
+int kvm_create_irqchip(struct kvm *kvm, struct tern_error *err)
+{
 	if (ioctl(kvm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return tern_errorf(err, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
 	/* The speaker port (0x61) carries PIT channel 2's gate and output, which

@@ -34,8 +34,13 @@ struct kvm {
 
 /* Open /dev/kvm (or $TERN_KVM_DEVICE) with an actionable error. */
 int kvm_open(struct kvm *kvm, struct tern_error *err);
-/* Create the VM with an in-kernel irqchip and PIT. */
+/* Create the VM (TSS and identity-map addresses set, no devices yet). */
 int kvm_create_vm(struct kvm *kvm, struct tern_error *err);
+/* Add the in-kernel irqchip and PIT, before any vCPU.  Register the RAM's
+ * memslots first: once an irqchip exists, KVM's first memslot change waits
+ * for a grace period (5-10 ms here), which a VM made in a live update's
+ * stop cannot afford. */
+int kvm_create_irqchip(struct kvm *kvm, struct tern_error *err);
 /* Turn PIT reinjection off in a thread (kvm_close waits for it). */
 void kvm_disable_pit_reinject_later(struct kvm *kvm);
 void kvm_close(struct kvm *kvm);

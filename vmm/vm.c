@@ -137,6 +137,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 		return rc;
 	if ((rc = map_ram(vm, cfg, err)) < 0)
 		return rc;
+	if ((rc = kvm_create_irqchip(&vm->kvm, err)) < 0)
+		return rc;
 	if ((rc = dirty_tracker_attach_slots(&vm->dirty, err)) < 0)
 		return rc;
 	if ((rc = add_devices(vm, cfg, err)) < 0)
