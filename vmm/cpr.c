@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cpr_ram.h"
+#include "kept_fds.h"
 #include "cpr_state.h"
 #include "vm_state.h"
 
@@ -249,23 +251,47 @@ static int send_fds(int sock, const struct fd_list *l)
 	return 0;
 }
 
-/* 0: the new process has the guest; else the old one keeps it. */
-static int update_by_transfer(struct runner *r, const char *path, const struct tern_buf *blob,
-			      struct tern_error *err)
+/* Reach the new tern and offer it the RAM, while the guest runs: it maps
+ * the RAM and registers memslots now rather than in the stop.  The socket,
+ * or -errno with the guest untouched. */
+static int transfer_connect(struct runner *r, const char *path, struct tern_error *err)
 {
 	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (sock < 0)
 		return tern_errorf(err, -errno, "socket: %s", strerror(errno));
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+	const struct cpr_ram_offer offer = { .memory = r->vm.ram.size,
+					     .memslots = r->vm.ram.slots,
+					     .memfd = r->vm.ram.memfd };
+	char line[300];
+	int rc = 0;
+	if (connect(sock, (struct sockaddr *)&addr, sizeof addr) < 0)
+		rc = tern_errorf(err, -errno, "cannot reach the new tern at %s: %s", path,
+				 strerror(errno));
+	else if ((rc = cpr_ram_send(sock, &offer)) < 0)
+		rc = tern_errorf(err, rc, "offering the RAM to the new tern: %s", strerror(-rc));
+	else if ((rc = read_line(sock, line, sizeof line, HANDSHAKE_TIMEOUT_MS)) < 0)
+		rc = tern_errorf(err, rc, "the new tern did not take the RAM: %s", strerror(-rc));
+	else if (strcmp(line, "MAPPED") != 0)
+		rc = tern_errorf(err, -EPROTO, "the new tern could not map the RAM: %s",
+				 strncmp(line, "ERR ", 4) == 0 ? line + 4 : line);
+	if (rc < 0) {
+		close(sock);
+		return rc;
+	}
+	return sock;
+}
+
+/* 0: the new process has the guest; else the old one keeps it.  Closes sock. */
+static int update_by_transfer(struct runner *r, int sock, const struct tern_buf *blob,
+			      struct tern_error *err)
+{
 	struct fd_list l = { .cap = tern_fdstore_count(r->fds) };
 	l.fd = malloc((l.cap ? l.cap : 1) * sizeof *l.fd);
 	int rc = 0;
 	if (l.fd == NULL)
 		rc = tern_errorf(err, -ENOMEM, "out of memory");
-	else if (connect(sock, (struct sockaddr *)&addr, sizeof addr) < 0)
-		rc = tern_errorf(err, -errno, "cannot reach the new tern at %s: %s", path,
-				 strerror(errno));
 	else if ((rc = tern_fdstore_walk(r->fds, collect_fd, &l)) != 0)
 		rc = tern_errorf(err, -EIO, "the fd store changed while it was sent");
 	if (rc == 0) {
@@ -304,14 +330,21 @@ static void do_update(void *opaque)
 	if (r->have_qmp)
 		qmp_server_flush(&r->qmp, 1000); /* migrate's reply first */
 	int paused = vm_get_state(&r->vm) == VM_STATE_PAUSED;
+	int sock = -1, rc = 0;
+	if (m->cpr.mode == MIG_MODE_CPR_TRANSFER)
+		rc = sock = transfer_connect(r, cpr.path, &err);
 	uint64_t stop_ns = mono_ns();
-	vm_pause_to(&r->vm, VM_STATE_FINISH_MIGRATE);
 	struct tern_buf blob = { 0 };
-	int rc = build_state(r, m->cpr.mode, stop_ns, paused, &blob, &err);
+	if (rc >= 0) {
+		vm_pause_to(&r->vm, VM_STATE_FINISH_MIGRATE);
+		rc = build_state(r, m->cpr.mode, stop_ns, paused, &blob, &err);
+	}
 	if (rc == 0 && m->cpr.mode == MIG_MODE_CPR_EXEC)
 		rc = update_by_exec(r, &blob, &err); /* returns only on failure */
 	else if (rc == 0)
-		rc = update_by_transfer(r, cpr.path, &blob, &err);
+		rc = update_by_transfer(r, sock, &blob, &err);
+	else if (sock >= 0)
+		close(sock);
 	tern_buf_free(&blob);
 	if (rc == 0) { /* the new process runs the guest: leave, sharing nothing more */
 		m->cpr.status = TERN_MIG_COMPLETED;
@@ -545,6 +578,45 @@ static int accept_update(const char *path, int signal_fd, struct tern_error *err
 	return conn;
 }
 
+/* Map the RAM the old tern offers and register it with KVM while the guest
+ * still runs there; "MAPPED" lets the old tern stop it. */
+static int prepare_ram(struct runner *r, int conn, struct tern_error *err)
+{
+	struct cpr_ram_offer offer;
+	int rc = cpr_ram_receive(conn, &offer, HANDSHAKE_TIMEOUT_MS, err);
+	if (rc < 0)
+		return rc;
+	struct tern_fdstore *ahead = tern_fdstore_new();
+	/* Kept as every RAM memfd is: open across a later cpr-exec. */
+	if (ahead == NULL || kept_fd_add(ahead, KEPT_RAM_MEMFD, 0, offer.memfd) < 0) {
+		tern_fdstore_free(ahead);
+		close(offer.memfd);
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	}
+	const struct vm_config cfg = { .memory = offer.memory, .memslots = offer.memslots,
+				       .fds = ahead, .kvm_ready = &r->kvm_ready };
+	rc = vm_prepare(&r->vm, &cfg, err); /* the memfd is the RAM's now */
+	tern_fdstore_free(ahead);
+	if (rc == 0 && (rc = write_all(conn, "MAPPED\n", 7)) < 0)
+		rc = tern_errorf(err, rc, "the old tern went away: %s", strerror(-rc));
+	return rc;
+}
+
+/* The store names the RAM memfd again, as sent with the state: it must be
+ * the memory mapped ahead, whose fd then takes its place. */
+static int adopt_prepared_ram(struct runner *r, struct tern_error *err)
+{
+	int sent = tern_fdstore_find(r->fds, KEPT_RAM_MEMFD, 0);
+	struct stat a, b;
+	if (sent < 0 || fstat(sent, &a) < 0 || fstat(r->vm.ram.memfd, &b) < 0 ||
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		return tern_errorf(err, -EBADMSG, "the state's guest RAM is not the RAM offered "
+				   "before it");
+	close(sent);
+	tern_fdstore_update(r->fds, KEPT_RAM_MEMFD, 0, r->vm.ram.memfd);
+	return 0;
+}
+
 int cpr_receive_transfer(struct runner *r, const char *path, struct tern_error *err)
 {
 	/* Creating a KVM VM takes milliseconds: do it before the guest stops. */
@@ -558,6 +630,8 @@ int cpr_receive_transfer(struct runner *r, const char *path, struct tern_error *
 	if (conn < 0)
 		return conn;
 	cpr.conn = conn;
+	if ((rc = prepare_ram(r, conn, err)) < 0)
+		return rc;
 	uint8_t head[12];
 	rc = read_all(conn, head, sizeof head);
 	if (rc < 0)
@@ -589,6 +663,8 @@ int cpr_receive_transfer(struct runner *r, const char *path, struct tern_error *
 		struct remap m = { r->fds, pair, nfds, err };
 		rc = tern_fdstore_walk(r->fds, remap_entry, &m);
 	}
+	if (rc == 0)
+		rc = adopt_prepared_ram(r, err);
 	free(pair);
 	return rc;
 }

@@ -104,7 +104,7 @@ static int map_ram(struct vm *vm, const struct vm_config *cfg, struct tern_error
 	return memmap_init(vm, err);
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
+int vm_prepare(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
 {
 	memset(vm, 0, sizeof *vm);
 	vm->kvm.sys_fd = vm->kvm.vm_fd = -1;
@@ -113,6 +113,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm->state = VM_STATE_PRELAUNCH;
+	vm->prepared = 1;
 
 	int rc = 0;
 	if (cfg->kvm_ready != NULL) /* made ahead of time: a VM costs KVM milliseconds */
@@ -121,12 +122,29 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 		rc = kvm_open(&vm->kvm, err);
 	if (rc < 0)
 		return rc;
-	if (cfg->vcpus == 0 || cfg->vcpus > vm->kvm.max_vcpus)
-		return tern_errorf(err, -EINVAL, "--vcpus %u: KVM here allows 1..%u", cfg->vcpus,
-				   vm->kvm.max_vcpus);
 	vm->kvm.defer_reinject = cfg->defer_pit_reinject;
 	if (cfg->kvm_ready == NULL && (rc = kvm_create_vm(&vm->kvm, err)) < 0)
 		return rc;
+	if ((rc = map_ram(vm, cfg, err)) < 0)
+		return rc;
+	return kvm_create_irqchip(&vm->kvm, err);
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
+{
+	int rc = 0;
+	if (!vm->prepared)
+		rc = vm_prepare(vm, cfg, err);
+	else if (vm->ram.size != cfg->memory || vm->ram.slots != cfg->memslots)
+		rc = tern_errorf(err, -EINVAL, "the machine has %llu MiB of RAM in %u memslots, "
+				 "the RAM made ready for it %llu MiB in %u",
+				 (unsigned long long)(cfg->memory >> 20), cfg->memslots,
+				 (unsigned long long)(vm->ram.size >> 20), vm->ram.slots);
+	if (rc < 0)
+		return rc;
+	if (cfg->vcpus == 0 || cfg->vcpus > vm->kvm.max_vcpus)
+		return tern_errorf(err, -EINVAL, "--vcpus %u: KVM here allows 1..%u", cfg->vcpus,
+				   vm->kvm.max_vcpus);
 	/* The dirty ring must be enabled before any vCPU exists. */
 	rc = dirty_tracker_init(&vm->dirty, vm, cfg->dirty_mode,
 				cfg->dirty_ring_entries ? cfg->dirty_ring_entries
@@ -134,10 +152,6 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 				err);
 	vm->dirty_ready = 1;
 	if (rc < 0)
-		return rc;
-	if ((rc = map_ram(vm, cfg, err)) < 0)
-		return rc;
-	if ((rc = kvm_create_irqchip(&vm->kvm, err)) < 0)
 		return rc;
 	if ((rc = dirty_tracker_attach_slots(&vm->dirty, err)) < 0)
 		return rc;
