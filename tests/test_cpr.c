@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@
 #include "../harness/sock.h"
 #include "../harness/tern.h"
 #include "../vmm/qmp_client.h"
+#include "tern/vmstate.h"
 #include "kvm_skip.h"
 
 #define WORKLOAD "workload=random ws=8M writes=250000 rate=50000 seed=9"
@@ -457,6 +460,83 @@ static void failed_updates_keep_the_guest(void **state)
 	tern_vm_end(&g.vm);
 }
 
+/* Bytes and at most one fd, as one message. */
+static void send_raw(int sock, const void *data, size_t len, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	memset(&control, 0, sizeof control);
+	struct iovec iov = { (void *)data, len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (fd >= 0) {
+		m.msg_control = control.buf;
+		m.msg_controllen = sizeof control.buf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	}
+	assert_int_equal(sendmsg(sock, &m, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* A new tern waiting for an update is offered RAM it must refuse: it says
+ * why and ends, having taken nothing. */
+static void hostile_ram_offers_refused(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	char dir[] = "/tmp/tern-cpr-offer-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char sock[128];
+	snprintf(sock, sizeof sock, "%s/cpr.sock", dir);
+	int ram = memfd_create("offer", MFD_CLOEXEC);
+	assert_true(ram >= 0 && ftruncate(ram, 16 << 20) == 0);
+	int pipefd[2];
+	assert_int_equal(pipe(pipefd), 0);
+	struct {
+		const char *magic;
+		uint64_t memory;
+		uint32_t memslots;
+		int fd;
+		const char *why;
+	} offers[] = {
+		{ "TERNRAM0", 16 << 20, 1, ram, "not a RAM offer" },
+		{ "TERNRAM1", 16 << 20, 1, -1, "not a RAM offer" },
+		{ "TERNRAM1", 1 << 20, 1, ram, "is not one tern makes" },
+		{ "TERNRAM1", 16 << 20, 0, ram, "is not one tern makes" },
+		{ "TERNRAM1", 64 << 20, 1, ram, "is not a memfd of 64 MiB" },
+		{ "TERNRAM1", 16 << 20, 1, pipefd[0], "is not a memfd" },
+	};
+	for (size_t i = 0; i < sizeof offers / sizeof offers[0]; i++) {
+		struct proc next;
+		spawn_new(&next, tern_path, sock);
+		int c = unix_connect_retry(sock, 10000);
+		assert_true(c >= 0);
+		struct tern_buf b = { 0 };
+		tern_buf_put(&b, offers[i].magic, 8);
+		tern_buf_u64(&b, offers[i].memory);
+		tern_buf_u32(&b, offers[i].memslots);
+		send_raw(c, b.data, b.len, offers[i].fd);
+		tern_buf_free(&b);
+		char reply[512] = "";
+		ssize_t n = recv(c, reply, sizeof reply - 1, MSG_WAITALL);
+		reply[n > 0 ? n : 0] = '\0';
+		if (strncmp(reply, "ERR ", 4) != 0 || strstr(reply, offers[i].why) == NULL)
+			fail_msg("offer %zu: the reply '%s' does not say '%s'", i, reply,
+				 offers[i].why);
+		assert_int_equal(proc_wait(&next, 10000), 125);
+		proc_free(&next);
+		close(c);
+	}
+	close(ram);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -464,6 +544,7 @@ int main(void)
 		cmocka_unit_test(cpr_transfer_three_times),
 		cmocka_unit_test(thousands_of_fds_arrive_and_ring),
 		cmocka_unit_test(failed_updates_keep_the_guest),
+		cmocka_unit_test(hostile_ram_offers_refused),
 	};
 	return cmocka_run_group_tests_name("cpr", tests, setup, NULL);
 }
