@@ -18,7 +18,7 @@
 #define MIN_CAPACITY 8
 
 /* One cache line per entry, the whole key inline and zero-padded, so names
- * compare as whole 8-byte words.  Entries are dense, in insertion order
+ * compare as three whole 16-byte vectors.  Entries are dense, in insertion order
  * until a removal moves the last entry into the hole: a new process that
  * finds its fds in the order it creates its devices reads them in a stream. */
 struct entry {
@@ -29,8 +29,6 @@ struct entry {
 	uint32_t unused;
 };
 _Static_assert(sizeof(struct entry) == 64, "an entry is one cache line");
-_Static_assert(TERN_FDSTORE_NAME_MAX % 8 == 0, "names are whole words");
-
 _Static_assert(TERN_FDSTORE_NAME_MAX == 48, "a name is three vectors");
 
 /* An index slot: 0 is empty, else the entry's position + 1 in the low
@@ -249,8 +247,9 @@ static int reserve(struct tern_fdstore *s, uint64_t n)
 		s->entry = entry;
 		s->capacity = (uint32_t)cap;
 	}
-	unsigned bits = bits_for(n);
-	return bits > s->bits ? reindex(s, bits) : 0;
+	if (s->index != NULL && n * 2 <= ((uint64_t)1 << s->bits))
+		return 0; /* the common case of an add: room in the index */
+	return reindex(s, bits_for(n));
 }
 
 static struct tern_fdstore *store_for(uint64_t expected)

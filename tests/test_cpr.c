@@ -292,6 +292,16 @@ static void boot_idle(struct guest *g, const char *doorbells)
 	assert_true(g->at > 0);
 }
 
+static void end_guest(struct guest *g, struct qmp_conn *q)
+{
+	assert_int_equal(qmp_do(q, "quit", NULL, NULL, 5000), 0);
+	qmp_close(q);
+	proc_wait(&g->vm.proc, 10000);
+	text_stream_free(&g->serial);
+	close(g->fd);
+	tern_vm_end(&g->vm);
+}
+
 static void ring(struct guest *g, uint32_t doorbell)
 {
 	char cmd[64], want[64];
@@ -391,12 +401,7 @@ static void thousands_of_fds_arrive_and_ring(void **state)
 	json_decref(again);
 	json_decref(after);
 	json_decref(before);
-	assert_int_equal(qmp_do(&q, "quit", NULL, NULL, 5000), 0);
-	qmp_close(&q);
-	proc_wait(&g.vm.proc, 10000);
-	text_stream_free(&g.serial);
-	close(g.fd);
-	tern_vm_end(&g.vm);
+	end_guest(&g, &q);
 }
 
 static void expect_failed_and_running(struct qmp_conn *q, struct guest *g, const char *needle)
@@ -452,12 +457,7 @@ static void failed_updates_keep_the_guest(void **state)
 	assert_non_null(json_object_get(e, "error"));
 	json_decref(e);
 
-	assert_int_equal(qmp_do(&q, "quit", NULL, NULL, 5000), 0);
-	qmp_close(&q);
-	proc_wait(&g.vm.proc, 10000);
-	text_stream_free(&g.serial);
-	close(g.fd);
-	tern_vm_end(&g.vm);
+	end_guest(&g, &q);
 }
 
 /* Bytes and at most one fd, as one message. */

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cpr_fds.h"
 #include "cpr_ram.h"
 #include "kept_fds.h"
 #include "cpr_state.h"
@@ -26,7 +27,6 @@
 #define ENV_FALLBACK "TERN_CPR_FALLBACK"
 #define ENV_OLD_VM "TERN_CPR_OLD_VM"
 #define HANDSHAKE_TIMEOUT_MS 10000
-#define FDS_PER_MESSAGE 250
 
 extern char **environ;
 
@@ -204,53 +204,6 @@ static int update_by_exec(struct runner *r, const struct tern_buf *blob, struct 
 	return rc;
 }
 
-struct fd_list {
-	int *fd;
-	uint32_t n, cap;
-};
-
-static int collect_fd(void *ctx, const char *name, uint32_t id, int fd)
-{
-	(void)name;
-	(void)id;
-	struct fd_list *l = ctx;
-	if (l->n == l->cap)
-		return -ENOSPC;
-	l->fd[l->n++] = fd;
-	return 0;
-}
-
-/* Batches of fds, each message carrying the sender's numbers for them. */
-static int send_fds(int sock, const struct fd_list *l)
-{
-	for (uint32_t at = 0; at < l->n; at += FDS_PER_MESSAGE) {
-		uint32_t k = l->n - at < FDS_PER_MESSAGE ? l->n - at : FDS_PER_MESSAGE;
-		int32_t numbers[FDS_PER_MESSAGE];
-		for (uint32_t i = 0; i < k; i++)
-			numbers[i] = l->fd[at + i];
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * FDS_PER_MESSAGE)];
-			struct cmsghdr align;
-		} control;
-		memset(&control, 0, sizeof control);
-		struct iovec iov = { numbers, k * sizeof numbers[0] };
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-				      .msg_controllen = CMSG_SPACE(sizeof(int) * k) };
-		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * k);
-		memcpy(CMSG_DATA(c), &l->fd[at], sizeof(int) * k);
-		ssize_t n;
-		do
-			n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-		while (n < 0 && errno == EINTR);
-		if (n != (ssize_t)iov.iov_len)
-			return n < 0 ? -errno : -EIO;
-	}
-	return 0;
-}
-
 /* Reach the new tern and offer it the RAM, while the guest runs: it maps
  * the RAM and registers memslots now rather than in the stop.  The socket,
  * or -errno with the guest untouched. */
@@ -287,13 +240,8 @@ static int transfer_connect(struct runner *r, const char *path, struct tern_erro
 static int update_by_transfer(struct runner *r, int sock, const struct tern_buf *blob,
 			      struct tern_error *err)
 {
-	struct fd_list l = { .cap = tern_fdstore_count(r->fds) };
-	l.fd = malloc((l.cap ? l.cap : 1) * sizeof *l.fd);
-	int rc = 0;
-	if (l.fd == NULL)
-		rc = tern_errorf(err, -ENOMEM, "out of memory");
-	else if ((rc = tern_fdstore_walk(r->fds, collect_fd, &l)) != 0)
-		rc = tern_errorf(err, -EIO, "the fd store changed while it was sent");
+	struct cpr_fd_list l;
+	int rc = cpr_fds_collect(r->fds, &l, err);
 	if (rc == 0) {
 		struct tern_buf head = { 0 };
 		tern_buf_u64(&head, blob->len);
@@ -303,12 +251,12 @@ static int update_by_transfer(struct runner *r, int sock, const struct tern_buf 
 		if (rc == 0)
 			rc = write_all(sock, blob->data, blob->len);
 		if (rc == 0)
-			rc = send_fds(sock, &l);
+			rc = cpr_fds_send(sock, &l);
 		if (rc < 0)
 			rc = tern_errorf(err, rc, "sending the state to the new tern: %s",
 					 strerror(-rc));
 	}
-	free(l.fd);
+	cpr_fd_list_free(&l);
 	char line[300];
 	if (rc == 0 && (rc = read_line(sock, line, sizeof line, HANDSHAKE_TIMEOUT_MS)) < 0)
 		rc = tern_errorf(err, rc, "the new tern did not answer: %s", strerror(-rc));
@@ -486,72 +434,6 @@ int cpr_receive_exec(struct runner *r, struct tern_error *err)
 	return rc;
 }
 
-struct fd_pair {
-	int32_t sender;
-	int local;
-};
-
-static int by_sender(const void *a, const void *b)
-{
-	const struct fd_pair *x = a, *y = b;
-	return (x->sender > y->sender) - (x->sender < y->sender);
-}
-
-static int receive_fds(int sock, struct fd_pair *pair, uint32_t n, struct tern_error *err)
-{
-	for (uint32_t at = 0; at < n;) {
-		int32_t numbers[FDS_PER_MESSAGE];
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * FDS_PER_MESSAGE)];
-			struct cmsghdr align;
-		} control;
-		struct iovec iov = { numbers, sizeof numbers };
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-				      .msg_controllen = sizeof control.buf };
-		ssize_t got;
-		do
-			got = recvmsg(sock, &msg, 0); /* the fds stay open across a later exec */
-		while (got < 0 && errno == EINTR);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		if (got <= 0 || c == NULL || c->cmsg_level != SOL_SOCKET ||
-		    c->cmsg_type != SCM_RIGHTS || (msg.msg_flags & MSG_CTRUNC))
-			return tern_errorf(err, -EBADMSG, "the fds did not all arrive (%u of %u)", at,
-					   n);
-		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		int fds[FDS_PER_MESSAGE];
-		memcpy(fds, CMSG_DATA(c), k * sizeof(int));
-		if ((size_t)got != k * sizeof(int32_t) || k > n - at) {
-			for (size_t i = 0; i < k; i++)
-				close(fds[i]);
-			return tern_errorf(err, -EBADMSG, "a batch of fds does not match its list");
-		}
-		for (size_t i = 0; i < k; i++) {
-			pair[at + i].sender = numbers[i];
-			pair[at + i].local = fds[i];
-		}
-		at += (uint32_t)k;
-	}
-	return 0;
-}
-
-struct remap {
-	struct tern_fdstore *fds;
-	const struct fd_pair *pair;
-	uint32_t n;
-	struct tern_error *err;
-};
-
-static int remap_entry(void *ctx, const char *name, uint32_t id, int fd)
-{
-	struct remap *m = ctx;
-	struct fd_pair key = { .sender = fd };
-	const struct fd_pair *p = bsearch(&key, m->pair, m->n, sizeof *p, by_sender);
-	if (p == NULL)
-		return tern_errorf(m->err, -EBADMSG, "kept fd %s/%u was not sent", name, id);
-	tern_fdstore_update(m->fds, name, id, p->local); /* the value only: the walk goes on */
-	return 0;
-}
-
 static int accept_update(const char *path, int signal_fd, struct tern_error *err)
 {
 	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -645,7 +527,7 @@ int cpr_receive_transfer(struct runner *r, const char *path, struct tern_error *
 		return tern_errorf(err, -EBADMSG, "an update of %llu bytes and %u fds is not one "
 				   "tern sends", (unsigned long long)len, nfds);
 	cpr.blob = malloc((size_t)len);
-	struct fd_pair *pair = malloc((nfds ? nfds : 1) * sizeof *pair);
+	struct cpr_fd_pair *pair = malloc((nfds ? nfds : 1) * sizeof *pair);
 	if (cpr.blob == NULL || pair == NULL) {
 		free(pair);
 		return tern_errorf(err, -ENOMEM, "out of memory for the update");
@@ -654,15 +536,12 @@ int cpr_receive_transfer(struct runner *r, const char *path, struct tern_error *
 	if ((rc = read_all(conn, cpr.blob, cpr.blob_len)) < 0)
 		rc = tern_errorf(err, rc, "reading the update: %s", strerror(-rc));
 	if (rc == 0)
-		rc = receive_fds(conn, pair, nfds, err);
+		rc = cpr_fds_receive(conn, pair, nfds, err);
 	r->cpr_received_ns = mono_ns();
 	if (rc == 0)
 		rc = take_state(r, err);
-	if (rc == 0) {
-		qsort(pair, nfds, sizeof *pair, by_sender);
-		struct remap m = { r->fds, pair, nfds, err };
-		rc = tern_fdstore_walk(r->fds, remap_entry, &m);
-	}
+	if (rc == 0)
+		rc = cpr_fds_remap(r->fds, pair, nfds, err);
 	if (rc == 0)
 		rc = adopt_prepared_ram(r, err);
 	free(pair);
