@@ -4,7 +4,7 @@
  * it (bench/baselines/glib/cpr_fd_ghash.c) and tern's fd store, at 540,
  * 2,870, 7,530, 100,000 and 1,000,000 fds.
  *
- *   fdstore [--reps N] [--csv] [--shuffle]
+ *   fdstore [--reps N] [--csv] [--shuffle] [--kernel avx512|sse2]
  *
  * Keys look like a VM's: device paths with an id per queue or vector
  * ("vfio-pci/0000:3b:00.1/irqfd", 7).  Every structure holds the same keys
@@ -183,8 +183,16 @@ int main(int argc, char **argv)
 			csv = 1;
 		} else if (strcmp(argv[i], "--shuffle") == 0) {
 			shuffle = 1;
+		} else if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc) {
+			const char *kernel = argv[++i];
+			if (tern_fdstore_use_kernel(kernel) < 0) {
+				fprintf(stderr, "fdstore: kernel %s is unknown or not on this CPU\n",
+					kernel);
+				return 2;
+			}
 		} else {
-			fprintf(stderr, "usage: fdstore [--reps N (1..%d)] [--csv] [--shuffle]\n", MAX_REPS);
+			fprintf(stderr, "usage: fdstore [--reps N (1..%d)] [--csv] [--shuffle] "
+					"[--kernel avx512|sse2]\n", MAX_REPS);
 			return 2;
 		}
 	}
@@ -195,9 +203,10 @@ int main(int argc, char **argv)
 	if (csv)
 		printf("fds,list_ms,ghash_ms,tern_ms,list_ns,ghash_ns,tern_ns,list_estimated\n");
 	else
-		printf("N lookups over N fds (device-path names, %s order), median of %u\n"
+		printf("N lookups over N fds (device-path names, %s order), median of %u; "
+		       "tern's %s kernel\n"
 		       "%9s %12s %12s %10s | %9s %9s %9s | %10s %10s\n",
-		       shuffle ? "shuffled" : "insertion", reps, "fds", "list ms", "GHash ms", "tern ms", "list ns", "GHash ns",
+		       shuffle ? "shuffled" : "insertion", reps, tern_fdstore_kernel(), "fds", "list ms", "GHash ms", "tern ms", "list ns", "GHash ns",
 		       "tern ns", "GHash/tern", "list/tern");
 	for (unsigned c = 0; c < sizeof counts / sizeof counts[0]; c++) {
 		unsigned n = counts[c];

@@ -92,6 +92,17 @@ int tern_read_u64(struct tern_reader *r, uint64_t *v)
 
 /* ------------------------------------------------------------ saving */
 
+/* Zeroed room for a described object, aligned as strictly as any object
+ * tern describes (a cache line: the fd store's entries). */
+static void *object_alloc(size_t size)
+{
+	size_t bytes = size != 0 ? (size + 63) & ~(size_t)63 : 64;
+	void *p = aligned_alloc(64, bytes);
+	if (p != NULL)
+		memset(p, 0, bytes);
+	return p;
+}
+
 static size_t scalar_size(enum tern_vms_type t)
 {
 	switch (t) {
@@ -379,8 +390,8 @@ static int load_hash(struct loader *l, const struct tern_vmstate_desc *d,
 		l->swaps_cap = cap;
 	}
 	void *fresh = h->create(n);
-	uint8_t *key = calloc(1, h->key->size ? h->key->size : 1);
-	uint8_t *value = calloc(1, h->value->size ? h->value->size : 1);
+	uint8_t *key = object_alloc(h->key->size);
+	uint8_t *value = object_alloc(h->value->size);
 	int rc = 0;
 	if (fresh == NULL || key == NULL || value == NULL)
 		rc = tern_errorf(l->err, -ENOMEM, "out of memory loading %s.%s", d->name, f->name);
@@ -545,7 +556,7 @@ static int load_object(struct loader *l, const struct tern_vmstate_desc *d, uint
 int tern_vmstate_load(const struct tern_vmstate_desc *d, void *obj, const uint8_t *in,
 		      size_t len, struct tern_error *err)
 {
-	uint8_t *copy = malloc(d->size ? d->size : 1);
+	uint8_t *copy = object_alloc(d->size);
 	if (copy == NULL)
 		return tern_errorf(err, -ENOMEM, "out of memory loading %s", d->name);
 	memcpy(copy, obj, d->size);

@@ -84,9 +84,15 @@ static int check_entry(void *ctx, const char *name, uint32_t id, int fd)
 	return 0;
 }
 
+/* Both lookup kernels where the CPU has them, each op on either: they must
+ * agree on every answer, and on the hashes a store keeps. */
 static void random_operations(void **state)
 {
 	(void)state;
+	const char *start = tern_fdstore_kernel();
+	int both = tern_fdstore_use_kernel("avx512") == 0;
+	if (!both)
+		print_message("fd store: no AVX-512 here; the SSE2 kernel alone\n");
 	struct model *m = calloc(1, sizeof *m);
 	struct tern_fdstore *s = tern_fdstore_new();
 	assert_non_null(m);
@@ -94,6 +100,8 @@ static void random_operations(void **state)
 	uint64_t rng = 42;
 	char name[TERN_FDSTORE_NAME_MAX];
 	for (unsigned op = 0; op < 200000; op++) {
+		if (both)
+			assert_int_equal(tern_fdstore_use_kernel(op % 3 ? "avx512" : "sse2"), 0);
 		random_name(&rng, name);
 		uint32_t id = (uint32_t)(harness_splitmix(&rng) % 64);
 		struct model_entry *e = model_find(m, name, id);
@@ -144,6 +152,20 @@ static void random_operations(void **state)
 	}
 	tern_fdstore_free(s);
 	free(m);
+	assert_int_equal(tern_fdstore_use_kernel(start), 0);
+}
+
+static void kernels_named(void **state)
+{
+	(void)state;
+	const char *start = tern_fdstore_kernel();
+	assert_int_equal(tern_fdstore_use_kernel("sse2"), 0);
+	assert_string_equal(tern_fdstore_kernel(), "sse2");
+	assert_int_equal(tern_fdstore_use_kernel("avx2"), -ENOENT);
+	int rc = tern_fdstore_use_kernel("avx512");
+	assert_true(rc == 0 || rc == -ENOTSUP);
+	assert_string_equal(tern_fdstore_kernel(), rc == 0 ? "avx512" : "sse2");
+	assert_int_equal(tern_fdstore_use_kernel(start), 0);
 }
 
 static void names_and_fds_checked(void **state)
@@ -392,25 +414,44 @@ static void names_at_a_page_end(void **state)
 {
 	(void)state;
 	long page = sysconf(_SC_PAGESIZE);
-	char *map = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	char *map = mmap(NULL, 3 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			 -1, 0);
 	assert_ptr_not_equal(map, MAP_FAILED);
-	assert_int_equal(mprotect(map + page, (size_t)page, PROT_NONE), 0);
-	struct tern_fdstore *s = tern_fdstore_new();
-	assert_non_null(s);
-	for (size_t len = 1; len < TERN_FDSTORE_NAME_MAX; len++) {
-		char *name = map + page - (len + 1);
-		for (size_t i = 0; i < len; i++)
-			name[i] = (char)('a' + (len + i) % 26);
-		name[len] = '\0';
-		assert_int_equal(tern_fdstore_add(s, name, 7, (int)len, NULL), 0);
-		char copy[TERN_FDSTORE_NAME_MAX];
-		memcpy(copy, name, len + 1);
-		assert_int_equal(tern_fdstore_find(s, copy, 7), (int)len);
-		assert_int_equal(tern_fdstore_find(s, name, 7), (int)len);
+	assert_int_equal(mprotect(map + 2 * page, (size_t)page, PROT_NONE), 0);
+	const char *start = tern_fdstore_kernel();
+	static const char *const kernels[] = { "sse2", "avx512" };
+	for (size_t k = 0; k < 2; k++) {
+		if (tern_fdstore_use_kernel(kernels[k]) < 0)
+			continue;
+		struct tern_fdstore *s = tern_fdstore_new();
+		assert_non_null(s);
+		for (size_t len = 1; len < TERN_FDSTORE_NAME_MAX; len++) {
+			char *name = map + 2 * page - (len + 1);
+			for (size_t i = 0; i < len; i++)
+				name[i] = (char)('a' + (len + i) % 26);
+			name[len] = '\0';
+			assert_int_equal(tern_fdstore_add(s, name, 7, (int)len, NULL), 0);
+			char copy[TERN_FDSTORE_NAME_MAX];
+			memcpy(copy, name, len + 1);
+			assert_int_equal(tern_fdstore_find(s, copy, 7), (int)len);
+			assert_int_equal(tern_fdstore_find(s, name, 7), (int)len);
+		}
+		/* Names that run on across a page boundary into a readable page. */
+		for (size_t before = 1; before < TERN_FDSTORE_NAME_MAX; before++) {
+			char *name = map + page - before;
+			for (size_t i = 0; i < 40; i++)
+				name[i] = (char)('A' + (before + i) % 26);
+			name[40] = '\0';
+			assert_int_equal(tern_fdstore_add(s, name, (uint32_t)before, (int)before, NULL), 0);
+			char copy[TERN_FDSTORE_NAME_MAX];
+			memcpy(copy, name, 41);
+			assert_int_equal(tern_fdstore_find(s, copy, (uint32_t)before), (int)before);
+			assert_int_equal(tern_fdstore_find(s, name, (uint32_t)before), (int)before);
+		}
+		tern_fdstore_free(s);
 	}
-	tern_fdstore_free(s);
-	munmap(map, 2 * (size_t)page);
+	assert_int_equal(tern_fdstore_use_kernel(start), 0);
+	munmap(map, 3 * (size_t)page);
 }
 
 int main(void)
@@ -419,6 +460,7 @@ int main(void)
 		cmocka_unit_test(random_operations),
 		cmocka_unit_test(names_and_fds_checked),
 		cmocka_unit_test(names_at_a_page_end),
+		cmocka_unit_test(kernels_named),
 		cmocka_unit_test(round_trip),
 		cmocka_unit_test(malformed_tables_refused),
 	};

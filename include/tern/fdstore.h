@@ -45,13 +45,22 @@ int tern_fdstore_remove(struct tern_fdstore *s, const char *name, uint32_t id);
 int tern_fdstore_update(struct tern_fdstore *s, const char *name, uint32_t id, int fd);
 uint32_t tern_fdstore_count(const struct tern_fdstore *s);
 
-/* Call fn for every entry (in no set order), stopping at the first nonzero
+/* Call fn for every entry (in insertion order, but for removals, which move
+ * the last entry into the gap), stopping at the first nonzero
  * return, which is returned.  fn must not add or remove entries. */
 typedef int (*tern_fdstore_fn)(void *ctx, const char *name, uint32_t id, int fd);
 int tern_fdstore_walk(const struct tern_fdstore *s, tern_fdstore_fn fn, void *ctx);
 
 /* Close every fd in the store and empty it. */
 void tern_fdstore_close_all(struct tern_fdstore *s);
+
+/* The lookup kernel ("avx512", "sse2"), chosen at start from what the CPU
+ * offers; tern_fdstore_use_kernel() forces one (tests, benchmarks): 0,
+ * -ENOTSUP when this CPU cannot run it, -ENOENT for an unknown name.  Both
+ * hash alike, so a store may switch kernels with entries in it.  Not to be
+ * called while another thread uses a store. */
+const char *tern_fdstore_kernel(void);
+int tern_fdstore_use_kernel(const char *name);
 
 /*
  * vmstate: a field of type TERN_VMS_HASH with .hash = &tern_fdstore_hash
