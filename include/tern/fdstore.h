@@ -6,7 +6,8 @@
  *
  * Entries (one cache line each, the name inline) are dense in insertion
  * order, found through an open-addressing index of 4-byte slots: a lookup
- * hashes the key, reads one slot and usually one entry.  A new process
+ * hashes the key (the name as one 64-byte vector with AVX-512, else three
+ * of 16), reads one slot and usually one entry.  A new process
  * that looks up its fds in the order it creates its devices reads the
  * entries as a stream.  Find is O(1) expected; add and remove are O(1)
  * amortized.  The store records fd numbers only: it never opens, closes

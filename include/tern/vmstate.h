@@ -66,7 +66,8 @@ struct tern_vmstate_desc;
  * A hash table field: the parent holds a pointer to a table of any kind,
  * which these functions reach.  Entries are saved as a key object then a
  * value object, described by `key` and `value` (whose `size` is the C
- * size of the scratch structures passed to insert and walk's callback).
+ * size of the scratch structures passed to insert and walk's callback;
+ * the loader's scratch structures are 64-byte aligned).
  *
  * Loading builds a new table with create and insert; only when the whole
  * object has loaded does it take the old table's place (the old one is
