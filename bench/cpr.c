@@ -5,7 +5,10 @@
  * same guest to a new tern over a unix socket (what an update costs
  * without CPR; 1 GiB only, as it needs the RAM twice, and with every page
  * written once).  Downtime is stop to resume, as the new tern reports it in
- * query-migrate, with its parts.  Median of N updates (default 3).
+ * query-migrate, with its parts; "memslots" is the part of the load
+ * spent in KVM's memslot ioctls (it grows with RAM where KVM shadows guest
+ * pages), and the last column the downtime without it.  Median of N
+ * updates (default 3).
  *
  *   cpr [--reps N] [--sizes 1,16] [--fds 0,540,2870,7530] [--no-copy]
  */
@@ -28,7 +31,7 @@
 static char tern_path[PATH_MAX];
 
 struct sample {
-	double downtime, save, transfer, load;
+	double downtime, save, transfer, load, memslots, tern_part;
 };
 
 /* A command's return value (a new reference), or NULL. */
@@ -71,6 +74,8 @@ static void take(json_t *r, struct sample *s)
 	s->save = json_integer_value(json_object_get(x, "save-us")) / 1000.0;
 	s->transfer = json_integer_value(json_object_get(x, "transfer-us")) / 1000.0;
 	s->load = json_integer_value(json_object_get(x, "load-us")) / 1000.0;
+	s->memslots = json_integer_value(json_object_get(x, "memslots-us")) / 1000.0;
+	s->tern_part = s->downtime - s->memslots;
 }
 
 static void set_mode(struct qmp_conn *q, const char *mode)
@@ -197,11 +202,13 @@ static double median_of(const struct sample *s, unsigned n, size_t field)
 static void print_row(const char *mode, unsigned gib, unsigned fds, const struct sample *s,
 		      unsigned reps)
 {
-	printf("%-13s %5u GiB %6u %10.2f %9.2f %11.2f %9.2f\n", mode, gib, fds,
+	printf("%-13s %5u GiB %6u %10.2f %9.2f %11.2f %9.2f %9.2f %9.2f\n", mode, gib, fds,
 	       median_of(s, reps, offsetof(struct sample, downtime)),
 	       median_of(s, reps, offsetof(struct sample, save)),
 	       median_of(s, reps, offsetof(struct sample, transfer)),
-	       median_of(s, reps, offsetof(struct sample, load)));
+	       median_of(s, reps, offsetof(struct sample, load)),
+	       median_of(s, reps, offsetof(struct sample, memslots)),
+	       median_of(s, reps, offsetof(struct sample, tern_part)));
 	fflush(stdout);
 }
 
@@ -236,8 +243,8 @@ int main(int argc, char **argv)
 	}
 	printf("live update of an idle guest, median of %u (ms); copy = live migration to a "
 	       "new tern over a unix socket\n", reps);
-	printf("%-13s %9s %6s %10s %9s %11s %9s\n", "mode", "RAM", "fds", "downtime", "save",
-	       "transfer", "load");
+	printf("%-13s %9s %6s %10s %9s %11s %9s %9s %9s\n", "mode", "RAM", "fds", "downtime",
+	       "save", "transfer", "load", "memslots", "- memslots");
 	struct sample s[MAX_REPS];
 	for (unsigned z = 0; z < nsizes; z++) {
 		if (copy && sizes[z] <= 1) {

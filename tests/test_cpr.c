@@ -150,6 +150,16 @@ static void expect_completed(json_t *report, const char *mode)
 	assert_non_null(x);
 	assert_int_equal(json_integer_value(json_object_get(x, "ram-bytes-copied")), 0);
 	assert_true(json_integer_value(json_object_get(x, "downtime-us")) > 0);
+	/* KVM's memslot registration: inside the stop after an exec (a KVM VM
+	 * belongs to one mm), before it in cpr-transfer (the RAM offer). */
+	json_t *memslots = json_object_get(x, "memslots-us");
+	assert_true(json_is_integer(memslots));
+	if (strcmp(mode, "cpr-exec") == 0)
+		assert_true(json_integer_value(memslots) > 0 &&
+			    json_integer_value(memslots) <=
+				    json_integer_value(json_object_get(x, "load-us")));
+	else
+		assert_int_equal(json_integer_value(memslots), 0);
 }
 
 static const char *memfd_identity(json_t *ids)

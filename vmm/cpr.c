@@ -428,6 +428,7 @@ int cpr_receive_exec(struct runner *r, struct tern_error *err)
 		return tern_errorf(err, -errno, "reading the state: %s", strerror(errno));
 	cpr.blob = p;
 	r->cpr_received_ns = mono_ns();
+	r->cpr_memslot_ns = r->vm.kvm.memslot_ns;
 	int rc = take_state(r, err);
 	if (rc == 0)
 		rc = tern_fdstore_walk(r->fds, check_open, err);
@@ -538,6 +539,7 @@ int cpr_receive_transfer(struct runner *r, const char *path, struct tern_error *
 	if (rc == 0)
 		rc = cpr_fds_receive(conn, pair, nfds, err);
 	r->cpr_received_ns = mono_ns();
+	r->cpr_memslot_ns = r->vm.kvm.memslot_ns;
 	if (rc == 0)
 		rc = take_state(r, err);
 	if (rc == 0)
@@ -623,6 +625,7 @@ void cpr_resumed(struct runner *r)
 	c->transfer_us = r->cpr_received_ns > h->saved_ns ? (r->cpr_received_ns - h->saved_ns) / 1000
 							   : 0;
 	c->load_us = (now - r->cpr_received_ns) / 1000;
+	c->memslots_us = (r->vm.kvm.memslot_ns - r->cpr_memslot_ns) / 1000;
 	c->fds = tern_fdstore_count(r->fds);
 	c->state_bytes = cpr.blob_len;
 	c->status = TERN_MIG_COMPLETED;

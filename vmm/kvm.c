@@ -171,6 +171,8 @@ int kvm_set_memslot(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size,
 		    uint32_t flags, struct tern_error *err)
 {
 	int rc;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (kvm->has_memory_region2) {
 		struct kvm_userspace_memory_region2 region = {
 			.slot = slot,
@@ -190,6 +192,9 @@ int kvm_set_memslot(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size,
 		};
 		rc = ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region);
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	kvm->memslot_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
+				      (t1.tv_nsec - t0.tv_nsec));
 	if (rc < 0)
 		return tern_errorf(err, -errno, "KVM_SET_USER_MEMORY_REGION%s slot %u at 0x%llx "
 				   "(0x%llx bytes): %s", kvm->has_memory_region2 ? "2" : "", slot,

@@ -30,6 +30,9 @@ struct kvm {
 	int defer_reinject;
 	int reinject_thread_started;
 	pthread_t reinject_thread;
+	/* Time spent in memslot ioctls: KVM's own cost, which a live update
+	 * reports apart (it grows with RAM where KVM shadows guest pages). */
+	uint64_t memslot_ns;
 };
 
 /* Open /dev/kvm (or $TERN_KVM_DEVICE) with an actionable error. */

@@ -35,6 +35,7 @@ struct cpr_report {
 	enum tern_mig_status status;
 	enum vm_migration_mode mode;
 	uint64_t downtime_us, save_us, transfer_us, load_us;
+	uint64_t memslots_us; /* of load_us: KVM registering the RAM's memslots */
 	uint32_t fds;
 	uint64_t state_bytes;
 	char error[256];

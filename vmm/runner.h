@@ -33,6 +33,7 @@ struct runner {
 	/* How the process began: a live update's state, NULL on a cold start. */
 	const struct cpr_blob_in *cpr_in;
 	uint64_t cpr_received_ns;  /* when the state was in hand */
+	uint64_t cpr_memslot_ns;   /* KVM memslot time by then (cpr-transfer's is before) */
 	struct kvm kvm_ready;      /* cpr-transfer: the VM, made while waiting */
 	int have_kvm_ready;
 	int cpr_fallback;          /* this is the previous binary, taking back a failed update */
