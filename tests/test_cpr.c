@@ -126,6 +126,44 @@ static void set_mode(struct qmp_conn *q, const char *mode, const char *exec_prog
 	assert_int_equal(qmp_do(q, "migrate-set-parameters", args, NULL, 10000), 0);
 }
 
+/* Migration settings an operator set before update i ... */
+static void set_settings(struct qmp_conn *q, int i)
+{
+	assert_int_equal(qmp_do(q, "migrate-set-parameters",
+				json_pack("{s:i,s:i,s:i}", "max-bandwidth", 1000000 + i,
+					  "downtime-limit", 100 + i, "max-cpu-throttle", 50 + i),
+				NULL, 10000),
+			 0);
+	assert_int_equal(qmp_do(q, "migrate-set-capabilities",
+				json_pack("{s:[{s:s,s:b}]}", "capabilities", "capability", "xbzrle",
+					  "state", i % 2 == 0),
+				NULL, 10000),
+			 0);
+}
+
+/* ... are the new tern's after it. */
+static void expect_settings(struct qmp_conn *q, int i, const char *mode)
+{
+	json_t *p = query(q, "query-migrate-parameters");
+	assert_int_equal(json_integer_value(json_object_get(p, "max-bandwidth")), 1000000 + i);
+	assert_int_equal(json_integer_value(json_object_get(p, "downtime-limit")), 100 + i);
+	assert_int_equal(json_integer_value(json_object_get(p, "max-cpu-throttle")), 50 + i);
+	assert_string_equal(json_string_value(json_object_get(p, "mode")), mode);
+	json_decref(p);
+	json_t *caps = query(q, "query-migrate-capabilities");
+	size_t k;
+	json_t *c;
+	int seen = 0;
+	json_array_foreach(caps, k, c) {
+		if (strcmp(json_string_value(json_object_get(c, "capability")), "xbzrle") != 0)
+			continue;
+		assert_int_equal(json_is_true(json_object_get(c, "state")), i % 2 == 0);
+		seen = 1;
+	}
+	assert_true(seen);
+	json_decref(caps);
+}
+
 /* query-migrate until the update is no longer active; its final report. */
 static json_t *wait_update(struct qmp_conn *q)
 {
@@ -183,12 +221,14 @@ static void cpr_exec_three_times(void **state)
 	snprintf(ram, sizeof ram, "%s", memfd_identity(before));
 	for (int i = 0; i < UPDATES; i++) {
 		set_mode(&q, "cpr-exec", tern_path);
+		set_settings(&q, i);
 		assert_int_equal(qmp_do(&q, "migrate", json_pack("{s:s}", "uri", "cpr:"), NULL,
 					10000),
 				 0);
 		/* The same QMP connection, now served by the new program. */
 		json_t *r = wait_update(&q);
 		expect_completed(r, "cpr-exec");
+		expect_settings(&q, i, "cpr-exec");
 		assert_true(json_integer_value(json_object_get(json_object_get(r, "x-cpr"),
 							       "fds")) >= 540);
 		json_decref(r);
@@ -246,6 +286,7 @@ static void cpr_transfer_three_times(void **state)
 		struct qmp_conn q;
 		assert_int_equal(qmp_connect(&q, vm.qmp_path, 1, 10000), 0);
 		json_t *before = identities(&q, old.pid);
+		set_settings(&q, i);
 		transfer(&q, sock);
 		qmp_close(&q);
 		assert_int_equal(proc_wait(&old, 20000), 0); /* the old tern leaves */
@@ -254,6 +295,7 @@ static void cpr_transfer_three_times(void **state)
 		json_t *r = wait_update(&q);
 		expect_completed(r, "cpr-transfer");
 		json_decref(r);
+		expect_settings(&q, i, "cpr-transfer");
 		json_t *after = identities(&q, next.pid);
 		assert_true(json_equal(before, after));
 		assert_non_null(memfd_identity(after));

@@ -18,6 +18,7 @@
 
 #include "cpr_fds.h"
 #include "cpr_ram.h"
+#include "cpr_settings.h"
 #include "kept_fds.h"
 #include "cpr_state.h"
 #include "vm_state.h"
@@ -140,6 +141,15 @@ static int build_state(struct runner *r, enum vm_migration_mode mode, uint64_t s
 		if (rc == 0)
 			rc = cpr_blob_section(out, "ioeventfd-bank", b.data, b.len);
 		tern_buf_free(&b);
+	}
+	if (rc == 0 && r->have_qmp) {
+		struct tern_buf b = { 0 };
+		int settings = cpr_settings_save(&r->qmp, &b, err);
+		if (settings == 0)
+			rc = cpr_blob_section(out, CPR_SETTINGS_SECTION, b.data, b.len);
+		tern_buf_free(&b);
+		if (settings < 0)
+			return settings; /* err says why */
 	}
 	uint8_t *pending = malloc(CHARDEV_OUT_CAPACITY);
 	if (rc == 0 && pending == NULL)
@@ -565,6 +575,10 @@ int cpr_apply(struct runner *r, struct tern_error *err)
 				     : tern_errorf(err, -EINVAL, "an ioeventfd-bank state this "
 						   "machine has no place for");
 			have_bank = 1;
+		} else if (strcmp(s->name, CPR_SETTINGS_SECTION) == 0) {
+			rc = r->have_qmp ? cpr_settings_load(&r->qmp, s->data, s->len, err)
+					 : tern_errorf(err, -EINVAL, "migration settings for a "
+						       "machine without QMP");
 		} else if (strcmp(s->name, "serial-out") == 0) {
 			chardev_write(&r->vm.serial, s->data, s->len);
 		} else {

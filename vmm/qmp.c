@@ -89,6 +89,30 @@ static const struct qmp_command *find_command(const struct qmp_server *s, const 
 	return NULL;
 }
 
+int qmp_server_call(struct qmp_server *s, const char *name, json_t *args, json_t **ret,
+		    struct tern_error *err)
+{
+	void *opaque = NULL;
+	const struct qmp_command *cmd = find_command(s, name, &opaque);
+	if (cmd == NULL)
+		return tern_errorf(err, -ENOENT, "The command %s has not been found", name);
+	json_t *bad = check_args(cmd, args);
+	if (bad != NULL) {
+		int rc = tern_errorf(err, -EINVAL, "%s: %s", name,
+				     json_string_value(json_object_get(json_object_get(bad, "error"),
+								       "desc")));
+		json_decref(bad);
+		return rc;
+	}
+	*ret = NULL;
+	int rc = cmd->fn(opaque, args, ret, err);
+	if (rc < 0) {
+		json_decref(*ret);
+		*ret = NULL;
+	}
+	return rc;
+}
+
 static json_t *execute(struct qmp_server *s, int *negotiated, const char *name, json_t *args)
 {
 	char desc[300];

@@ -76,6 +76,11 @@ void qmp_server_event(struct qmp_server *s, const char *name, json_t *data);
 void qmp_server_flush(struct qmp_server *s, int timeout_ms);
 /* Names of every command, for query-commands. */
 json_t *qmp_server_command_list(const struct qmp_server *s);
+/* Run a command as a client would (arguments checked against its
+ * declaration, args an object): its return value in *ret (may be NULL), or
+ * a negative errno with the message in *err. */
+int qmp_server_call(struct qmp_server *s, const char *name, json_t *args, json_t **ret,
+		    struct tern_error *err);
 
 /* Handle one request text and return the reply (NULL for none); exposed
  * for tests and fuzzing. */

@@ -235,12 +235,13 @@ static int get_range(json_t *args, const char *name, json_int_t lo, json_int_t h
 	return 1;
 }
 
-/* cpr-exec-command: a list of 1 .. CPR_EXEC_ARGS_MAX strings, the program first. */
+/* cpr-exec-command: a list of up to CPR_EXEC_ARGS_MAX strings, the program
+ * first; empty (as query-migrate-parameters shows it unset) unsets it. */
 static int exec_command(json_t *cmd, char **argv, struct tern_error *err)
 {
 	size_t n = json_array_size(cmd);
-	if (!json_is_array(cmd) || n == 0 || n > CPR_EXEC_ARGS_MAX)
-		return tern_errorf(err, -EINVAL, "Parameter 'cpr-exec-command' expects a list of 1 "
+	if (!json_is_array(cmd) || n > CPR_EXEC_ARGS_MAX)
+		return tern_errorf(err, -EINVAL, "Parameter 'cpr-exec-command' expects a list of 0 "
 				   "to %d strings, the program first", CPR_EXEC_ARGS_MAX);
 	for (size_t i = 0; i < n; i++) {
 		const char *a = json_string_value(json_array_get(cmd, i));
