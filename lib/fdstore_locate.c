@@ -93,6 +93,22 @@ static inline struct place place_key(struct fdstore_entry *key, const void *name
 	return p;
 }
 
+/* From slot *i on, the next slot whose tag is the hash's: its entry, or
+ * NULL at the empty slot that ends the probe (*i is that slot then).  The
+ * kernels differ only in how they compare the entry's key. */
+static inline __attribute__((always_inline)) const struct fdstore_entry *
+candidate(const struct tern_fdstore *s, uint32_t hash, size_t *i)
+{
+	uint32_t tag = fdstore_tag(hash);
+	for (;; *i = (*i + 1) & fdstore_mask(s)) {
+		uint32_t v = s->index[*i];
+		if (v == 0)
+			return NULL;
+		if ((v & ~FDSTORE_POS_MASK) == tag)
+			return &s->entry[(v & FDSTORE_POS_MASK) - 1];
+	}
+}
+
 static inline struct place bad_name(void)
 {
 	return (struct place){ -EINVAL, -ENOENT };
@@ -140,23 +156,13 @@ locate_wide(const struct tern_fdstore *s, const char *name, uint32_t id, struct 
 	uint32_t hash = hash_finish(
 		_mm_add_epi64(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1)), id);
 
-	size_t mask = fdstore_mask(s);
-	uint32_t tag = fdstore_tag(hash);
 	size_t i = fdstore_home(s, hash);
-	int fd = -ENOENT;
-	for (;; i = (i + 1) & mask) {
-		uint32_t v = s->index[i];
-		if (v == 0)
-			break;
-		if ((v & ~FDSTORE_POS_MASK) != tag)
-			continue;
-		const struct fdstore_entry *e = &s->entry[(v & FDSTORE_POS_MASK) - 1];
-		if (_mm512_mask_cmpneq_epi8_mask(NAME_BYTES, q, _mm512_load_si512(e)) == 0 &&
-		    e->id == id) {
-			fd = e->fd;
-			break;
-		}
-	}
+	const struct fdstore_entry *e;
+	while ((e = candidate(s, hash, &i)) != NULL &&
+	       (_mm512_mask_cmpneq_epi8_mask(NAME_BYTES, q, _mm512_load_si512(e)) != 0 ||
+		e->id != id))
+		i = (i + 1) & fdstore_mask(s);
+	int fd = e != NULL ? e->fd : -ENOENT;
 	if (key == NULL)
 		return (struct place){ (long)i, fd };
 	_Alignas(64) char padded[64];
@@ -195,6 +201,15 @@ __attribute__((no_sanitize_address)) static inline void load_narrow(const char *
 		v[i] = _mm_loadu_si128((const __m128i *)(name + 16 * i));
 }
 
+static inline int narrow_matches(const struct fdstore_entry *e, const __m128i q[3], uint32_t id)
+{
+	const __m128i *name = (const __m128i *)e->name;
+	__m128i same = _mm_and_si128(_mm_and_si128(_mm_cmpeq_epi8(_mm_load_si128(name), q[0]),
+						   _mm_cmpeq_epi8(_mm_load_si128(name + 1), q[1])),
+				     _mm_cmpeq_epi8(_mm_load_si128(name + 2), q[2]));
+	return _mm_movemask_epi8(same) == 0xffff && e->id == id;
+}
+
 /* Locate, given a name whose NAME_MAX bytes may be read. */
 static inline __attribute__((always_inline)) struct place
 locate_narrow_readable(const struct tern_fdstore *s, const char *name, uint32_t id,
@@ -224,27 +239,11 @@ locate_narrow_readable(const struct tern_fdstore *s, const char *name, uint32_t 
 	}
 	uint32_t hash = hash_finish(acc, id);
 
-	size_t mask = fdstore_mask(s);
-	uint32_t tag = fdstore_tag(hash);
 	size_t i = fdstore_home(s, hash);
-	int fd = -ENOENT;
-	for (;; i = (i + 1) & mask) {
-		uint32_t v = s->index[i];
-		if (v == 0)
-			break;
-		if ((v & ~FDSTORE_POS_MASK) != tag)
-			continue;
-		const struct fdstore_entry *e = &s->entry[(v & FDSTORE_POS_MASK) - 1];
-		const __m128i *en = (const __m128i *)e->name;
-		__m128i same = _mm_and_si128(
-			_mm_and_si128(_mm_cmpeq_epi8(_mm_load_si128(en), q[0]),
-				      _mm_cmpeq_epi8(_mm_load_si128(en + 1), q[1])),
-			_mm_cmpeq_epi8(_mm_load_si128(en + 2), q[2]));
-		if (_mm_movemask_epi8(same) == 0xffff && e->id == id) {
-			fd = e->fd;
-			break;
-		}
-	}
+	const struct fdstore_entry *e;
+	while ((e = candidate(s, hash, &i)) != NULL && !narrow_matches(e, q, id))
+		i = (i + 1) & fdstore_mask(s);
+	int fd = e != NULL ? e->fd : -ENOENT;
 	return place_key(key, q, id, hash, (struct place){ (long)i, fd });
 }
 
