@@ -145,7 +145,8 @@ static int fake_dirty_sync(void *o, struct tern_error *err)
 	(void)err;
 	struct fake *f = o;
 	pthread_mutex_lock(&f->lock);
-	if (++f->syncs <= f->sync_writes_until)
+	/* Like the writer, a guest throttled to 50% stops writing. */
+	if (++f->syncs <= f->sync_writes_until && f->throttle < 50)
 		for (unsigned p = 0; p < f->per_sync; p++)
 			guest_write(f, 0, p, WRITE_SPARSE);
 	for (int r = 0; r < 2; r++) {

@@ -5,6 +5,7 @@
  * exactly the source's memory, or that it refused and never ran.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -583,6 +584,11 @@ static void auto_converge_throttles(void **state)
 	fake_init(&src, 0);
 	fake_init(&dst, 0);
 	src.ws_pages = 1024;
+	/* Each round dirties 1 MiB whatever the writer thread manages: more
+	 * than 20 ms at 8 MiB/s, so only the throttle (writes stop at 50%)
+	 * lets it converge. */
+	src.per_sync = 256;
+	src.sync_writes_until = UINT_MAX;
 	writer_start(&src, WRITE_FULL);
 	struct tern_mig_params p;
 	tern_mig_params_default(&p);
@@ -606,6 +612,8 @@ static void without_auto_converge_it_keeps_iterating(void **state)
 	struct fake src;
 	fake_init(&src, 0);
 	src.ws_pages = 1024;
+	src.per_sync = 256; /* as above: 1 MiB a round never fits in 20 ms */
+	src.sync_writes_until = UINT_MAX;
 	writer_start(&src, WRITE_FULL);
 	struct tern_mig_params p;
 	tern_mig_params_default(&p);
