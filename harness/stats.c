@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -16,4 +17,12 @@ double harness_median(double *v, int n)
 		return NAN;
 	qsort(v, (size_t)n, sizeof *v, cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+unsigned harness_parse_list(const char *s, unsigned *out, unsigned max)
+{
+	unsigned n = 0;
+	for (const char *p = s; *p && n < max; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
+		out[n++] = (unsigned)strtoul(p, NULL, 10);
+	return n;
 }

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tern/mmkeeper.h"
+
 #include "cpr_fds.h"
 #include "cpr_ram.h"
 #include "cpr_settings.h"
@@ -27,6 +29,7 @@
 #define ENV_PREVIOUS "TERN_CPR_PREVIOUS"
 #define ENV_FALLBACK "TERN_CPR_FALLBACK"
 #define ENV_OLD_VM "TERN_CPR_OLD_VM"
+#define ENV_OLD_MM "TERN_CPR_OLD_MM"
 #define HANDSHAKE_TIMEOUT_MS 10000
 
 extern char **environ;
@@ -38,10 +41,12 @@ static struct {
 	int state_fd;     /* cpr-exec: the state memfd, until the guest runs */
 	int previous_fd;  /* cpr-exec: the binary to fall back to */
 	int old_vm_fd;    /* cpr-exec: the old KVM VM, closed once the guest runs */
+	struct tern_mm_keeper old_mm; /* cpr-exec: the old address space, released then too */
 	uint8_t *blob;
 	size_t blob_len;
 	int exec_mode;
-} cpr = { .conn = -1, .state_fd = -1, .previous_fd = -1, .old_vm_fd = -1 };
+} cpr = { .conn = -1, .state_fd = -1, .previous_fd = -1, .old_vm_fd = -1,
+	    .old_mm = { .pidfd = -1 } };
 
 static uint64_t mono_ns(void)
 {
@@ -172,6 +177,20 @@ static void set_env_fd(const char *name, int fd)
 	setenv(name, num, 1);
 }
 
+/* Exec unmaps every page of the old address space before the new program
+ * starts, and the guest has touched its RAM through it: 19 ms per GiB here,
+ * inside the stop.  A keeper holds the old address space instead, and the
+ * new tern releases it once the guest runs.  Without one, exec just pays. */
+static void keep_address_space(struct tern_mm_keeper *k)
+{
+	if (tern_mm_keeper_start(k) < 0)
+		return;
+	if (fcntl(k->pidfd, F_SETFD, 0) < 0) /* unknown to the new tern, it would linger */
+		tern_mm_keeper_release(k);
+	else
+		set_env_fd(ENV_OLD_MM, k->pidfd);
+}
+
 /* Returns only on failure, with the guest still ours. */
 static int update_by_exec(struct runner *r, const struct tern_buf *blob, struct tern_error *err)
 {
@@ -201,12 +220,16 @@ static int update_by_exec(struct runner *r, const struct tern_buf *blob, struct 
 		int vm_fd = r->vm.kvm.vm_fd;
 		if (fcntl(vm_fd, F_SETFD, 0) == 0)
 			set_env_fd(ENV_OLD_VM, vm_fd);
+		struct tern_mm_keeper keeper; /* a child of the thread that execs: PDEATHSIG follows it */
+		keep_address_space(&keeper);
 		execv(argv[0], argv);
 		rc = tern_errorf(err, -errno, "cannot run %s: %s", argv[0], strerror(errno));
+		tern_mm_keeper_release(&keeper); /* quick: the address space is still in use */
 		fcntl(vm_fd, F_SETFD, FD_CLOEXEC);
 		unsetenv(ENV_STATE);
 		unsetenv(ENV_PREVIOUS);
 		unsetenv(ENV_OLD_VM);
+		unsetenv(ENV_OLD_MM);
 	}
 	close(state_fd);
 	if (self_fd >= 0)
@@ -426,6 +449,8 @@ int cpr_receive_exec(struct runner *r, struct tern_error *err)
 	cpr.state_fd = env_fd(ENV_STATE);
 	cpr.previous_fd = env_fd(ENV_PREVIOUS);
 	cpr.old_vm_fd = old_vm_fd();
+	/* Only our own keeper child is taken: a forged fd is left alone. */
+	tern_mm_keeper_adopt(&cpr.old_mm, env_fd(ENV_OLD_MM));
 	r->cpr_fallback = getenv(ENV_FALLBACK) != NULL;
 	r->cpr_fallback_error = getenv(ENV_FALLBACK);
 	struct stat st;
@@ -607,22 +632,41 @@ int cpr_apply(struct runner *r, struct tern_error *err)
 	return 0;
 }
 
-static void *close_thread(void *opaque)
+/* What the old program left to tear down after a cpr-exec. */
+struct leftovers {
+	int vm_fd;
+	struct tern_mm_keeper mm;
+};
+
+static void *retire_thread(void *opaque)
 {
-	close((int)(intptr_t)opaque);
+	struct leftovers *l = opaque;
+	if (l->vm_fd >= 0)
+		close(l->vm_fd);
+	tern_mm_keeper_release(&l->mm);
+	free(l);
 	return NULL;
 }
 
-/* The old VM goes away (KVM frees its memslots and devices) while the
+/* The old VM goes away (KVM frees its memslots and devices), and then the
+ * old address space (every page the guest touched through it), while the
  * guest already runs in the new one. */
-static void close_in_background(int fd)
+static void retire_in_background(int vm_fd, struct tern_mm_keeper mm)
 {
+	struct leftovers *l = malloc(sizeof *l);
+	if (l == NULL) {
+		if (vm_fd >= 0)
+			close(vm_fd);
+		tern_mm_keeper_release(&mm);
+		return;
+	}
+	*l = (struct leftovers){ .vm_fd = vm_fd, .mm = mm };
 	pthread_t t;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, close_thread, (void *)(intptr_t)fd) != 0)
-		close(fd);
+	if (pthread_create(&t, &attr, retire_thread, l) != 0)
+		retire_thread(l);
 	pthread_attr_destroy(&attr);
 }
 
@@ -656,9 +700,10 @@ void cpr_resumed(struct runner *r)
 			fprintf(stderr, "tern: %s (doorbells go through the VMM)\n", err.msg);
 	}
 	/* The update is over: what a fallback needed goes. */
-	if (cpr.old_vm_fd >= 0)
-		close_in_background(cpr.old_vm_fd);
+	if (cpr.old_vm_fd >= 0 || cpr.old_mm.pidfd >= 0)
+		retire_in_background(cpr.old_vm_fd, cpr.old_mm);
 	cpr.old_vm_fd = -1;
+	cpr.old_mm = (struct tern_mm_keeper){ .pidfd = -1 };
 	if (cpr.exec_mode) {
 		munmap(cpr.blob, cpr.blob_len);
 		close(cpr.state_fd);
@@ -668,6 +713,7 @@ void cpr_resumed(struct runner *r)
 		unsetenv(ENV_PREVIOUS);
 		unsetenv(ENV_FALLBACK);
 		unsetenv(ENV_OLD_VM);
+		unsetenv(ENV_OLD_MM);
 	} else {
 		free(cpr.blob);
 	}
