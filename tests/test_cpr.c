@@ -6,6 +6,7 @@
  * the doorbells still ringing; updates to a binary that cannot load the
  * state leaving the guest running.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -198,6 +199,43 @@ static void expect_completed(json_t *report, const char *mode)
 				    json_integer_value(json_object_get(x, "load-us")));
 	else
 		assert_int_equal(json_integer_value(memslots), 0);
+	/* cpr-exec's exec left the old address space to a keeper. */
+	json_t *kept = json_object_get(x, "address-space-kept");
+	assert_true(json_is_boolean(kept));
+	assert_int_equal(json_is_true(kept), strcmp(mode, "cpr-exec") == 0);
+}
+
+/* Is a child of pid an address-space keeper? */
+static int has_keeper(pid_t pid)
+{
+	DIR *d = opendir("/proc");
+	assert_non_null(d);
+	int found = 0;
+	struct dirent *e;
+	while (!found && (e = readdir(d)) != NULL) {
+		char path[300], line[256], comm[64] = "";
+		long ppid = -1;
+		snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
+		FILE *f = fopen(path, "r");
+		while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+			sscanf(line, "Name: %63s", comm);
+			sscanf(line, "PPid: %ld", &ppid);
+		}
+		if (f != NULL)
+			fclose(f);
+		found = ppid == (long)pid && strcmp(comm, "tern-mm-keeper") == 0;
+	}
+	closedir(d);
+	return found;
+}
+
+/* Once the guest runs again, the keeper is released (at the lowest
+ * priority, so give its teardown time): none is left behind. */
+static void expect_keeper_released(pid_t pid)
+{
+	for (int i = 0; i < 500 && has_keeper(pid); i++)
+		usleep(20000);
+	assert_false(has_keeper(pid));
 }
 
 static const char *memfd_identity(json_t *ids)
@@ -236,6 +274,7 @@ static void cpr_exec_three_times(void **state)
 		assert_true(json_equal(before, after)); /* every fd, and the RAM memfd */
 		assert_string_equal(memfd_identity(after), ram);
 		json_decref(after);
+		expect_keeper_released(vm.proc.pid);
 	}
 	json_decref(before);
 	qmp_close(&q);
@@ -498,6 +537,7 @@ static void failed_updates_keep_the_guest(void **state)
 	set_mode(&q, "cpr-exec", next_path);
 	assert_int_equal(qmp_do(&q, "migrate", json_pack("{s:s}", "uri", "cpr:"), NULL, 10000), 0);
 	expect_failed_and_running(&q, &g, "the previous binary resumed it");
+	expect_keeper_released(g.vm.proc.pid); /* passed on to the previous binary */
 
 	/* Refused up front: a transfer not over a unix socket, exec with no program. */
 	set_mode(&q, "cpr-transfer", NULL);

@@ -685,6 +685,7 @@ void cpr_resumed(struct runner *r)
 	c->load_us = (now - r->cpr_received_ns) / 1000;
 	c->memslots_us = (r->vm.kvm.memslot_ns - r->cpr_memslot_ns) / 1000;
 	c->fds = tern_fdstore_count(r->fds);
+	c->address_space_kept = cpr.old_mm.pidfd >= 0;
 	c->state_bytes = cpr.blob_len;
 	c->status = TERN_MIG_COMPLETED;
 	if (r->cpr_fallback) {

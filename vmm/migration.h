@@ -36,6 +36,7 @@ struct cpr_report {
 	enum vm_migration_mode mode;
 	uint64_t downtime_us, save_us, transfer_us, load_us;
 	uint64_t memslots_us; /* of load_us: KVM registering the RAM's memslots */
+	int address_space_kept; /* cpr-exec: a keeper spared the exec its teardown */
 	uint32_t fds;
 	uint64_t state_bytes;
 	char error[256];

@@ -83,12 +83,13 @@ static json_t *cpr_info(const struct cpr_report *c)
 		json_object_set_new(r, "total-time",
 				    json_integer((json_int_t)(c->downtime_us / 1000)));
 		json_object_set_new(r, "x-cpr",
-				    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+				    json_pack("{s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:I,s:I}",
 					      "downtime-us", (json_int_t)c->downtime_us,
 					      "save-us", (json_int_t)c->save_us,
 					      "transfer-us", (json_int_t)c->transfer_us,
 					      "load-us", (json_int_t)c->load_us,
 					      "memslots-us", (json_int_t)c->memslots_us,
+					      "address-space-kept", c->address_space_kept,
 					      "fds", (json_int_t)c->fds,
 					      "state-bytes", (json_int_t)c->state_bytes,
 					      "ram-bytes-copied", (json_int_t)0));
