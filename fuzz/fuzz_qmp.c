@@ -2,6 +2,7 @@
  * libFuzzer target: a QMP byte stream from an untrusted client, through
  * the framer and the protocol handler, delivered in pieces of a size the
  * input's first byte chooses.  Every reply must be a well-formed QMP reply.
+ * The same input is then loaded as a framer saved by a live update.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +46,27 @@ static void check_reply(json_t *r)
 	json_decref(r);
 }
 
+/* The same bytes as a framer a live update carried (qmp_framer_load): if
+ * taken, it must frame what follows as any framer would. */
+static void saved_framer(const uint8_t *data, size_t size)
+{
+	struct qmp_framer f;
+	struct tern_reader r = { data, size, 0 };
+	if (qmp_framer_load(&f, &r) != 0)
+		return;
+	if (r.at > size)
+		abort();
+	const char *text;
+	size_t len;
+	if (qmp_framer_next(&f, &text, &len) != QMP_FRAME_NONE) /* nothing whole was left */
+		abort();
+	if (qmp_framer_push(&f, (const char *)data + r.at, size - r.at) != 0)
+		abort();
+	while (qmp_framer_next(&f, &text, &len) != QMP_FRAME_NONE)
+		;
+	qmp_framer_destroy(&f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
@@ -74,5 +96,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	qmp_framer_destroy(&f);
+	saved_framer(data, size);
 	return 0;
 }

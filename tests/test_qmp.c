@@ -4,10 +4,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "../harness/env.h"
+#include "../harness/sock.h"
 #include "../vmm/qmp.h"
 
 static int calls;
@@ -153,6 +158,103 @@ static void command_list(void **state)
 	json_decref(list);
 }
 
+/* ------------------------------------------------------------ live update */
+
+/* Run the server's loop until it has nothing more to do for a while. */
+static void pump(struct loop *l)
+{
+	for (int i = 0; i < 10; i++)
+		loop_run_once(l, 20);
+}
+
+static long expect_reply(struct text_stream *t, size_t *from, const char *needle)
+{
+	long at = text_stream_wait(t, *from, needle, 2000);
+	if (at < 0)
+		fail_msg("no '%s' in '%.*s'", needle, (int)t->len, t->buf);
+	*from = (size_t)at;
+	return at;
+}
+
+/* What the old process leaves of a server it hands over: its memory, not
+ * the sockets, which the new one serves. */
+static void abandon(struct qmp_server *s)
+{
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
+		qmp_framer_destroy(&s->client[i].framer);
+		free(s->client[i].out);
+	}
+}
+
+/* A client halfway through a request and one that never negotiated keep
+ * both through an update: the request completes as sent, and the other
+ * still has to negotiate.  A state that does not match is refused. */
+static void clients_carried_across_an_update(void **state)
+{
+	(void)state;
+	char *dir = harness_tmpdir();
+	char spec[300];
+	snprintf(spec, sizeof spec, "unix:%s/qmp.sock", dir);
+	struct tern_fdstore *store = tern_fdstore_new();
+	struct loop old_loop, new_loop;
+	loop_init(&old_loop);
+	loop_init(&new_loop);
+	struct qmp_server old, new;
+	struct tern_error err = { .msg = "" };
+	assert_int_equal(qmp_server_open(&old, spec, &old_loop, store, &err), 0);
+	qmp_server_add_commands(&old, commands, &calls);
+	struct text_stream a, b;
+	size_t at_a = 0, at_b = 0;
+	text_stream_init(&a, unix_connect_retry(spec + 5, 2000));
+	pump(&old_loop);
+	text_stream_init(&b, unix_connect_retry(spec + 5, 2000));
+	pump(&old_loop);
+	expect_reply(&a, &at_a, "\"QMP\"");
+	expect_reply(&b, &at_b, "\"QMP\"");
+	static const char negotiate[] = "{\"execute\": \"qmp_capabilities\"}\r\n";
+	assert_int_equal(write(a.fd, negotiate, strlen(negotiate)), (ssize_t)strlen(negotiate));
+	pump(&old_loop);
+	expect_reply(&a, &at_a, "\"return\"");
+	static const char first[] = "{\"execute\": \"echo\", \"arguments\": {\"n\": 4";
+	assert_int_equal(write(a.fd, first, strlen(first)), (ssize_t)strlen(first));
+	pump(&old_loop);
+
+	struct tern_buf saved = { 0 };
+	qmp_server_save_clients(&old, &saved);
+	assert_false(saved.failed);
+	/* The new process adopts the same sockets from the fd store. */
+	assert_int_equal(qmp_server_open(&new, spec, &new_loop, store, &err), 0);
+	qmp_server_add_commands(&new, commands, &calls);
+	struct tern_buf wrong = { 0 };
+	tern_buf_u32(&wrong, 1); /* one client, where two were passed on */
+	assert_int_equal(qmp_server_load_clients(&new, wrong.data, wrong.len, &err), -EBADMSG);
+	assert_int_equal(qmp_server_load_clients(&new, saved.data, saved.len - 1, &err),
+			 -EBADMSG);
+	assert_int_equal(qmp_server_load_clients(&new, saved.data, saved.len, &err), 0);
+
+	static const char rest[] = "2, \"name\": \"x\"}}\r\n";
+	assert_int_equal(write(a.fd, rest, strlen(rest)), (ssize_t)strlen(rest));
+	pump(&new_loop);
+	expect_reply(&a, &at_a, "{\"return\":{\"n\":42,\"name\":\"x\"}}");
+	static const char early[] = "{\"execute\": \"echo\", \"arguments\": {\"n\": 1}}\r\n";
+	assert_int_equal(write(b.fd, early, strlen(early)), (ssize_t)strlen(early));
+	pump(&new_loop);
+	expect_reply(&b, &at_b, "qmp_capabilities");
+
+	text_stream_free(&a);
+	text_stream_free(&b);
+	tern_buf_free(&saved);
+	tern_buf_free(&wrong);
+	abandon(&old);
+	new.handed_over = 0;
+	qmp_server_close(&new);
+	loop_destroy(&old_loop);
+	loop_destroy(&new_loop);
+	tern_fdstore_free(store);
+	harness_rmtree(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -161,6 +263,7 @@ int main(void)
 		cmocka_unit_test_setup(malformed_requests, setup),
 		cmocka_unit_test_setup(id_echoed_on_errors, setup),
 		cmocka_unit_test_setup(command_list, setup),
+		cmocka_unit_test(clients_carried_across_an_update),
 	};
 	return cmocka_run_group_tests_name("qmp", tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
 /* Splitting a QMP byte stream into JSON texts. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -124,6 +125,151 @@ static void deep_nesting_skipped(void **state)
 	free(input);
 }
 
+/* ------------------------------------------------------------ live update */
+
+/* Texts (joined by '|', "<big>" for one too large) from what f yields now. */
+static void drain(struct qmp_framer *f, char **out, size_t *used, size_t *cap)
+{
+	const char *text;
+	size_t len;
+	enum qmp_frame r;
+	while ((r = qmp_framer_next(f, &text, &len)) != QMP_FRAME_NONE) {
+		if (r == QMP_FRAME_TOO_LARGE) {
+			text = "<big>";
+			len = 5;
+		}
+		if (*used + len + 2 > *cap) {
+			*cap = (*used + len + 2) * 2;
+			*out = realloc(*out, *cap);
+			assert_non_null(*out);
+		}
+		memcpy(*out + *used, text, len);
+		*used += len;
+		(*out)[(*used)++] = '|';
+		(*out)[*used] = '\0';
+	}
+}
+
+/* Cut the stream at `cut`, carry the framer across as an update does, and
+ * frame the rest: the same texts as one framer that saw it all. */
+static void carried_at(const char *input, size_t n, size_t cut)
+{
+	struct qmp_framer whole, before, after;
+	qmp_framer_init(&whole);
+	qmp_framer_init(&before);
+	size_t cap_w = 64, cap_c = 64, used_w = 0, used_c = 0;
+	char *want = calloc(1, cap_w), *got = calloc(1, cap_c);
+	assert_int_equal(qmp_framer_push(&whole, input, n), 0);
+	drain(&whole, &want, &used_w, &cap_w);
+	assert_int_equal(qmp_framer_push(&before, input, cut), 0);
+	drain(&before, &got, &used_c, &cap_c);
+	struct tern_buf saved = { 0 };
+	qmp_framer_save(&before, &saved);
+	assert_false(saved.failed);
+	qmp_framer_destroy(&before);
+	struct tern_reader r = { saved.data, saved.len, 0 };
+	assert_int_equal(qmp_framer_load(&after, &r), 0);
+	assert_int_equal(r.at, saved.len);
+	assert_int_equal(qmp_framer_push(&after, input + cut, n - cut), 0);
+	drain(&after, &got, &used_c, &cap_c);
+	if (strcmp(want, got) != 0)
+		fail_msg("cut at %zu: '%.200s' against '%.200s'", cut, got, want);
+	qmp_framer_destroy(&whole);
+	qmp_framer_destroy(&after);
+	tern_buf_free(&saved);
+	free(want);
+	free(got);
+}
+
+static void carried_across_an_update(void **state)
+{
+	(void)state;
+	static const char *const streams[] = {
+		"{\"execute\": \"a\", \"arguments\": {\"s\": \"x}\\\"]y\"}} "
+		"[1, [2, {}]]{\"execute\":\"b\"}\r\n",
+		"bare words\tand {\"execute\": \"c\"} more ",
+		"{\"id\": \"\\\\\", \"execute\": \"d\"}   ",
+	};
+	for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++) {
+		size_t n = strlen(streams[i]);
+		for (size_t cut = 0; cut <= n; cut++)
+			carried_at(streams[i], n, cut);
+	}
+	/* Inside a text being skipped (too large), in a string and out of one. */
+	size_t n = QMP_MAX_MESSAGE + 4096;
+	char *big = malloc(n + 32);
+	assert_non_null(big);
+	memset(big, ' ', n);
+	big[0] = '{';
+	big[1] = '"';
+	big[QMP_MAX_MESSAGE + 100] = '"';
+	big[QMP_MAX_MESSAGE + 200] = '}';
+	strcpy(big + n, "{\"execute\": \"e\"}");
+	n += strlen(big + n);
+	static const size_t cuts[] = { 10, QMP_MAX_MESSAGE + 50, QMP_MAX_MESSAGE + 150,
+				       QMP_MAX_MESSAGE + 300 };
+	for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++)
+		carried_at(big, n, cuts[i]);
+	free(big);
+}
+
+/* A saved framer: flags, depth, n, then the bytes. */
+static struct tern_buf saved_framer(uint8_t d, uint8_t b, uint8_t s, uint8_t e, uint32_t depth,
+				    uint32_t n, const char *bytes)
+{
+	struct tern_buf buf = { 0 };
+	tern_buf_u8(&buf, d);
+	tern_buf_u8(&buf, b);
+	tern_buf_u8(&buf, s);
+	tern_buf_u8(&buf, e);
+	tern_buf_u32(&buf, depth);
+	tern_buf_u32(&buf, n);
+	tern_buf_put(&buf, bytes, strlen(bytes));
+	return buf;
+}
+
+static void hostile_saved_framers_refused(void **state)
+{
+	(void)state;
+	const struct {
+		uint8_t d, b, s, e;
+		uint32_t depth, n;
+		const char *bytes;
+	} bad[] = {
+		{ 0, 0, 0, 0, 0, 2, "{}" },            /* a whole request left unread */
+		{ 0, 0, 0, 0, 0, 4, "ab c" },          /* so is a bare word before a blank */
+		{ 0, 0, 0, 0, 0, 9, "{" },             /* fewer bytes than it claims */
+		{ 0, 0, 0, 0, 0, QMP_MAX_MESSAGE + 1, "" },
+		{ 0, 1, 0, 0, 0, 1, "{" },             /* flags belong to discarding only */
+		{ 0, 0, 0, 0, 3, 1, "{" },
+		{ 2, 0, 0, 0, 0, 0, "" },
+		{ 0, 0, 7, 0, 0, 0, "" },
+		{ 1, 1, 0, 0, 0, 0, "" },              /* bracketed, closed already */
+		{ 1, 0, 1, 0, 0, 0, "" },              /* a bare word has no strings */
+		{ 1, 1, 0, 1, 1, 0, "" },              /* an escape outside a string */
+		{ 1, 1, 0, 0, QMP_MAX_NESTING + 2, 0, "" },
+		{ 1, 1, 0, 0, 1, 1, "x" },             /* skipped bytes are not kept */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct tern_buf buf = saved_framer(bad[i].d, bad[i].b, bad[i].s, bad[i].e,
+						   bad[i].depth, bad[i].n, bad[i].bytes);
+		struct qmp_framer f;
+		memset(&f, 0x5a, sizeof f);
+		struct tern_reader r = { buf.data, buf.len, 0 };
+		if (qmp_framer_load(&f, &r) != -EBADMSG)
+			fail_msg("saved framer %zu was taken", i);
+		assert_int_equal(f.len, (size_t)0x5a5a5a5a5a5a5a5aULL); /* untouched */
+		tern_buf_free(&buf);
+	}
+	for (size_t cut = 0; cut < 12; cut++) { /* every truncation of a good one */
+		struct tern_buf buf = saved_framer(0, 0, 0, 0, 0, 3, "{\"a");
+		struct qmp_framer f;
+		struct tern_reader r = { buf.data, cut, 0 };
+		assert_int_equal(qmp_framer_load(&f, &r), -EBADMSG);
+		tern_buf_free(&buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -133,6 +279,8 @@ int main(void)
 		cmocka_unit_test(incomplete_text_waits),
 		cmocka_unit_test(oversized_text_skipped_once),
 		cmocka_unit_test(deep_nesting_skipped),
+		cmocka_unit_test(carried_across_an_update),
+		cmocka_unit_test(hostile_saved_framers_refused),
 	};
 	return cmocka_run_group_tests_name("qmp_framer", tests, NULL, NULL);
 }

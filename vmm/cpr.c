@@ -31,6 +31,7 @@
 #define ENV_OLD_VM "TERN_CPR_OLD_VM"
 #define ENV_OLD_MM "TERN_CPR_OLD_MM"
 #define HANDSHAKE_TIMEOUT_MS 10000
+#define QMP_CLIENTS_SECTION "qmp-clients"
 
 extern char **environ;
 
@@ -155,6 +156,12 @@ static int build_state(struct runner *r, enum vm_migration_mode mode, uint64_t s
 		tern_buf_free(&b);
 		if (settings < 0)
 			return settings; /* err says why */
+	}
+	if (rc == 0 && r->have_qmp) { /* what clients sent that no request consumed yet */
+		struct tern_buf b = { 0 };
+		qmp_server_save_clients(&r->qmp, &b);
+		rc = b.failed ? -ENOMEM : cpr_blob_section(out, QMP_CLIENTS_SECTION, b.data, b.len);
+		tern_buf_free(&b);
 	}
 	uint8_t *pending = malloc(CHARDEV_OUT_CAPACITY);
 	if (rc == 0 && pending == NULL)
@@ -591,7 +598,7 @@ int cpr_apply(struct runner *r, struct tern_error *err)
 	struct vm_state_in st;
 	if (vm_state_in_init(&st, r->vm.vcpus) < 0)
 		return tern_errorf(err, -ENOMEM, "out of memory");
-	int rc = 0, have_bank = 0;
+	int rc = 0, have_bank = 0, have_clients = 0;
 	for (unsigned i = 0; i < in->sections && rc == 0; i++) {
 		const struct cpr_section *s = &in->section[i];
 		if (strcmp(s->name, "ioeventfd-bank") == 0) {
@@ -604,6 +611,12 @@ int cpr_apply(struct runner *r, struct tern_error *err)
 			rc = r->have_qmp ? cpr_settings_load(&r->qmp, s->data, s->len, err)
 					 : tern_errorf(err, -EINVAL, "migration settings for a "
 						       "machine without QMP");
+		} else if (strcmp(s->name, QMP_CLIENTS_SECTION) == 0) {
+			rc = r->have_qmp && !have_clients
+				     ? qmp_server_load_clients(&r->qmp, s->data, s->len, err)
+				     : tern_errorf(err, -EINVAL, "QMP clients this machine has no "
+						   "place for");
+			have_clients = 1;
 		} else if (strcmp(s->name, "serial-out") == 0) {
 			chardev_write(&r->vm.serial, s->data, s->len);
 		} else {

@@ -325,8 +325,71 @@ static int client_start(struct qmp_server *s, struct qmp_client *c, int cfd)
 	return 0;
 }
 
+void qmp_server_save_clients(const struct qmp_server *s, struct tern_buf *out)
+{
+	uint32_t n = 0;
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
+		n += s->client[i].fd >= 0;
+	tern_buf_u32(out, n);
+	for (uint32_t i = 0; i < QMP_MAX_CLIENTS; i++) {
+		const struct qmp_client *c = &s->client[i];
+		if (c->fd < 0)
+			continue;
+		tern_buf_u32(out, i);
+		tern_buf_u8(out, (uint8_t)c->negotiated);
+		qmp_framer_save(&c->framer, out);
+	}
+}
+
+int qmp_server_load_clients(struct qmp_server *s, const uint8_t *data, size_t len,
+			    struct tern_error *err)
+{
+	struct tern_reader r = { data, len, 0 };
+	struct qmp_framer framer[QMP_MAX_CLIENTS];
+	uint8_t negotiated[QMP_MAX_CLIENTS], seen[QMP_MAX_CLIENTS] = { 0 };
+	uint32_t n, adopted = 0;
+	int rc = 0;
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
+		adopted += s->client[i].fd >= 0;
+	if (tern_read_u32(&r, &n) < 0 || n != adopted)
+		rc = tern_errorf(err, -EBADMSG, "QMP clients: the state describes a different "
+				 "number of clients than were passed on");
+	for (uint32_t k = 0; k < n && rc == 0; k++) {
+		uint32_t slot;
+		uint8_t neg = 2;
+		if (tern_read_u32(&r, &slot) < 0 || slot >= QMP_MAX_CLIENTS || seen[slot] ||
+		    s->client[slot].fd < 0 || tern_read_u8(&r, &neg) < 0 || neg > 1) {
+			rc = tern_errorf(err, -EBADMSG, "QMP clients: entry %u names no client "
+					 "passed on, or one twice", k);
+			break;
+		}
+		if ((rc = qmp_framer_load(&framer[slot], &r)) < 0) {
+			tern_errorf(err, rc, "QMP clients: the unread input of client %u is not "
+				    "an unfinished request", slot);
+			break;
+		}
+		seen[slot] = 1;
+		negotiated[slot] = neg;
+	}
+	if (rc == 0 && r.at != r.len)
+		rc = tern_errorf(err, -EBADMSG, "QMP clients: %zu bytes too many", r.len - r.at);
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
+		if (!seen[i])
+			continue;
+		if (rc < 0) {
+			qmp_framer_destroy(&framer[i]);
+			continue;
+		}
+		qmp_framer_destroy(&s->client[i].framer);
+		s->client[i].framer = framer[i];
+		s->client[i].negotiated = negotiated[i];
+	}
+	return rc;
+}
+
 /* After a live update: the listening socket and the clients the previous
- * process served, already past negotiation (their greeting was sent). */
+ * process served, past negotiation (their greeting was sent) unless the
+ * state says otherwise (qmp_server_load_clients). */
 static int adopt_kept(struct qmp_server *s, int listen_fd)
 {
 	s->listen_fd = listen_fd;

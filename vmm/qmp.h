@@ -82,6 +82,16 @@ json_t *qmp_server_command_list(const struct qmp_server *s);
 int qmp_server_call(struct qmp_server *s, const char *name, json_t *args, json_t **ret,
 		    struct tern_error *err);
 
+/* A live update: each connected client's slot, whether it had negotiated,
+ * and what it sent that no request has consumed yet (qmp_framer_save): u32
+ * count, then per client u32 slot, u8 negotiated, the framer.  Loading
+ * takes the state of the clients qmp_server_open adopted, one entry for
+ * each; it checks everything before it changes anything.  0, or -EBADMSG /
+ * -ENOMEM with a message. */
+void qmp_server_save_clients(const struct qmp_server *s, struct tern_buf *out);
+int qmp_server_load_clients(struct qmp_server *s, const uint8_t *data, size_t len,
+			    struct tern_error *err);
+
 /* Handle one request text and return the reply (NULL for none); exposed
  * for tests and fuzzing. */
 json_t *qmp_handle_text(struct qmp_server *s, int *negotiated, const char *text, size_t len);

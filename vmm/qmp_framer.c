@@ -18,6 +18,8 @@ void qmp_framer_destroy(struct qmp_framer *f)
 
 int qmp_framer_push(struct qmp_framer *f, const char *data, size_t len)
 {
+	if (len == 0)
+		return 0; /* an empty framer has no buffer to copy into */
 	if (f->len + len > f->cap) {
 		size_t cap = f->cap ? f->cap : 4096;
 		while (cap < f->len + len)
@@ -125,4 +127,60 @@ enum qmp_frame qmp_framer_next(struct qmp_framer *f, const char **text, size_t *
 	if (!f->in_text && f->scan > 0)
 		drop_front(f, f->scan);
 	return QMP_FRAME_NONE;
+}
+
+void qmp_framer_save(const struct qmp_framer *f, struct tern_buf *out)
+{
+	int d = f->discarding;
+	tern_buf_u8(out, (uint8_t)d);
+	tern_buf_u8(out, (uint8_t)(d && f->bracketed));
+	tern_buf_u8(out, (uint8_t)(d && f->in_string));
+	tern_buf_u8(out, (uint8_t)(d && f->escape));
+	tern_buf_u32(out, d ? (uint32_t)f->depth : 0);
+	/* A text returned but not yet dropped is consumed already. */
+	size_t from = f->pending_drop <= f->len ? f->pending_drop : f->len;
+	tern_buf_u32(out, (uint32_t)(f->len - from));
+	tern_buf_put(out, f->buf + from, f->len - from);
+}
+
+int qmp_framer_load(struct qmp_framer *f, struct tern_reader *r)
+{
+	uint8_t discarding, bracketed, in_string, escape;
+	uint32_t depth, n;
+	if (tern_read_u8(r, &discarding) < 0 || tern_read_u8(r, &bracketed) < 0 ||
+	    tern_read_u8(r, &in_string) < 0 || tern_read_u8(r, &escape) < 0 ||
+	    tern_read_u32(r, &depth) < 0 || tern_read_u32(r, &n) < 0 ||
+	    n > r->len - r->at || n > QMP_MAX_MESSAGE)
+		return -EBADMSG;
+	if (discarding > 1 || bracketed > 1 || in_string > 1 || escape > 1)
+		return -EBADMSG;
+	struct qmp_framer g;
+	qmp_framer_init(&g);
+	if (discarding) {
+		/* Nothing of the skipped text is kept, and where in it we are must
+		 * be a place a bracketed (or bare) text can be. */
+		if (n != 0 || depth > QMP_MAX_NESTING + 1 || (escape && !in_string) ||
+		    (bracketed ? depth == 0 : (depth | in_string) != 0))
+			return -EBADMSG;
+		g.in_text = g.discarding = 1;
+		g.bracketed = bracketed;
+		g.in_string = in_string;
+		g.escape = escape;
+		g.depth = (int)depth;
+	} else {
+		/* The rest follows from the bytes, framed again. */
+		if ((bracketed | in_string | escape) != 0 || depth != 0)
+			return -EBADMSG;
+		if (n > 0 && qmp_framer_push(&g, (const char *)r->p + r->at, n) < 0)
+			return -ENOMEM;
+		const char *text;
+		size_t len;
+		if (qmp_framer_next(&g, &text, &len) != QMP_FRAME_NONE) {
+			qmp_framer_destroy(&g);
+			return -EBADMSG;
+		}
+		r->at += n;
+	}
+	*f = g;
+	return 0;
 }

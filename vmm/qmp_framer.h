@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include "tern/vmstate.h"
+
 #define QMP_MAX_MESSAGE (1u << 20)
 #define QMP_MAX_NESTING 1024
 
@@ -35,5 +37,17 @@ void qmp_framer_destroy(struct qmp_framer *f);
 int qmp_framer_push(struct qmp_framer *f, const char *data, size_t len);
 /* Next complete text; valid until the next call. */
 enum qmp_frame qmp_framer_next(struct qmp_framer *f, const char **text, size_t *len);
+
+/*
+ * A live update carries what a client sent that no request has consumed
+ * yet (call after qmp_framer_next said NONE): u8 discarding, then, when
+ * discarding an oversized text, how far into it (u8 bracketed, u8
+ * in_string, u8 escape, u32 depth; else all 0), u32 n and the n bytes of
+ * the unfinished text.  Loading checks every field and refuses bytes that
+ * hold a whole request (one is never left unread); on success f is a
+ * fresh framer in the saved state, else untouched.  -EBADMSG, -ENOMEM.
+ */
+void qmp_framer_save(const struct qmp_framer *f, struct tern_buf *out);
+int qmp_framer_load(struct qmp_framer *f, struct tern_reader *r);
 
 #endif
