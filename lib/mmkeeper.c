@@ -19,10 +19,11 @@
 #define KEEPER_STACK (64 * 1024)
 #define KEEPER_NAME "tern-mm-keeper"
 
-/* The keeper's whole life.  Only system calls: the code and data of the
- * process are left behind by its exec (they stay mapped, as the keeper keeps
- * them, but nothing may rely on them changing).  No sanitizer: this runs
- * on a stack the sanitizers' runtime knows nothing of. */
+/* The keeper's whole life: a few system calls, nothing of the process's
+ * data (which its exec leaves behind, still mapped as the keeper keeps it).
+ * Returning ends the child with a plain exit system call (glibc's clone),
+ * never exit(3), whose handlers belong to the process.  No sanitizer: this
+ * runs on a stack the sanitizers' runtime knows nothing of. */
 __attribute__((no_sanitize("address", "undefined"))) static int keeper_main(void *arg)
 {
 	long parent = (long)(intptr_t)arg;

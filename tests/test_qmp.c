@@ -167,6 +167,14 @@ static void pump(struct loop *l)
 		loop_run_once(l, 20);
 }
 
+/* A client sends text and the server's loop runs. */
+static void say(struct text_stream *client, struct loop *l, const char *text)
+{
+	size_t n = strlen(text);
+	assert_int_equal(write(client->fd, text, n), (ssize_t)n);
+	pump(l);
+}
+
 static long expect_reply(struct text_stream *t, size_t *from, const char *needle)
 {
 	long at = text_stream_wait(t, *from, needle, 2000);
@@ -211,13 +219,9 @@ static void clients_carried_across_an_update(void **state)
 	pump(&old_loop);
 	expect_reply(&a, &at_a, "\"QMP\"");
 	expect_reply(&b, &at_b, "\"QMP\"");
-	static const char negotiate[] = "{\"execute\": \"qmp_capabilities\"}\r\n";
-	assert_int_equal(write(a.fd, negotiate, strlen(negotiate)), (ssize_t)strlen(negotiate));
-	pump(&old_loop);
+	say(&a, &old_loop, "{\"execute\": \"qmp_capabilities\"}\r\n");
 	expect_reply(&a, &at_a, "\"return\"");
-	static const char first[] = "{\"execute\": \"echo\", \"arguments\": {\"n\": 4";
-	assert_int_equal(write(a.fd, first, strlen(first)), (ssize_t)strlen(first));
-	pump(&old_loop);
+	say(&a, &old_loop, "{\"execute\": \"echo\", \"arguments\": {\"n\": 4");
 
 	struct tern_buf saved = { 0 };
 	qmp_server_save_clients(&old, &saved);
@@ -232,13 +236,9 @@ static void clients_carried_across_an_update(void **state)
 			 -EBADMSG);
 	assert_int_equal(qmp_server_load_clients(&new, saved.data, saved.len, &err), 0);
 
-	static const char rest[] = "2, \"name\": \"x\"}}\r\n";
-	assert_int_equal(write(a.fd, rest, strlen(rest)), (ssize_t)strlen(rest));
-	pump(&new_loop);
+	say(&a, &new_loop, "2, \"name\": \"x\"}}\r\n");
 	expect_reply(&a, &at_a, "{\"return\":{\"n\":42,\"name\":\"x\"}}");
-	static const char early[] = "{\"execute\": \"echo\", \"arguments\": {\"n\": 1}}\r\n";
-	assert_int_equal(write(b.fd, early, strlen(early)), (ssize_t)strlen(early));
-	pump(&new_loop);
+	say(&b, &new_loop, "{\"execute\": \"echo\", \"arguments\": {\"n\": 1}}\r\n");
 	expect_reply(&b, &at_b, "qmp_capabilities");
 
 	text_stream_free(&a);

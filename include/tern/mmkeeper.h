@@ -5,18 +5,19 @@
  * execve unmaps the old address space page by page before the new program
  * runs, so a VMM that execs itself (cpr-exec) under a guest that has
  * touched its RAM pays for every populated page inside the guest's stop:
- * about 19 ms per GiB here.  A keeper is a tiny child process sharing that
- * address space (CLONE_VM, not a thread).  While it lives, exec only drops
- * a reference to the old address space.  The new program releases the
- * keeper once the guest runs again, and the teardown happens then, at low
- * priority, in the keeper's exit.
+ * 13-19 ms per GiB here (bench/cpr_exec).  A keeper is a tiny child process
+ * sharing that address space (CLONE_VM, not a thread).  While it lives,
+ * exec only drops a reference to the old address space.  The new program
+ * releases the keeper once the guest runs again, and the teardown happens
+ * then, at low priority, in the keeper's exit.
  *
- * The keeper blocks every signal but SIGKILL, runs no code of the process
- * after its first few system calls, and dies with the thread that started
- * it (PR_SET_PDEATHSIG), so it never outlives the program it serves.  It is
- * known by a pidfd: a new program adopts only a pidfd of its own child, so
- * a forged number in its environment cannot make it kill another process.
- * Linux only (CLONE_PIDFD: 5.2 and later).
+ * The keeper blocks every signal but SIGKILL, makes a few system calls and
+ * then waits, and dies with the thread that started it (PR_SET_PDEATHSIG;
+ * should that thread be gone before the keeper sets it, the keeper sees a
+ * stranger as its parent and exits), so it never outlives the program it
+ * serves.  It is known by a pidfd: a new program adopts only a pidfd of its
+ * own child, so a forged number in its environment cannot make it kill
+ * another process.  Linux only (CLONE_PIDFD: 5.2 and later).
  */
 #ifndef TERN_MMKEEPER_H
 #define TERN_MMKEEPER_H
