@@ -2,7 +2,8 @@
  * libFuzzer target: a QMP byte stream from an untrusted client, through
  * the framer and the protocol handler, delivered in pieces of a size the
  * input's first byte chooses.  Every reply must be a well-formed QMP reply.
- * The same input is then loaded as a framer saved by a live update.
+ * The same input is then loaded as a framer saved by a live update, and as
+ * a live update's whole qmp-clients section.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,31 @@ static void saved_framer(const uint8_t *data, size_t size)
 	qmp_framer_destroy(&f);
 }
 
+/* And as the qmp-clients section of a live update, for a server to which
+ * three clients were passed on (slots 0, 3 and 15; the loader never
+ * touches their sockets). */
+static void saved_clients(const uint8_t *data, size_t size)
+{
+	struct qmp_server server;
+	memset(&server, 0, sizeof server);
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
+		server.client[i].fd = i == 0 || i == 3 || i == 15 ? 100 + (int)i : -1;
+	struct tern_error err;
+	int rc = qmp_server_load_clients(&server, data, size, &err);
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
+		struct qmp_client *c = &server.client[i];
+		if (c->fd < 0 && (c->framer.buf != NULL || c->negotiated))
+			abort(); /* a slot with no client was written */
+		if (rc < 0 && (c->framer.buf != NULL || c->negotiated))
+			abort(); /* a refused section changed a client */
+		const char *text;
+		size_t len;
+		if (qmp_framer_next(&c->framer, &text, &len) != QMP_FRAME_NONE)
+			abort(); /* a whole request was carried */
+		qmp_framer_destroy(&c->framer);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
@@ -97,5 +123,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	qmp_framer_destroy(&f);
 	saved_framer(data, size);
+	saved_clients(data, size);
 	return 0;
 }
