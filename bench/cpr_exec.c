@@ -4,7 +4,7 @@
  * guest pages in through them), and exec unmaps them all before the new
  * program runs, while the guest is stopped.  This measures that exec for a
  * process holding 1, 4 and 16 GiB of such RAM (a memfd, shared, every page
- * written and mapped):
+ * written and mapped), and one holding none, for what any exec costs here:
  *
  *   plain  execs in place, as QEMU's cpr-exec does (execvp) and tern did;
  *   tern   starts an address-space keeper first (lib/mmkeeper.c) and execs.
@@ -16,7 +16,7 @@
  * after the guest runs again (off the stop; it is the work plain exec does
  * inside it).  Median of N (default 5).
  *
- *   cpr_exec [--reps N] [--sizes 1,4,16]
+ *   cpr_exec [--reps N] [--sizes 0,1,4,16]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -94,8 +94,8 @@ static struct result one_exec(int ram, size_t size, int keep)
 		die("fork");
 	if (child == 0) {
 		close(pipefd[0]);
-		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, ram, 0);
-		if (p == MAP_FAILED || madvise(p, size, MADV_POPULATE_WRITE) < 0)
+		void *p = size ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, ram, 0) : NULL;
+		if (p == MAP_FAILED || (size && madvise(p, size, MADV_POPULATE_WRITE) < 0))
 			_exit(2);
 		set_env_int("BENCH_OUT", pipefd[1]);
 		double t0 = now_ms();
@@ -124,13 +124,16 @@ static struct result one_exec(int ram, size_t size, int keep)
 	return r;
 }
 
-/* A memfd of gib GiB, every page written once, as a guest would leave it. */
+/* A memfd of gib GiB, every page written once, as a guest would leave it
+ * (0: none, for what any exec costs here). */
 static int guest_ram(unsigned gib, size_t *size)
 {
 	*size = (size_t)gib << 30;
 	int fd = memfd_create("guest-ram", MFD_CLOEXEC);
 	if (fd < 0 || ftruncate(fd, (off_t)*size) < 0)
 		die("memfd");
+	if (*size == 0)
+		return fd;
 	void *p = mmap(NULL, *size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED || madvise(p, *size, MADV_POPULATE_WRITE) < 0)
 		die("filling the RAM");
@@ -142,7 +145,7 @@ int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], CHILD_ARG) == 0)
 		return after_exec();
-	unsigned reps = 5, sizes[MAX_SIZES] = { 1, 4, 16 }, nsizes = 3;
+	unsigned reps = 5, sizes[MAX_SIZES] = { 0, 1, 4, 16 }, nsizes = 4;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
 			reps = (unsigned)atoi(argv[++i]);

@@ -27,7 +27,6 @@
 __attribute__((no_sanitize("address", "undefined"))) static int keeper_main(void *arg)
 {
 	long parent = (long)(intptr_t)arg;
-	syscall(SYS_prctl, PR_SET_NAME, KEEPER_NAME, 0L, 0L, 0L);
 	syscall(SYS_prctl, PR_SET_PDEATHSIG, (long)SIGKILL, 0L, 0L, 0L);
 	if (syscall(SYS_getppid) != parent)
 		return 0; /* the parent died before PDEATHSIG was set */
@@ -48,10 +47,16 @@ int tern_mm_keeper_start(struct tern_mm_keeper *k)
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	/* Its name, too, from birth: a new program that adopts it looks for the
+	 * name at once, perhaps before the keeper has run at all. */
+	char name[16] = "";
+	prctl(PR_GET_NAME, name);
+	prctl(PR_SET_NAME, KEEPER_NAME);
 	int pidfd = -1;
 	pid_t pid = clone(keeper_main, (uint8_t *)stack + KEEPER_STACK,
 			  CLONE_VM | CLONE_PIDFD | SIGCHLD, (void *)(intptr_t)getpid(), &pidfd);
 	int saved = errno;
+	prctl(PR_SET_NAME, name);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
 		munmap(stack, KEEPER_STACK);

@@ -166,6 +166,18 @@ static void start_and_release_without_exec(void **state)
 	assert_true(fcntl(k.pidfd, F_GETFD) & FD_CLOEXEC);
 	pid_t pid = pid_of(k.pidfd);
 	assert_true(pid > 0);
+	/* Named from birth, whether or not it has run yet (adopt looks for the
+	 * name), and this thread has its own name back. */
+	char path[64], comm[32] = "";
+	snprintf(path, sizeof path, "/proc/%ld/comm", (long)pid);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(comm, sizeof comm, f));
+	fclose(f);
+	assert_string_equal(comm, "tern-mm-keeper\n");
+	char mine[16] = "";
+	prctl(PR_GET_NAME, mine);
+	assert_string_not_equal(mine, "tern-mm-keeper");
 	assert_true(maps_ram(pid) == maps_ram(0)); /* one address space */
 	/* Blocked, so pending, never delivered: the keeper lives on. */
 	assert_int_equal(pidfd_send_signal(k.pidfd, SIGTERM, NULL, 0), 0);
