@@ -229,6 +229,27 @@ static int has_keeper(pid_t pid)
 	return found;
 }
 
+/* Dirty-page tracking works on the updated tern (its sets are made after
+ * the resume): a one-second dirty-rate measurement completes. */
+static void expect_dirty_tracking(struct qmp_conn *q)
+{
+	assert_int_equal(qmp_do(q, "calc-dirty-rate", json_pack("{s:i}", "calc-time", 1), NULL,
+				5000),
+			 0);
+	for (int tries = 0; tries < 100; tries++) {
+		json_t *r = query(q, "query-dirty-rate");
+		assert_non_null(r);
+		int done = strcmp(json_string_value(json_object_get(r, "status")), "measured") == 0;
+		if (done)
+			assert_true(json_is_integer(json_object_get(r, "dirty-rate")));
+		json_decref(r);
+		if (done)
+			return;
+		usleep(50000);
+	}
+	fail_msg("the dirty rate was never measured after the update");
+}
+
 /* Once the guest runs again, the keeper is released (at the lowest
  * priority, so give its teardown time): none is left behind. */
 static void expect_keeper_released(pid_t pid)
@@ -509,6 +530,41 @@ static void expect_failed_and_running(struct qmp_conn *q, struct guest *g, const
 	ring(g, 3); /* and the guest answers */
 }
 
+/* After an update in either mode, dirty-page tracking (whose sets the new
+ * tern makes once the guest runs) measures the guest, which lives on. */
+static void dirty_tracking_after_updates(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	struct guest g;
+	boot_idle(&g, "4");
+	struct qmp_conn q;
+	assert_int_equal(qmp_connect(&q, g.vm.qmp_path, 1, 10000), 0);
+	set_mode(&q, "cpr-exec", tern_path);
+	assert_int_equal(qmp_do(&q, "migrate", json_pack("{s:s}", "uri", "cpr:"), NULL, 10000), 0);
+	json_t *r = wait_update(&q);
+	expect_completed(r, "cpr-exec");
+	json_decref(r);
+	expect_dirty_tracking(&q);
+
+	char sock[256];
+	tern_vm_path(&g.vm, "cpr.sock", sock, sizeof sock);
+	struct proc next;
+	spawn_new(&next, tern_path, sock);
+	transfer(&q, sock);
+	qmp_close(&q);
+	assert_int_equal(proc_wait(&g.vm.proc, 20000), 0); /* the old tern leaves */
+	proc_free(&g.vm.proc);
+	g.vm.proc = next;
+	assert_int_equal(qmp_connect(&q, g.vm.qmp_path, 1, 10000), 0);
+	r = wait_update(&q);
+	expect_completed(r, "cpr-transfer");
+	json_decref(r);
+	expect_dirty_tracking(&q);
+	ring(&g, 1); /* the guest answers */
+	end_guest(&g, &q);
+}
+
 static void failed_updates_keep_the_guest(void **state)
 {
 	(void)state;
@@ -635,6 +691,7 @@ int main(void)
 		cmocka_unit_test(cpr_exec_three_times),
 		cmocka_unit_test(cpr_transfer_three_times),
 		cmocka_unit_test(thousands_of_fds_arrive_and_ring),
+		cmocka_unit_test(dirty_tracking_after_updates),
 		cmocka_unit_test(failed_updates_keep_the_guest),
 		cmocka_unit_test(hostile_ram_offers_refused),
 	};

@@ -408,6 +408,7 @@ static void config_from(struct runner *r, const struct cpr_header *h)
 	r->cfg.kernel_name = "tern-guest";
 	r->cfg.kvm_ready = r->have_kvm_ready ? &r->kvm_ready : NULL;
 	r->cfg.defer_pit_reinject = !r->have_kvm_ready; /* cpr-exec: off the stop */
+	r->cfg.defer_dirty_sets = 1; /* made in cpr_resumed, off the stop */
 	snprintf(r->qmp_spec, sizeof r->qmp_spec, "%s", h->qmp);
 	tern_fdstore_free(r->fds);
 	r->fds = h->fds;
@@ -713,6 +714,14 @@ void cpr_resumed(struct runner *r)
 	}
 	if (r->vm.kvm.defer_reinject)
 		kvm_disable_pit_reinject_later(&r->vm.kvm);
+	/* The dirty-page sets, a millisecond per 16 GiB of zeroing, are made now
+	 * rather than in the stop: nothing tracks dirty pages until a QMP command
+	 * asks, and commands run only after this (an update is refused while
+	 * tracking is on, so none was on before it). */
+	struct tern_error dirty_err;
+	if (dirty_tracker_attach_slots(&r->vm.dirty, &dirty_err) < 0)
+		fprintf(stderr, "tern: %s: migration and calc-dirty-rate are unavailable\n",
+			dirty_err.msg);
 	if (r->have_bank) {
 		struct tern_error err;
 		if (ioeventfd_bank_register(&r->bank, r->vm.kvm.vm_fd, 1, &err) < 0)

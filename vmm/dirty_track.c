@@ -66,25 +66,32 @@ int dirty_tracker_init(struct dirty_tracker *t, struct vm *vm, enum dirty_mode m
 
 int dirty_tracker_attach_slots(struct dirty_tracker *t, struct tern_error *err)
 {
+	/* Built aside and taken whole, so that a failure leaves none (as after
+	 * a live update, where the guest already runs when this is called). */
 	const struct guest_ram *ram = &t->vm->ram;
+	struct tern_dirty **set = calloc(ram->slots, sizeof *set);
+	uint64_t largest = 0, *bitmap = NULL;
+	unsigned made = 0;
+	while (set != NULL && made < ram->slots) {
+		uint64_t pages = ram->slot[made].size / PAGE;
+		if ((set[made] = tern_dirty_new(pages)) == NULL)
+			break;
+		largest = pages > largest ? pages : largest;
+		made++;
+	}
+	if (set != NULL && made == ram->slots && t->mode == DIRTY_MODE_LOG)
+		bitmap = calloc((size_t)((largest + 63) / 64), sizeof *bitmap);
+	if (set == NULL || made < ram->slots || (t->mode == DIRTY_MODE_LOG && bitmap == NULL)) {
+		for (unsigned i = 0; i < made; i++)
+			tern_dirty_free(set[i]);
+		free(set);
+		return tern_errorf(err, -ENOMEM, "out of memory for dirty tracking");
+	}
+	pthread_mutex_lock(&t->lock);
+	t->set = set;
+	t->bitmap = bitmap;
 	t->slots = ram->slots;
-	t->set = calloc(ram->slots, sizeof *t->set);
-	if (t->set == NULL)
-		return tern_errorf(err, -ENOMEM, "out of memory");
-	uint64_t largest = 0;
-	for (unsigned i = 0; i < ram->slots; i++) {
-		uint64_t pages = ram->slot[i].size / PAGE;
-		t->set[i] = tern_dirty_new(pages);
-		if (t->set[i] == NULL)
-			return tern_errorf(err, -ENOMEM, "out of memory for dirty tracking");
-		if (pages > largest)
-			largest = pages;
-	}
-	if (t->mode == DIRTY_MODE_LOG) {
-		t->bitmap = calloc((size_t)((largest + 63) / 64), sizeof *t->bitmap);
-		if (t->bitmap == NULL)
-			return tern_errorf(err, -ENOMEM, "out of memory for dirty tracking");
-	}
+	pthread_mutex_unlock(&t->lock);
 	return 0;
 }
 
@@ -141,6 +148,11 @@ int dirty_tracker_start(struct dirty_tracker *t, struct tern_error *err)
 	int rc = 0;
 	if (t->active)
 		goto out;
+	if (t->set == NULL) {
+		rc = tern_errorf(err, -ENOMEM, "dirty-page tracking is unavailable: its sets could "
+				 "not be made (see tern's log)");
+		goto out;
+	}
 	if ((rc = set_slot_flags(t, KVM_MEM_LOG_DIRTY_PAGES, err)) < 0)
 		goto out;
 	if (t->mode == DIRTY_MODE_LOG && t->manual_protect) {

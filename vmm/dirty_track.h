@@ -45,7 +45,10 @@ struct dirty_tracker {
 /* Before any vCPU exists: choose and enable the mechanism. */
 int dirty_tracker_init(struct dirty_tracker *t, struct vm *vm, enum dirty_mode mode,
 		       uint32_t ring_entries, struct tern_error *err);
-/* After the memslots exist: one set per slot. */
+/* After the memslots exist: one set per slot, all or (on -ENOMEM) none.
+ * Until then nothing can be tracked (dirty_tracker_start refuses), and
+ * every loop over t->slots sees none; a live update makes them after the
+ * guest resumes, out of its stop. */
 int dirty_tracker_attach_slots(struct dirty_tracker *t, struct tern_error *err);
 void dirty_tracker_destroy(struct dirty_tracker *t);
 

@@ -212,6 +212,9 @@ int vm_migration_may_start(struct vm_migration *m, struct tern_error *err)
 	if (m->vm->dirty.active)
 		return tern_errorf(err, -EBUSY, "dirty-page tracking is in use (calc-dirty-rate "
 				   "or x-dirty-tracking): wait for it to end");
+	if (m->vm->dirty.set == NULL)
+		return tern_errorf(err, -ENOMEM, "dirty-page tracking is unavailable: its sets "
+				   "could not be made (see tern's log)");
 	if (m->vm->memmap.nhot > 0)
 		return tern_errorf(err, -ENOTSUP, "memory regions added at run time (memslot-add) "
 				   "do not migrate yet: remove them first (memslot-del)");

@@ -153,7 +153,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 	vm->dirty_ready = 1;
 	if (rc < 0)
 		return rc;
-	if ((rc = dirty_tracker_attach_slots(&vm->dirty, err)) < 0)
+	if (!cfg->defer_dirty_sets && (rc = dirty_tracker_attach_slots(&vm->dirty, err)) < 0)
 		return rc;
 	if ((rc = add_devices(vm, cfg, err)) < 0)
 		return rc;

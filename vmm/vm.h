@@ -24,6 +24,7 @@
 
 struct vm_config {
 	int defer_pit_reinject; /* a live update: see struct kvm */
+	int defer_dirty_sets;   /* a live update: the caller attaches them after the resume */
 	uint64_t memory;
 	unsigned vcpus;
 	unsigned memslots;     /* 0: one per GiB */
