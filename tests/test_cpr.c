@@ -386,7 +386,9 @@ struct guest {
 	long at;
 };
 
-static void boot_idle(struct guest *g, const char *doorbells)
+/* An idle guest with `doorbells` doorbells, its serial client, and q
+ * connected to its QMP socket. */
+static void boot_idle(struct guest *g, const char *doorbells, struct qmp_conn *q)
 {
 	char ser[256], spec[300], dev[64];
 	memset(g, 0, sizeof *g);
@@ -402,6 +404,36 @@ static void boot_idle(struct guest *g, const char *doorbells)
 	text_stream_init(&g->serial, g->fd);
 	g->at = text_stream_wait_line(&g->serial, 0, "tern-guest: start", 20000);
 	assert_true(g->at > 0);
+	assert_int_equal(qmp_connect(q, g->vm.qmp_path, 1, 10000), 0);
+}
+
+/* Update the guest's tern by cpr-exec; it completes. */
+static void update_by_exec(struct qmp_conn *q)
+{
+	set_mode(q, "cpr-exec", tern_path);
+	assert_int_equal(qmp_do(q, "migrate", json_pack("{s:s}", "uri", "cpr:"), NULL, 10000), 0);
+	json_t *r = wait_update(q);
+	expect_completed(r, "cpr-exec");
+	json_decref(r);
+}
+
+/* Move the guest to a new tern by cpr-transfer: the old one leaves, q
+ * reaches the new one, and the update completed. */
+static void update_by_transfer(struct guest *g, struct qmp_conn *q)
+{
+	char sock[256];
+	tern_vm_path(&g->vm, "cpr.sock", sock, sizeof sock);
+	struct proc next;
+	spawn_new(&next, tern_path, sock);
+	transfer(q, sock);
+	qmp_close(q);
+	assert_int_equal(proc_wait(&g->vm.proc, 20000), 0); /* the old tern leaves */
+	proc_free(&g->vm.proc);
+	g->vm.proc = next;
+	assert_int_equal(qmp_connect(q, g->vm.qmp_path, 1, 10000), 0);
+	json_t *r = wait_update(q);
+	expect_completed(r, "cpr-transfer");
+	json_decref(r);
 }
 
 static void end_guest(struct guest *g, struct qmp_conn *q)
@@ -457,26 +489,13 @@ static void thousands_of_fds_arrive_and_ring(void **state)
 	struct guest g;
 	char count[16];
 	snprintf(count, sizeof count, "%u", DOORBELLS);
-	boot_idle(&g, count);
 	struct qmp_conn q;
-	assert_int_equal(qmp_connect(&q, g.vm.qmp_path, 1, 10000), 0);
+	boot_idle(&g, count, &q);
 	ring(&g, 7); /* before: the count must move with the device */
 	json_t *before = identities(&q, g.vm.proc.pid);
 	assert_true(json_object_size(before) >= DOORBELLS + 2);
 
-	char sock[256];
-	tern_vm_path(&g.vm, "cpr.sock", sock, sizeof sock);
-	struct proc next;
-	spawn_new(&next, tern_path, sock);
-	transfer(&q, sock);
-	qmp_close(&q);
-	assert_int_equal(proc_wait(&g.vm.proc, 20000), 0);
-	proc_free(&g.vm.proc);
-	g.vm.proc = next;
-	assert_int_equal(qmp_connect(&q, g.vm.qmp_path, 1, 10000), 0);
-	json_t *r = wait_update(&q);
-	expect_completed(r, "cpr-transfer");
-	json_decref(r);
+	update_by_transfer(&g, &q);
 	json_t *after = identities(&q, g.vm.proc.pid);
 	assert_true(json_equal(before, after)); /* every fd is the same open file */
 
@@ -498,11 +517,7 @@ static void thousands_of_fds_arrive_and_ring(void **state)
 	json_decref(b);
 
 	/* And once more by exec: the same process, the same files. */
-	set_mode(&q, "cpr-exec", tern_path);
-	assert_int_equal(qmp_do(&q, "migrate", json_pack("{s:s}", "uri", "cpr:"), NULL, 10000), 0);
-	r = wait_update(&q);
-	expect_completed(r, "cpr-exec");
-	json_decref(r);
+	update_by_exec(&q);
 	json_t *again = identities(&q, g.vm.proc.pid);
 	assert_true(json_equal(before, again));
 	ring(&g, 2);
@@ -537,29 +552,11 @@ static void dirty_tracking_after_updates(void **state)
 	(void)state;
 	SKIP_WITHOUT_KVM();
 	struct guest g;
-	boot_idle(&g, "4");
 	struct qmp_conn q;
-	assert_int_equal(qmp_connect(&q, g.vm.qmp_path, 1, 10000), 0);
-	set_mode(&q, "cpr-exec", tern_path);
-	assert_int_equal(qmp_do(&q, "migrate", json_pack("{s:s}", "uri", "cpr:"), NULL, 10000), 0);
-	json_t *r = wait_update(&q);
-	expect_completed(r, "cpr-exec");
-	json_decref(r);
+	boot_idle(&g, "4", &q);
+	update_by_exec(&q);
 	expect_dirty_tracking(&q);
-
-	char sock[256];
-	tern_vm_path(&g.vm, "cpr.sock", sock, sizeof sock);
-	struct proc next;
-	spawn_new(&next, tern_path, sock);
-	transfer(&q, sock);
-	qmp_close(&q);
-	assert_int_equal(proc_wait(&g.vm.proc, 20000), 0); /* the old tern leaves */
-	proc_free(&g.vm.proc);
-	g.vm.proc = next;
-	assert_int_equal(qmp_connect(&q, g.vm.qmp_path, 1, 10000), 0);
-	r = wait_update(&q);
-	expect_completed(r, "cpr-transfer");
-	json_decref(r);
+	update_by_transfer(&g, &q);
 	expect_dirty_tracking(&q);
 	ring(&g, 1); /* the guest answers */
 	end_guest(&g, &q);
@@ -570,9 +567,8 @@ static void failed_updates_keep_the_guest(void **state)
 	(void)state;
 	SKIP_WITHOUT_KVM();
 	struct guest g;
-	boot_idle(&g, "16");
 	struct qmp_conn q;
-	assert_int_equal(qmp_connect(&q, g.vm.qmp_path, 1, 10000), 0);
+	boot_idle(&g, "16", &q);
 
 	/* cpr-transfer to a tern that cannot load this state: the old resumes. */
 	char sock[256];
