@@ -206,6 +206,12 @@ irq_slave:
  * change privilege there; a fault is the door that works everywhere.)
  * STI's one-instruction shadow makes the HLT atomic with enabling
  * interrupts.  Entry stack: error code, RIP, CS, RFLAGS, RSP, SS.
+ *
+ * Ring 3 drives its ports through the TSS's all-zero I/O bitmap, the one
+ * door the paravirtualized KVM honours.  QEMU's TCG (KVM nested on its
+ * emulated SVM) consults the bitmap only while TR is an *available* TSS,
+ * and a migrated vCPU arrives with TR busy, as KVM reports it: there the
+ * IN or OUT faults, and ring 3 gets IOPL=3 and tries it again.
  */
 	.globl exc13
 exc13:
@@ -214,8 +220,23 @@ exc13:
 	jz	1f
 	mov	16(%rsp), %rax		/* faulting RIP */
 	cmpb	$0xf4, (%rax)		/* HLT */
+	je	3f
+	cmpb	$0x66, (%rax)		/* operand-size prefix */
+	jne	2f
+	inc	%rax
+2:	movb	(%rax), %al
+	andb	$0xf4, %al		/* E4-E7, EC-EF: IN or OUT */
+	cmpb	$0xe4, %al
 	jne	1f
-	incq	16(%rsp)		/* resume after it */
+	mov	32(%rsp), %rax		/* RFLAGS */
+	and	$0x3000, %eax
+	cmp	$0x3000, %eax		/* IOPL=3 already: a real fault */
+	je	1f
+	orq	$0x3000, 32(%rsp)
+	pop	%rax
+	add	$8, %rsp		/* drop the error code */
+	iretq
+3:	incq	16(%rsp)		/* resume after the HLT */
 	pop	%rax
 	add	$8, %rsp		/* drop the error code */
 	sti
