@@ -126,7 +126,7 @@ static int wait_filled(const char *dir, int timeout_ms)
 {
 	char path[320];
 	snprintf(path, sizeof path, "%s/source.log", dir);
-	double deadline = now_ms() + timeout_ms;
+	double deadline = deadline_ms(timeout_ms);
 	while (now_ms() < deadline) {
 		FILE *f = fopen(path, "r");
 		if (f != NULL) {

@@ -61,7 +61,7 @@ long long mig_number(json_t *info, const char *path)
 json_t *mig_wait(struct qmp_conn *q, int poll_ms, int timeout_ms,
 		 void (*on_progress)(json_t *info, void *opaque), void *opaque)
 {
-	double deadline = now_ms() + timeout_ms;
+	double deadline = deadline_ms(timeout_ms);
 	while (now_ms() < deadline) {
 		json_t *r = qmp_execute(q, "query-migrate", NULL, 10000);
 		json_t *info = qmp_return(r);

@@ -18,6 +18,22 @@ double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+int time_scale(void)
+{
+	static int scale;
+	if (scale == 0) {
+		const char *s = getenv("TERN_TEST_TIME_SCALE");
+		long v = s != NULL ? strtol(s, NULL, 10) : 1;
+		scale = v >= 1 && v <= 100 ? (int)v : 1;
+	}
+	return scale;
+}
+
+double deadline_ms(int timeout_ms)
+{
+	return now_ms() + (double)timeout_ms * time_scale();
+}
+
 int proc_spawn(struct proc *p, char *const argv[], int want_stdin)
 {
 	memset(p, 0, sizeof *p);
@@ -92,7 +108,7 @@ static int pump(struct proc *p, int timeout_ms)
 
 long proc_wait_for(struct proc *p, const char *needle, size_t from, int timeout_ms)
 {
-	double deadline = now_ms() + timeout_ms;
+	double deadline = deadline_ms(timeout_ms);
 	for (;;) {
 		if (from <= p->out_len) {
 			const char *hit = strstr(p->out + from, needle);
@@ -124,7 +140,7 @@ static int reap(struct proc *p, int options)
 
 int proc_wait(struct proc *p, int timeout_ms)
 {
-	double deadline = now_ms() + timeout_ms;
+	double deadline = deadline_ms(timeout_ms);
 	while (!reap(p, WNOHANG)) {
 		double left = deadline - now_ms();
 		if (left <= 0) {

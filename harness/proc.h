@@ -32,5 +32,11 @@ void proc_free(struct proc *p);
 
 /* Milliseconds on a monotonic clock. */
 double now_ms(void);
+/* $TERN_TEST_TIME_SCALE (a whole number, default 1): how many times slower
+ * everything runs here, as under tests/kvm-nested. */
+int time_scale(void);
+/* now_ms() + timeout_ms, stretched time_scale() times.  Every wait the
+ * tests make ends at one of these. */
+double deadline_ms(int timeout_ms);
 
 #endif

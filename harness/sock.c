@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -37,7 +38,7 @@ void text_stream_free(struct text_stream *t)
 
 long text_stream_wait(struct text_stream *t, size_t from, const char *needle, int timeout_ms)
 {
-	double deadline = now_ms() + timeout_ms;
+	double deadline = deadline_ms(timeout_ms);
 	for (;;) {
 		if (from <= t->len) {
 			char *hit = strstr(t->buf + from, needle);
@@ -63,4 +64,37 @@ long text_stream_wait(struct text_stream *t, size_t from, const char *needle, in
 		t->len += (size_t)n;
 		t->buf[t->len] = '\0';
 	}
+}
+
+/* Send a serial command and wait for the line of its answer. */
+static int guest_command(struct text_stream *t, long *at, const char *cmd, const char *answer)
+{
+	size_t len = strlen(cmd);
+	if (write(t->fd, cmd, len) != (ssize_t)len)
+		return -1;
+	long got = text_stream_wait_line(t, (size_t)*at, answer, 20000);
+	if (got < 0)
+		return -1;
+	*at = got;
+	return 0;
+}
+
+int guest_peek(struct text_stream *t, long *at, uint64_t addr, uint64_t *value)
+{
+	char cmd[64], answer[64];
+	snprintf(cmd, sizeof cmd, "peek 0x%llx\n", (unsigned long long)addr);
+	snprintf(answer, sizeof answer, "peek 0x%llx = 0x", (unsigned long long)addr);
+	if (guest_command(t, at, cmd, answer) < 0)
+		return -1;
+	*value = strtoull(t->buf + *at, NULL, 16);
+	return 0;
+}
+
+int guest_poke(struct text_stream *t, long *at, uint64_t addr, uint64_t value)
+{
+	char cmd[80], answer[64];
+	snprintf(cmd, sizeof cmd, "poke 0x%llx 0x%llx\n", (unsigned long long)addr,
+		 (unsigned long long)value);
+	snprintf(answer, sizeof answer, "poke 0x%llx done", (unsigned long long)addr);
+	return guest_command(t, at, cmd, answer);
 }

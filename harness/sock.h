@@ -3,6 +3,7 @@
 #define HARNESS_SOCK_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../vmm/qmp_client.h" /* unix_connect_retry */
 
@@ -22,5 +23,12 @@ long text_stream_wait(struct text_stream *t, size_t from, const char *needle, in
  * a number after the needle is complete.  Returns the offset past needle. */
 long text_stream_wait_line(struct text_stream *t, size_t from, const char *needle,
 			   int timeout_ms);
+
+/* The built-in guest's serial commands, on its serial socket t (its
+ * output read from *at on, which moves past the answer): the word at a
+ * guest-physical address (all ones where no memory is), and a store of
+ * one.  0, or -1 when the guest did not answer. */
+int guest_peek(struct text_stream *t, long *at, uint64_t addr, uint64_t *value);
+int guest_poke(struct text_stream *t, long *at, uint64_t addr, uint64_t value);
 
 #endif

@@ -181,7 +181,8 @@ static json_t *wait_update(struct qmp_conn *q)
 	return NULL;
 }
 
-static void expect_completed(json_t *report, const char *mode)
+/* regions: how many memory regions were added at run time. */
+static void expect_completed(json_t *report, const char *mode, int regions)
 {
 	assert_string_equal(json_string_value(json_object_get(report, "status")), "completed");
 	assert_string_equal(json_string_value(json_object_get(report, "mode")), mode);
@@ -190,10 +191,11 @@ static void expect_completed(json_t *report, const char *mode)
 	assert_int_equal(json_integer_value(json_object_get(x, "ram-bytes-copied")), 0);
 	assert_true(json_integer_value(json_object_get(x, "downtime-us")) > 0);
 	/* KVM's memslot registration: inside the stop after an exec (a KVM VM
-	 * belongs to one mm), before it in cpr-transfer (the RAM offer). */
+	 * belongs to one mm), before it in cpr-transfer (the RAM offer), but
+	 * for regions added at run time, which the state brings. */
 	json_t *memslots = json_object_get(x, "memslots-us");
 	assert_true(json_is_integer(memslots));
-	if (strcmp(mode, "cpr-exec") == 0)
+	if (strcmp(mode, "cpr-exec") == 0 || regions > 0)
 		assert_true(json_integer_value(memslots) > 0 &&
 			    json_integer_value(memslots) <=
 				    json_integer_value(json_object_get(x, "load-us")));
@@ -286,7 +288,7 @@ static void cpr_exec_three_times(void **state)
 				 0);
 		/* The same QMP connection, now served by the new program. */
 		json_t *r = wait_update(&q);
-		expect_completed(r, "cpr-exec");
+		expect_completed(r, "cpr-exec", 0);
 		expect_settings(&q, i, "cpr-exec");
 		assert_true(json_integer_value(json_object_get(json_object_get(r, "x-cpr"),
 							       "fds")) >= 540);
@@ -353,7 +355,7 @@ static void cpr_transfer_three_times(void **state)
 		proc_free(&old);
 		assert_int_equal(qmp_connect(&q, vm.qmp_path, 1, 10000), 0);
 		json_t *r = wait_update(&q);
-		expect_completed(r, "cpr-transfer");
+		expect_completed(r, "cpr-transfer", 0);
 		json_decref(r);
 		expect_settings(&q, i, "cpr-transfer");
 		json_t *after = identities(&q, next.pid);
@@ -384,6 +386,7 @@ struct guest {
 	struct text_stream serial;
 	int fd;
 	long at;
+	int regions; /* memory regions added at run time */
 };
 
 /* An idle guest with `doorbells` doorbells, its serial client, and q
@@ -413,7 +416,7 @@ static void update_by_exec(struct qmp_conn *q)
 	set_mode(q, "cpr-exec", tern_path);
 	assert_int_equal(qmp_do(q, "migrate", json_pack("{s:s}", "uri", "cpr:"), NULL, 10000), 0);
 	json_t *r = wait_update(q);
-	expect_completed(r, "cpr-exec");
+	expect_completed(r, "cpr-exec", 0);
 	json_decref(r);
 }
 
@@ -432,7 +435,7 @@ static void update_by_transfer(struct guest *g, struct qmp_conn *q)
 	g->vm.proc = next;
 	assert_int_equal(qmp_connect(q, g->vm.qmp_path, 1, 10000), 0);
 	json_t *r = wait_update(q);
-	expect_completed(r, "cpr-transfer");
+	expect_completed(r, "cpr-transfer", g->regions);
 	json_decref(r);
 }
 
@@ -446,15 +449,21 @@ static void end_guest(struct guest *g, struct qmp_conn *q)
 	tern_vm_end(&g->vm);
 }
 
+static void poke(struct guest *g, uint64_t addr, uint64_t value)
+{
+	assert_int_equal(guest_poke(&g->serial, &g->at, addr, value), 0);
+}
+
+static uint64_t peek(struct guest *g, uint64_t addr)
+{
+	uint64_t value = 0;
+	assert_int_equal(guest_peek(&g->serial, &g->at, addr, &value), 0);
+	return value;
+}
+
 static void ring(struct guest *g, uint32_t doorbell)
 {
-	char cmd[64], want[64];
-	uint64_t addr = BANK_BASE + 8ULL * doorbell;
-	snprintf(cmd, sizeof cmd, "poke 0x%llx 0x1\n", (unsigned long long)addr);
-	snprintf(want, sizeof want, "poke 0x%llx done", (unsigned long long)addr);
-	assert_true(write(g->fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd));
-	g->at = text_stream_wait(&g->serial, (size_t)g->at, want, 20000);
-	assert_true(g->at > 0);
+	poke(g, BANK_BASE + 8ULL * doorbell, 1);
 }
 
 static json_int_t rings_of(json_t *bank, uint32_t doorbell)
@@ -559,6 +568,102 @@ static void dirty_tracking_after_updates(void **state)
 	update_by_transfer(&g, &q);
 	expect_dirty_tracking(&q);
 	ring(&g, 1); /* the guest answers */
+	end_guest(&g, &q);
+}
+
+/* Regions added at run time (memslot-add) come through updates in both
+ * modes: the same memfds, at the same addresses, with their contents and
+ * read-only flag, and they can still be changed afterwards. */
+#define REGION_A 0x40000000ULL /* 1 GiB: above the 64 MiB of RAM */
+#define REGION_B 0x40400000ULL
+#define REGION_SIZE (2ULL << 20)
+
+static json_int_t add_region(struct qmp_conn *q, uint64_t addr)
+{
+	json_t *r = qmp_execute(q, "memslot-add",
+				json_pack("{s:I,s:I}", "addr", (json_int_t)addr, "size",
+					  (json_int_t)REGION_SIZE),
+				10000);
+	json_t *slot = json_object_get(qmp_return(r), "slot");
+	assert_true(json_is_integer(slot));
+	json_int_t id = json_integer_value(slot);
+	json_decref(r);
+	return id;
+}
+
+/* The regions query-memslots lists as added, as "addr:size:read-only". */
+static json_t *added_regions(struct qmp_conn *q)
+{
+	json_t *list = query(q, "query-memslots"), *out = json_array(), *e;
+	size_t i;
+	json_array_foreach(list, i, e) {
+		if (strcmp(json_string_value(json_object_get(e, "kind")), "added") != 0)
+			continue;
+		char text[96];
+		snprintf(text, sizeof text, "%lld:%lld:%d",
+			 (long long)json_integer_value(json_object_get(e, "addr")),
+			 (long long)json_integer_value(json_object_get(e, "size")),
+			 json_is_true(json_object_get(e, "read-only")));
+		json_array_append_new(out, json_string(text));
+	}
+	json_decref(list);
+	return out;
+}
+
+static void expect_regions(struct guest *g, struct qmp_conn *q, json_t *want_regions,
+			   json_t *want_fds)
+{
+	json_t *regions = added_regions(q), *fds = identities(q, g->vm.proc.pid);
+	assert_true(json_equal(regions, want_regions));
+	assert_true(json_equal(fds, want_fds)); /* the region memfds among them */
+	json_decref(regions);
+	json_decref(fds);
+	assert_true(peek(g, REGION_A + 8) == 0x1122334455667788ULL);
+	assert_true(peek(g, REGION_B + 16) == 0x99aabbccddeeff00ULL);
+	poke(g, REGION_B + 16, 1); /* still read-only: dropped */
+	assert_true(peek(g, REGION_B + 16) == 0x99aabbccddeeff00ULL);
+}
+
+static void added_regions_come_through_updates(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	struct guest g;
+	struct qmp_conn q;
+	boot_idle(&g, "4", &q);
+	json_int_t a = add_region(&q, REGION_A), b = add_region(&q, REGION_B);
+	g.regions = 2;
+	poke(&g, REGION_A + 8, 0x1122334455667788ULL);
+	poke(&g, REGION_B + 16, 0x99aabbccddeeff00ULL);
+	assert_int_equal(qmp_do(&q, "memslot-set-read-only",
+				json_pack("{s:I,s:b}", "slot", (json_int_t)b, "read-only", 1), NULL,
+				10000),
+			 0);
+	json_t *regions = added_regions(&q), *fds = identities(&q, g.vm.proc.pid);
+	assert_int_equal(json_array_size(regions), 2);
+	char key[64];
+	snprintf(key, sizeof key, "memslot/region/%lld", (long long)a);
+	assert_non_null(json_object_get(fds, key));
+
+	update_by_exec(&q);
+	expect_regions(&g, &q, regions, fds);
+	update_by_transfer(&g, &q);
+	expect_regions(&g, &q, regions, fds);
+
+	/* The new tern can remove one: its memfd leaves the store, and the
+	 * guest finds no memory there. */
+	assert_int_equal(qmp_do(&q, "memslot-del", json_pack("{s:I}", "slot", (json_int_t)a), NULL,
+				10000),
+			 0);
+	json_t *now = identities(&q, g.vm.proc.pid);
+	assert_null(json_object_get(now, key));
+	json_decref(now);
+	g.regions = 1;
+	assert_true(peek(&g, REGION_A + 8) == UINT64_MAX);
+	update_by_exec(&q);
+	assert_true(peek(&g, REGION_B + 16) == 0x99aabbccddeeff00ULL);
+	json_decref(regions);
+	json_decref(fds);
 	end_guest(&g, &q);
 }
 
@@ -688,6 +793,7 @@ int main(void)
 		cmocka_unit_test(cpr_transfer_three_times),
 		cmocka_unit_test(thousands_of_fds_arrive_and_ring),
 		cmocka_unit_test(dirty_tracking_after_updates),
+		cmocka_unit_test(added_regions_come_through_updates),
 		cmocka_unit_test(failed_updates_keep_the_guest),
 		cmocka_unit_test(hostile_ram_offers_refused),
 	};

@@ -93,24 +93,14 @@ static void shut_down(struct guest *g)
 /* Ask the guest for the word at addr. */
 static uint64_t peek(struct guest *g, uint64_t addr)
 {
-	char cmd[64], want[64];
-	snprintf(cmd, sizeof cmd, "peek 0x%llx\n", (unsigned long long)addr);
-	snprintf(want, sizeof want, "peek 0x%llx = 0x", (unsigned long long)addr);
-	assert_int_equal(write(g->fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
-	g->at = text_stream_wait_line(&g->serial, (size_t)g->at, want, 20000);
-	assert_true(g->at > 0);
-	return strtoull(g->serial.buf + g->at, NULL, 16);
+	uint64_t value = 0;
+	assert_int_equal(guest_peek(&g->serial, &g->at, addr, &value), 0);
+	return value;
 }
 
 static void poke(struct guest *g, uint64_t addr, uint64_t value)
 {
-	char cmd[80], want[64];
-	snprintf(cmd, sizeof cmd, "poke 0x%llx 0x%llx\n", (unsigned long long)addr,
-		 (unsigned long long)value);
-	snprintf(want, sizeof want, "poke 0x%llx done", (unsigned long long)addr);
-	assert_int_equal(write(g->fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
-	g->at = text_stream_wait(&g->serial, (size_t)g->at, want, 20000);
-	assert_true(g->at > 0);
+	assert_int_equal(guest_poke(&g->serial, &g->at, addr, value), 0);
 }
 
 /* A QMP command that must fail; returns its error text (static). */

@@ -65,7 +65,7 @@ static void start_destination(struct tern_vm *dst, const char *uri, const char *
 /* Wait until query-migrate says active and some pages went. */
 static void wait_active(struct qmp_conn *q)
 {
-	double deadline = now_ms() + 10000;
+	double deadline = deadline_ms(10000);
 	while (now_ms() < deadline) {
 		json_t *r = qmp_execute(q, "query-migrate", NULL, 5000);
 		json_t *info = qmp_return(r);

@@ -30,13 +30,15 @@ enum transport { TCP, UNIX_SOCKET, FILE_STREAM };
 static const char *const workloads[] = { "idle", "random", "sequential", "hotcold", "sparse" };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-/* About 0.8 s of work: long enough to migrate in the middle of it. */
+/* About 0.8 s of work (longer where everything but the guest's paced
+ * writes runs slower): long enough to migrate in the middle of it. */
 static void guest_args(const char *workload, char *buf, size_t len)
 {
 	if (strcmp(workload, "idle") == 0)
-		snprintf(buf, len, "workload=idle ws=8M seconds=1 seed=5");
+		snprintf(buf, len, "workload=idle ws=8M seconds=%d seed=5", time_scale());
 	else
-		snprintf(buf, len, "workload=%s ws=8M writes=120000 rate=150000 seed=5", workload);
+		snprintf(buf, len, "workload=%s ws=8M writes=%d rate=150000 seed=5", workload,
+			 120000 * time_scale());
 }
 
 static uint64_t reference[NWORKLOADS];

@@ -141,7 +141,14 @@ static int build_state(struct runner *r, enum vm_migration_mode mode, uint64_t s
 		return tern_errorf(err, rc, "saving the update's state: %s", strerror(-rc));
 	if ((rc = vm_state_save_to(&r->vm, put_section, out, err)) < 0)
 		return rc;
-	if (r->have_bank) {
+	if (rc == 0) { /* always, so that kept region memfds are always accounted for */
+		struct tern_buf b = { 0 };
+		rc = memmap_save_regions(&r->vm, &b);
+		if (rc == 0)
+			rc = cpr_blob_section(out, MEMMAP_REGIONS_SECTION, b.data, b.len);
+		tern_buf_free(&b);
+	}
+	if (rc == 0 && r->have_bank) {
 		struct tern_buf b = { 0 };
 		rc = ioeventfd_bank_save(&r->bank, &b);
 		if (rc == 0)
@@ -599,10 +606,13 @@ int cpr_apply(struct runner *r, struct tern_error *err)
 	struct vm_state_in st;
 	if (vm_state_in_init(&st, r->vm.vcpus) < 0)
 		return tern_errorf(err, -ENOMEM, "out of memory");
-	int rc = 0, have_bank = 0, have_clients = 0;
+	int rc = 0, have_bank = 0, have_clients = 0, have_regions = 0;
 	for (unsigned i = 0; i < in->sections && rc == 0; i++) {
 		const struct cpr_section *s = &in->section[i];
-		if (strcmp(s->name, "ioeventfd-bank") == 0) {
+		if (strcmp(s->name, MEMMAP_REGIONS_SECTION) == 0) {
+			rc = memmap_load_regions(&r->vm, s->data, s->len, err);
+			have_regions = 1;
+		} else if (strcmp(s->name, "ioeventfd-bank") == 0) {
 			rc = r->have_bank && !have_bank
 				     ? ioeventfd_bank_load(&r->bank, s->data, s->len, err)
 				     : tern_errorf(err, -EINVAL, "an ioeventfd-bank state this "
@@ -624,6 +634,9 @@ int cpr_apply(struct runner *r, struct tern_error *err)
 			rc = vm_state_load_section(&st, s->name, s->data, s->len, err);
 		}
 	}
+	static const uint8_t no_regions[4];
+	if (rc == 0 && !have_regions) /* then no region memfd may have come either */
+		rc = memmap_load_regions(&r->vm, no_regions, sizeof no_regions, err);
 	if (rc == 0 && r->have_bank && !have_bank)
 		rc = tern_errorf(err, -EINVAL, "the state has no ioeventfd-bank section");
 	if (rc == 0)

@@ -14,6 +14,7 @@
 
 /* Names of the kept fds, by owner. */
 #define KEPT_RAM_MEMFD "ram/memfd"
+#define KEPT_MEMSLOT_REGION "memslot/region" /* id: the memslot */
 #define KEPT_SERIAL_LISTEN "serial/listen"
 #define KEPT_SERIAL_CLIENT "serial/client"
 #define KEPT_SERIAL_OUT "serial/out"

@@ -12,7 +12,9 @@
 #include <stdint.h>
 
 #include "tern/error.h"
+#include "tern/fdstore.h"
 #include "tern/memslots.h"
+#include "tern/vmstate.h"
 
 struct vm;
 
@@ -28,10 +30,12 @@ struct vm_memmap {
 	unsigned ram_slots; /* ids below this are guest RAM, fixed for the VM's life */
 	struct hot_region *hot;
 	unsigned nhot, hot_cap;
+	struct tern_fdstore *store; /* keeps the regions' memfds (may be NULL) */
 };
 
-/* Build the map from vm->ram and register every slot with KVM. */
-int memmap_init(struct vm *vm, struct tern_error *err);
+/* Build the map from vm->ram and register every slot with KVM; the
+ * regions added later keep their memfds in store. */
+int memmap_init(struct vm *vm, struct tern_fdstore *store, struct tern_error *err);
 void memmap_destroy(struct vm *vm);
 
 /* Runtime regions: page-aligned, memfd-backed, zero-filled.  Errors leave
@@ -41,6 +45,18 @@ int memmap_add_region(struct vm *vm, uint64_t gpa, uint64_t size, int readonly, 
 int memmap_remove_region(struct vm *vm, uint32_t slot, struct tern_error *err);
 int memmap_move_region(struct vm *vm, uint32_t slot, uint64_t gpa, struct tern_error *err);
 int memmap_set_readonly(struct vm *vm, uint32_t slot, int readonly, struct tern_error *err);
+
+/*
+ * A live update carries the runtime regions: their memfds in the fd store,
+ * and this section with each one's slot, flags, address and size.  The new
+ * tern maps each kept memfd and registers it where it was, before the
+ * guest runs.  Load checks the whole section, and that it names exactly
+ * the regions the store holds, before it adds any; should KVM refuse one,
+ * those added go again, but their memfds stay kept (a fallback needs them).
+ */
+#define MEMMAP_REGIONS_SECTION "memory-regions"
+int memmap_save_regions(struct vm *vm, struct tern_buf *out);
+int memmap_load_regions(struct vm *vm, const uint8_t *data, size_t len, struct tern_error *err);
 
 /* Copy between guest memory at gpa (which may span slots) and buf; -EFAULT
  * when some byte is in no slot. */

@@ -101,7 +101,7 @@ static int map_ram(struct vm *vm, const struct vm_config *cfg, struct tern_error
 			    cfg->mem_prealloc, cfg->fds, err);
 	if (rc < 0)
 		return rc;
-	return memmap_init(vm, err);
+	return memmap_init(vm, cfg->fds, err);
 }
 
 int vm_prepare(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
@@ -142,6 +142,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 				 (unsigned long long)(vm->ram.size >> 20), vm->ram.slots);
 	if (rc < 0)
 		return rc;
+	vm->memmap.store = cfg->fds; /* the store prepared RAM had may be gone by now */
 	if (cfg->vcpus == 0 || cfg->vcpus > vm->kvm.max_vcpus)
 		return tern_errorf(err, -EINVAL, "--vcpus %u: KVM here allows 1..%u", cfg->vcpus,
 				   vm->kvm.max_vcpus);
