@@ -33,8 +33,10 @@
 static void start_source(struct tern_vm *src, struct qmp_conn *q, const char *memory)
 {
 	memset(src, 0, sizeof *src);
-	assert_int_equal(tern_vm_start(src, "--memory", memory, "--append",
-				       "workload=random ws=24M rate=50000 seconds=4 seed=11", NULL), 0);
+	char append[96]; /* the guest outlasts a migration where all else is slower */
+	snprintf(append, sizeof append, "workload=random ws=24M rate=50000 seconds=%d seed=11",
+		 4 * time_scale());
+	assert_int_equal(tern_vm_start(src, "--memory", memory, "--append", append, NULL), 0);
 	assert_true(proc_wait_for(&src->proc, "tern-guest: start", 0, 20000) > 0);
 	struct timespec nap = { 0, 800000000 };
 	nanosleep(&nap, NULL);

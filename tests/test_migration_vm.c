@@ -60,14 +60,18 @@ static uint64_t reference_checksum(size_t w)
 	return reference[w];
 }
 
-static json_t *migrate(struct qmp_conn *q, const char *uri)
+static json_t *migrate(struct qmp_conn *q, const char *uri, struct proc *source)
 {
 	json_t *r = qmp_execute(q, "migrate", json_pack("{s:s}", "uri", uri), 10000);
 	if (qmp_return(r) == NULL)
 		fail_msg("migrate %s: %s", uri, json_dumps(r, 0));
 	json_decref(r);
 	json_t *info = mig_wait(q, 20, 60000, NULL, NULL);
-	assert_non_null(info);
+	if (info == NULL) {
+		int status = proc_wait(source, 1000);
+		fail_msg("query-migrate gave no result (the source exited %d):\n%s", status,
+			 proc_output(source));
+	}
 	return info;
 }
 
@@ -139,7 +143,7 @@ static void migrate_one(enum transport t, size_t w, int xbzrle)
 						  "max-bandwidth", 64 << 20), NULL, 5000), 0);
 	struct timespec nap = { 0, 150000000 }; /* into the run */
 	nanosleep(&nap, NULL);
-	json_t *info = migrate(&q, uri);
+	json_t *info = migrate(&q, uri, &src.proc);
 	check_completed(info, &q);
 	if (xbzrle)
 		assert_non_null(json_object_get(info, "xbzrle-cache"));

@@ -373,7 +373,8 @@ int memmap_load_regions(struct vm *vm, const uint8_t *data, size_t len, struct t
 		return tern_errorf(err, -EBADMSG, "memory regions: truncated");
 	if (mm->nhot != 0)
 		return tern_errorf(err, -EINVAL, "memory regions: loaded twice");
-	tern_fdstore_walk(mm->store, count_regions, &kept);
+	if (mm->store != NULL)
+		tern_fdstore_walk(mm->store, count_regions, &kept);
 	if (count != kept)
 		return tern_errorf(err, -EINVAL, "memory regions: %u described, %u memfds kept",
 				   count, kept);
