@@ -737,8 +737,8 @@ static void hostile_ram_offers_refused(void **state)
 {
 	(void)state;
 	SKIP_WITHOUT_KVM();
-	char dir[] = "/tmp/tern-cpr-offer-XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	char *dir = harness_tmpdir();
+	assert_non_null(dir);
 	char sock[128];
 	snprintf(sock, sizeof sock, "%s/cpr.sock", dir);
 	int ram = memfd_create("offer", MFD_CLOEXEC);
@@ -783,7 +783,8 @@ static void hostile_ram_offers_refused(void **state)
 	close(ram);
 	close(pipefd[0]);
 	close(pipefd[1]);
-	rmdir(dir);
+	harness_rmtree(dir);
+	free(dir);
 }
 
 int main(void)
