@@ -33,9 +33,9 @@
 static void start_source(struct tern_vm *src, struct qmp_conn *q, const char *memory)
 {
 	memset(src, 0, sizeof *src);
-	char append[96]; /* the guest outlasts a migration where all else is slower */
+	char append[96]; /* the guest outlasts migrations where all else is slower */
 	snprintf(append, sizeof append, "workload=random ws=24M rate=50000 seconds=%d seed=11",
-		 4 * time_scale());
+		 4 * time_scale() * time_scale());
 	assert_int_equal(tern_vm_start(src, "--memory", memory, "--append", append, NULL), 0);
 	assert_true(proc_wait_for(&src->proc, "tern-guest: start", 0, 20000) > 0);
 	struct timespec nap = { 0, 800000000 };
@@ -96,7 +96,7 @@ static const char *vm_status(struct qmp_conn *q)
 static void source_survived(struct tern_vm *src, struct qmp_conn *q)
 {
 	assert_string_equal(vm_status(q), "running");
-	int status = proc_wait(&src->proc, 30000);
+	int status = proc_wait(&src->proc, 30000 + 4000 * time_scale());
 	if (status != 0 || strstr(proc_output(&src->proc), "verify ok (end)") == NULL)
 		fail_msg("the source exited %d:\n%s", status, proc_output(&src->proc));
 }
