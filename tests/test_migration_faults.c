@@ -295,7 +295,7 @@ static void destination_of_another_shape(void **state)
 	start_destination(&dst, uri, "96M");
 	start_source(&src, &q, "128M");
 	start_migration(&q, uri);
-	json_t *info = mig_wait(&q, 20, 10000, NULL, NULL);
+	json_t *info = mig_wait(&q, 20, 30000, NULL, NULL);
 	assert_non_null(info);
 	assert_string_equal(mig_status(info), "failed");
 	const char *why = json_string_value(json_object_get(info, "error-desc"));
@@ -315,7 +315,7 @@ static void destination_of_another_shape(void **state)
 	assert_int_equal(qmp_connect(&dq, dst.qmp_path, 1, 10000), 0);
 	qmp_close(&dq);
 	start_migration(&q, uri);
-	info = mig_wait(&q, 20, 10000, NULL, NULL);
+	info = mig_wait(&q, 20, 30000, NULL, NULL);
 	assert_non_null(info);
 	assert_string_equal(mig_status(info), "failed");
 	json_decref(info);
