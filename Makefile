@@ -100,8 +100,10 @@ HARNESS_SRCS := $(wildcard harness/*.c)
 HARNESS_OBJS := $(patsubst %.c,$(B)/%.o,$(HARNESS_SRCS))
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
+# tests/*.c that are not programs: what several test programs share.
+TEST_SUPPORT_OBJS := $(patsubst %.c,$(B)/%.o,$(filter-out $(TEST_SRCS),$(wildcard tests/*.c)))
 
-$(B)/tests/%: $(B)/tests/%.o $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
+$(B)/tests/%: $(B)/tests/%.o $(TEST_SUPPORT_OBJS) $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
 # ---------------------------------------------------------------- benchmarks
@@ -164,7 +166,7 @@ bench: $(BENCHES)
 check: all
 	TERN_BUILD=$(B) tests/run
 
-ALL_OBJS := $(LIB_OBJS) $(VMM_OBJS) $(B)/vmm/main.o $(IMG_OBJS) $(HARNESS_OBJS) $(BASELINE_OBJS) \
+ALL_OBJS := $(LIB_OBJS) $(VMM_OBJS) $(B)/vmm/main.o $(IMG_OBJS) $(HARNESS_OBJS) $(TEST_SUPPORT_OBJS) $(BASELINE_OBJS) \
 	$(TESTS:%=%.o) $(BENCHES:%=%.o)
 -include $(GUEST_OBJS:.o=.d) $(ALL_OBJS:.o=.d)
 .DEFAULT_GOAL := all

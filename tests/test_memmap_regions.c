@@ -3,7 +3,7 @@
  * /dev/kvm is needed: hostile sections are refused before anything is
  * mapped, a refusal by KVM leaves nothing behind, and either way every
  * kept memfd stays open and in the store (a fallback still needs it).
- * Regions that do come through a real update: test_cpr. */
+ * Regions that do come through a real update: test_cpr_devices. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>

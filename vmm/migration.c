@@ -125,6 +125,12 @@ static int src_save_state(void *o, struct tern_stream_writer *w, struct tern_err
 	return vm_state_save(m->vm, w, err);
 }
 
+static int src_save_setup(void *o, struct tern_stream_writer *w, struct tern_error *err)
+{
+	struct vm_migration *m = o;
+	return vm_state_save_shape(m->vm, w, err);
+}
+
 static void src_throttle(void *o, unsigned percent)
 {
 	struct vm_migration *m = o;
@@ -145,6 +151,7 @@ static const struct tern_mig_source_ops source_ops = {
 	.stop = src_stop,
 	.resume = src_resume,
 	.moved = src_moved,
+	.save_setup = src_save_setup,
 	.save_state = src_save_state,
 	.throttle = src_throttle,
 	.event = on_engine_status,

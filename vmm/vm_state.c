@@ -2,6 +2,8 @@
 #include "vm_state.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,32 @@ static int put_section(const struct sink *w, const char *name,
 static int stream_sink(void *ctx, const char *name, const uint8_t *data, size_t len)
 {
 	return tern_stream_section(ctx, name, data, len);
+}
+
+/* What a destination must match before it takes any RAM (guest RAM's
+ * ranges are in HELLO). */
+struct machine_shape {
+	uint32_t vcpus;
+};
+
+static const struct tern_vmstate_field machine_shape_fields[] = {
+	{ .name = "vcpus", .type = TERN_VMS_U32, .offset = offsetof(struct machine_shape, vcpus) },
+	{ 0 },
+};
+
+static const struct tern_vmstate_desc machine_shape_desc = {
+	.name = "machine",
+	.size = sizeof(struct machine_shape),
+	.version = 1,
+	.min_version = 1,
+	.fields = machine_shape_fields,
+};
+
+int vm_state_save_shape(struct vm *vm, struct tern_stream_writer *w, struct tern_error *err)
+{
+	const struct sink sink = { stream_sink, w };
+	const struct machine_shape shape = { .vcpus = vm->vcpus };
+	return put_section(&sink, "machine", &machine_shape_desc, &shape, err);
 }
 
 int vm_state_save(struct vm *vm, struct tern_stream_writer *w, struct tern_error *err)
@@ -111,9 +139,27 @@ static int load(const char *name, const struct tern_vmstate_desc *d, void *obj, 
 	return 0;
 }
 
+/* The source's shape against this guest's: refused at once, before the
+ * RAM, rather than after all of it when a vCPU's state is missing. */
+static int load_shape(struct vm_state_in *in, const uint8_t *data, size_t len,
+		      struct tern_error *err)
+{
+	struct machine_shape shape;
+	int rc = load("machine", &machine_shape_desc, &shape, &in->have_shape, data, len, err);
+	if (rc < 0)
+		return rc;
+	if (shape.vcpus != in->vcpus)
+		return tern_errorf(err, -EINVAL, "the source has %u vCPU%s, this guest %u: start "
+				   "the destination with the source's --vcpus", shape.vcpus,
+				   shape.vcpus == 1 ? "" : "s", in->vcpus);
+	return 0;
+}
+
 int vm_state_load_section(struct vm_state_in *in, const char *name, const uint8_t *data,
 			  size_t len, struct tern_error *err)
 {
+	if (strcmp(name, "machine") == 0)
+		return load_shape(in, data, len, err);
 	if (strcmp(name, "kvm") == 0)
 		return load(name, &kvm_vm_state_desc, &in->kvm, &in->have_kvm, data, len, err);
 	if (strcmp(name, "uart") == 0)

@@ -1,6 +1,9 @@
 /*
  * The machine's state, besides RAM, as migration stream sections:
  *
+ *   "machine" the machine's shape (its vCPU count), sent first, right
+ *             after HELLO, so a destination of another shape refuses
+ *             before any RAM is sent (optional: older sources lack it)
  *   "kvm"     interrupt controllers, PIT, kvmclock, CPUID fingerprint
  *   "cpu/N"   vCPU N, one per vCPU
  *   "uart"    the serial port (the exit port keeps no state)
@@ -19,7 +22,9 @@
 
 struct vm;
 
-/* Source, vCPUs stopped: append every section. */
+/* Source, before any page: the "machine" section. */
+int vm_state_save_shape(struct vm *vm, struct tern_stream_writer *w, struct tern_error *err);
+/* Source, vCPUs stopped: append every other section. */
 int vm_state_save(struct vm *vm, struct tern_stream_writer *w, struct tern_error *err);
 /* The same, handing each section to fn (0 or -errno). */
 typedef int (*vm_state_sink)(void *ctx, const char *name, const uint8_t *data, size_t len);
@@ -34,6 +39,7 @@ struct vm_state_in {
 	int have_kvm;
 	struct uart_state uart;
 	int have_uart;
+	int have_shape;
 };
 
 int vm_state_in_init(struct vm_state_in *in, unsigned vcpus);

@@ -100,6 +100,10 @@ struct tern_mig_source_ops {
 	void (*dirty_stop)(void *opaque);
 	int (*stop)(void *opaque, struct tern_error *err); /* pause the vCPUs */
 	void (*resume)(void *opaque);                      /* run them again */
+	/* Optional: sections to send right after HELLO, before any page (the
+	 * machine's shape, so that a destination of another shape refuses
+	 * before the RAM is sent rather than after). */
+	int (*save_setup)(void *opaque, struct tern_stream_writer *w, struct tern_error *err);
 	/* Append the CPU and device state sections. */
 	int (*save_state)(void *opaque, struct tern_stream_writer *w, struct tern_error *err);
 	/* Optional: the destination runs the guest now (before the status

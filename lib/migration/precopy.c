@@ -474,6 +474,8 @@ static int setup(struct engine *e, struct tern_error *err)
 	int rc = tern_stream_hello(&e->w, &h);
 	if (rc < 0)
 		return tern_errorf(err, rc, "writing the stream: %s", strerror(-rc));
+	if (e->ops->save_setup != NULL && (rc = e->ops->save_setup(e->o, &e->w, err)) < 0)
+		return rc;
 	e->tracking_since_us = now_us();
 	return e->ops->dirty_start(e->o, err);
 }

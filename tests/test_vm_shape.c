@@ -1,0 +1,146 @@
+/*
+ * The machine's shape at the head of a migration stream: the source sends
+ * its vCPU count right after HELLO, before any page, and a destination of
+ * another shape refuses it there, saying what to change.  No KVM needed:
+ * only the shape of a struct vm is read.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../harness/memio.h"
+#include "../vmm/vm.h"
+#include "../vmm/vm_state.h"
+#include "tern/stream.h"
+
+/* The stream a source with `vcpus` vCPUs begins with: HELLO, then the
+ * shape.  The shape's section is copied to *section. */
+static void stream_head(unsigned vcpus, struct memio *out, uint8_t **section, size_t *len)
+{
+	struct vm *vm = calloc(1, sizeof *vm);
+	assert_non_null(vm);
+	vm->vcpus = vcpus;
+	memio_init(out);
+	struct tern_stream_writer w;
+	assert_int_equal(tern_stream_writer_init(&w, &out->io), 0);
+	struct tern_stream_hello h = { .version = TERN_STREAM_VERSION, .page_size = 4096,
+				       .ranges = 1 };
+	h.range[0] = (struct tern_range){ 0, 64 << 20 };
+	assert_int_equal(tern_stream_hello(&w, &h), 0);
+	struct tern_error err = { .msg = "" };
+	assert_int_equal(vm_state_save_shape(vm, &w, &err), 0);
+	assert_int_equal(tern_stream_flush(&w), 0);
+	tern_stream_writer_destroy(&w);
+	free(vm);
+
+	/* HELLO first, the shape next: nothing in between. */
+	struct memio in;
+	memio_init_reader(&in, out->data, out->len);
+	struct tern_stream_reader r;
+	assert_int_equal(tern_stream_reader_init(&r, &in.io), 0);
+	struct tern_record rec;
+	assert_int_equal(tern_stream_read(&r, &rec, &err), 0);
+	assert_int_equal(rec.type, TERN_REC_HELLO);
+	assert_int_equal(tern_stream_read(&r, &rec, &err), 0);
+	assert_int_equal(rec.type, TERN_REC_SECTION);
+	assert_string_equal(rec.name, "machine");
+	*len = rec.len;
+	*section = malloc(rec.len);
+	assert_non_null(*section);
+	memcpy(*section, rec.data, rec.len);
+	tern_stream_reader_destroy(&r);
+}
+
+/* What a destination with `vcpus` vCPUs says of the section: 0, or the
+ * error with its message in msg. */
+static int load_into(unsigned vcpus, const uint8_t *section, size_t len, int copies,
+		     char *msg, size_t msg_len)
+{
+	struct vm_state_in in;
+	assert_int_equal(vm_state_in_init(&in, vcpus), 0);
+	struct tern_error err = { .msg = "" };
+	int rc = 0;
+	for (int i = 0; i < copies && rc == 0; i++)
+		rc = vm_state_load_section(&in, "machine", section, len, &err);
+	snprintf(msg, msg_len, "%s", err.msg);
+	vm_state_in_free(&in);
+	return rc;
+}
+
+static void the_same_shape_is_taken(void **state)
+{
+	(void)state;
+	for (unsigned vcpus = 1; vcpus <= 8; vcpus *= 2) {
+		struct memio out;
+		uint8_t *section;
+		size_t len;
+		char msg[256];
+		stream_head(vcpus, &out, &section, &len);
+		assert_int_equal(load_into(vcpus, section, len, 1, msg, sizeof msg), 0);
+		free(section);
+		memio_free(&out);
+	}
+}
+
+static void another_vcpu_count_is_refused_saying_so(void **state)
+{
+	(void)state;
+	struct memio out;
+	uint8_t *section;
+	size_t len;
+	char msg[256];
+	stream_head(1, &out, &section, &len);
+	assert_true(load_into(2, section, len, 1, msg, sizeof msg) < 0);
+	assert_non_null(strstr(msg, "the source has 1 vCPU, this guest 2"));
+	assert_non_null(strstr(msg, "--vcpus"));
+	free(section);
+	memio_free(&out);
+
+	stream_head(4, &out, &section, &len);
+	assert_true(load_into(1, section, len, 1, msg, sizeof msg) < 0);
+	assert_non_null(strstr(msg, "the source has 4 vCPUs, this guest 1"));
+	free(section);
+	memio_free(&out);
+}
+
+static void damaged_or_repeated_shapes_are_refused(void **state)
+{
+	(void)state;
+	struct memio out;
+	uint8_t *section;
+	size_t len;
+	char msg[256];
+	stream_head(2, &out, &section, &len);
+	assert_true(load_into(2, section, len, 2, msg, sizeof msg) < 0);
+	assert_non_null(strstr(msg, "arrived twice"));
+	for (size_t cut = 0; cut < len; cut++)
+		assert_true(load_into(2, section, cut, 1, msg, sizeof msg) < 0);
+	/* Every single flipped bit: refused (a flip in the count says
+	 * another shape). */
+	for (size_t bit = 0; bit < 8 * len; bit++) {
+		uint8_t *bad = malloc(len);
+		assert_non_null(bad);
+		memcpy(bad, section, len);
+		bad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		assert_true(load_into(2, bad, len, 1, msg, sizeof msg) < 0);
+		free(bad);
+	}
+	free(section);
+	memio_free(&out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(the_same_shape_is_taken),
+		cmocka_unit_test(another_vcpu_count_is_refused_saying_so),
+		cmocka_unit_test(damaged_or_repeated_shapes_are_refused),
+	};
+	return cmocka_run_group_tests_name("vm_shape", tests, NULL, NULL);
+}
