@@ -11,6 +11,7 @@
 
 #include "../harness/frames.h"
 #include "../harness/memio.h"
+#include "../vmm/vm.h"
 #include "../vmm/vm_state.h"
 #include "tern/stream.h"
 
@@ -69,6 +70,9 @@ int main(int argc, char **argv)
 	uart.rx_count = 3;
 	memcpy(uart.rx, "abc", 3);
 
+	static struct vm machine; /* only its shape is read */
+	struct vm *shape = &machine;
+	shape->vcpus = 2;
 	for (int xbzrle = 0; xbzrle < 2; xbzrle++) {
 		struct memio s;
 		memio_init(&s);
@@ -80,6 +84,8 @@ int main(int argc, char **argv)
 			.range = { { 0, 64 * 4096 }, { 4ULL << 30, 16 * 4096 } },
 		};
 		tern_stream_hello(&w, &h);
+		struct tern_error err = { .msg = "" };
+		vm_state_save_shape(shape, &w, &err); /* as a source sends it, after HELLO */
 		tern_stream_zero_run(&w, 0, 3);
 		tern_stream_raw(&w, 3, page);
 		tern_stream_flush(&w);

@@ -32,7 +32,6 @@ int cpr_setup(void **state)
 	return 0;
 }
 
-/* A command's return value (a new reference), or NULL. */
 json_t *cpr_query(struct qmp_conn *q, const char *cmd)
 {
 	json_t *reply = qmp_execute(q, cmd, NULL, 10000);
@@ -65,8 +64,6 @@ static void fd_identity(pid_t pid, int fd, char *out, size_t len)
 		 (unsigned long long)st.st_ino);
 }
 
-/* {"name/id": identity} for every kept fd of the process behind q (but
- * QMP clients, which come and go with the test's connections). */
 json_t *cpr_identities(struct qmp_conn *q, pid_t pid)
 {
 	json_t *list = cpr_query(q, "x-query-fdstore");
@@ -97,7 +94,6 @@ void cpr_set_mode(struct qmp_conn *q, const char *mode, const char *exec_program
 	assert_int_equal(qmp_do(q, "migrate-set-parameters", args, NULL, 10000), 0);
 }
 
-/* query-migrate until the update is no longer active; its final report. */
 json_t *cpr_wait_update(struct qmp_conn *q)
 {
 	for (int tries = 0; tries < 500; tries++) {
@@ -113,7 +109,6 @@ json_t *cpr_wait_update(struct qmp_conn *q)
 	return NULL;
 }
 
-/* regions: how many memory regions were added at run time. */
 void cpr_expect_completed(json_t *report, const char *mode, int regions)
 {
 	assert_string_equal(json_string_value(json_object_get(report, "status")), "completed");
@@ -163,8 +158,7 @@ static int has_keeper(pid_t pid)
 	return found;
 }
 
-/* Once the guest runs again, the keeper is released (at the lowest
- * priority, so give its teardown time): none is left behind. */
+/* The keeper is killed at the lowest priority: give its teardown time. */
 void cpr_expect_keeper_released(pid_t pid)
 {
 	for (int i = 0; i < 500 && has_keeper(pid); i++)
@@ -177,7 +171,6 @@ const char *cpr_memfd_identity(json_t *ids)
 	return json_string_value(json_object_get(ids, "ram/memfd/0"));
 }
 
-/* A new `tern run --incoming cpr:unix:...` waiting for the guest. */
 void cpr_spawn_new(struct proc *p, const char *program, const char *sock)
 {
 	char spec[300];
@@ -195,9 +188,6 @@ void cpr_transfer(struct qmp_conn *q, const char *sock)
 	assert_int_equal(qmp_do(q, "migrate", json_pack("{s:s}", "uri", uri), NULL, 10000), 0);
 }
 
-
-/* An idle guest with `doorbells` doorbells, its serial client, and q
- * connected to its QMP socket. */
 void cpr_boot_idle(struct cpr_guest *g, const char *doorbells, struct qmp_conn *q)
 {
 	char ser[256], spec[300], dev[64];
@@ -217,7 +207,6 @@ void cpr_boot_idle(struct cpr_guest *g, const char *doorbells, struct qmp_conn *
 	assert_int_equal(qmp_connect(q, g->vm.qmp_path, 1, 10000), 0);
 }
 
-/* Update the guest's tern by cpr-exec; it completes. */
 void cpr_update_by_exec(struct qmp_conn *q)
 {
 	cpr_set_mode(q, "cpr-exec", cpr_tern_path);
@@ -227,8 +216,6 @@ void cpr_update_by_exec(struct qmp_conn *q)
 	json_decref(r);
 }
 
-/* Move the guest to a new tern by cpr-transfer: the old one leaves, q
- * reaches the new one, and the update completed. */
 void cpr_update_by_transfer(struct cpr_guest *g, struct qmp_conn *q)
 {
 	char sock[256];

@@ -22,7 +22,8 @@ int cpr_setup(void **state);
 /* A command's return value (a new reference), or NULL. */
 json_t *cpr_query(struct qmp_conn *q, const char *cmd);
 /* {"name/id": identity} for every kept fd of the process behind q (but
- * QMP clients): an eventfd's id, or a file's device and inode. */
+ * QMP clients, which come and go with the test's connections): an
+ * eventfd's id, or a file's device and inode. */
 json_t *cpr_identities(struct qmp_conn *q, pid_t pid);
 /* The RAM memfd's identity in a cpr_identities map. */
 const char *cpr_memfd_identity(json_t *ids);
