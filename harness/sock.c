@@ -79,6 +79,21 @@ static int guest_command(struct text_stream *t, long *at, const char *cmd, const
 	return 0;
 }
 
+int guest_serial_attach(const char *path, struct text_stream *t, const char *line, long *at)
+{
+	int fd = unix_connect_retry(path, 10000);
+	if (fd < 0)
+		return -1;
+	text_stream_init(t, fd);
+	*at = text_stream_wait_line(t, 0, line, 20000);
+	if (*at < 0) {
+		text_stream_free(t);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int guest_peek(struct text_stream *t, long *at, uint64_t addr, uint64_t *value)
 {
 	char cmd[64], answer[64];

@@ -24,6 +24,13 @@ long text_stream_wait(struct text_stream *t, size_t from, const char *needle, in
 long text_stream_wait_line(struct text_stream *t, size_t from, const char *needle,
 			   int timeout_ms);
 
+/* Attach to the serial socket at path of a tern started with
+ * --serial unix:PATH,server (which waits for its client before it boots)
+ * and read until `line` appears, *at then just past it, so that what
+ * follows on that line is complete.  The connected fd (t reads it), or -1
+ * with nothing left open. */
+int guest_serial_attach(const char *path, struct text_stream *t, const char *line, long *at);
+
 /* The built-in guest's serial commands, on its serial socket t (its
  * output read from *at on, which moves past the answer): the word at a
  * guest-physical address (all ones where no memory is), and a store of

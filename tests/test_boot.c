@@ -126,12 +126,10 @@ static void serial_commands_and_corruption_caught(void **state)
 				       "workload=sparse ws=1M bytes=8 rate=2000", NULL),
 			 0);
 	struct proc *p = &vm.proc;
-	int fd = unix_connect_retry(ser, 10000); /* tern waits for us before it boots */
-	assert_true(fd >= 0);
 	struct text_stream t;
-	text_stream_init(&t, fd);
-	long at = text_stream_wait_line(&t, 0, "ws_gpa=0x", 10000);
-	assert_true(at > 0);
+	long at;
+	int fd = guest_serial_attach(ser, &t, "ws_gpa=0x", &at);
+	assert_true(fd >= 0);
 	uint64_t ws_gpa = strtoull(t.buf + at, NULL, 16);
 
 	/* Wait until every page has been written once (256 pages). */

@@ -43,11 +43,8 @@ static void boot(struct guest *g, const char *mode, const char *ring, const char
 				       "--dirty-ring-size", ring, "--serial", spec, "--append", append,
 				       NULL),
 			 0);
-	g->fd = unix_connect_retry(ser, 10000);
+	g->fd = guest_serial_attach(ser, &g->serial, "ws_gpa=0x", &g->at);
 	assert_true(g->fd >= 0);
-	text_stream_init(&g->serial, g->fd);
-	g->at = text_stream_wait_line(&g->serial, 0, "ws_gpa=0x", 20000);
-	assert_true(g->at > 0);
 	g->ws_gpa = strtoull(g->serial.buf + g->at, NULL, 16);
 	assert_int_equal(qmp_connect(&g->q, g->vm.qmp_path, 1, 10000), 0);
 }

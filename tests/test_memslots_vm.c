@@ -72,11 +72,8 @@ static void boot(struct guest *g)
 	assert_int_equal(tern_vm_start(&g->vm, "--memory", "256M", "--serial", spec, "--append",
 				       "workload=idle", NULL),
 			 0);
-	g->fd = unix_connect_retry(ser, 10000);
+	g->fd = guest_serial_attach(ser, &g->serial, "tern-guest: start", &g->at);
 	assert_true(g->fd >= 0);
-	text_stream_init(&g->serial, g->fd);
-	g->at = text_stream_wait_line(&g->serial, 0, "tern-guest: start", 20000);
-	assert_true(g->at > 0);
 	assert_int_equal(qmp_connect(&g->q, g->vm.qmp_path, 1, 10000), 0);
 }
 

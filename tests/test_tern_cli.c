@@ -13,6 +13,7 @@
 
 #include "../harness/env.h"
 #include "../harness/tern.h"
+#include "kvm_skip.h"
 
 /* Run tern with a NULL-terminated argument list; check the status and
  * that the output says `words`. */
@@ -60,11 +61,7 @@ static void option_mistakes(void **state)
 static void setup_mistakes(void **state)
 {
 	(void)state;
-	char why[256];
-	if (!harness_kvm_usable(why, sizeof why)) {
-		print_message("    skipped: needs KVM, but %s\n", why);
-		skip();
-	}
+	SKIP_WITHOUT_KVM();
 	expect(125, "cannot open kernel /nonexistent", "run", "--kernel", "/nonexistent", NULL);
 	expect(125, "no multiboot header", "run", "--kernel", "/bin/true", NULL);
 	expect(125, "does not fit", "run", "--memory", "100T", NULL);
