@@ -34,28 +34,54 @@ static unsigned bits_for(uint64_t n)
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
-/* Cache-line aligned memory; a table of 2 MiB or more asks for huge pages,
- * as a million fds' random lookups would otherwise miss the TLB each time. */
+/* Cache-line aligned memory.  A table of 2 MiB or more is mapped fresh, on
+ * a huge-page boundary, and asks for huge pages before its first touch: a
+ * million fds' random lookups would otherwise miss the TLB each time, and
+ * malloc's recycled heap comes already faulted in small pages. */
 static void *table_alloc(size_t bytes)
 {
 	if (bytes < HUGE_PAGE)
 		return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 	bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-	void *p = aligned_alloc(HUGE_PAGE, bytes);
-	if (p != NULL)
-		madvise(p, bytes, MADV_HUGEPAGE); /* advice: without it, small pages */
+	size_t span = bytes + HUGE_PAGE;
+	uint8_t *map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED)
+		return NULL;
+	uint8_t *p = (uint8_t *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+	if (p > map)
+		munmap(map, (size_t)(p - map));
+	if (map + span > p + bytes)
+		munmap(p + bytes, (size_t)(map + span - (p + bytes)));
+	madvise(p, bytes, MADV_HUGEPAGE); /* advice: without it, small pages */
 	return p;
+}
+
+/* Free what table_alloc(bytes) gave. */
+static void table_free(void *p, size_t bytes)
+{
+	if (p == NULL)
+		return;
+	if (bytes < HUGE_PAGE)
+		free(p);
+	else
+		munmap(p, (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
+}
+
+static size_t index_bytes(unsigned bits)
+{
+	return sizeof(uint32_t) << bits;
 }
 
 /* Build an index of 1 << bits slots over the entries. */
 static int reindex(struct tern_fdstore *s, unsigned bits)
 {
-	size_t bytes = sizeof(uint32_t) << bits;
+	size_t bytes = index_bytes(bits);
 	uint32_t *index = table_alloc(bytes);
 	if (index == NULL)
 		return -ENOMEM;
 	memset(index, 0, bytes);
-	free(s->index);
+	if (s->index != NULL)
+		table_free(s->index, index_bytes(s->bits));
 	s->index = index;
 	s->bits = bits;
 	size_t mask = fdstore_mask(s);
@@ -82,7 +108,7 @@ static int reserve(struct tern_fdstore *s, uint64_t n)
 			return -ENOMEM;
 		if (s->count != 0)
 			memcpy(entry, s->entry, (size_t)s->count * sizeof *entry);
-		free(s->entry);
+		table_free(s->entry, (size_t)s->capacity * sizeof *entry);
 		s->entry = entry;
 		s->capacity = (uint32_t)cap;
 	}
@@ -112,8 +138,9 @@ void tern_fdstore_free(struct tern_fdstore *s)
 {
 	if (s == NULL)
 		return;
-	free(s->entry);
-	free(s->index);
+	table_free(s->entry, (size_t)s->capacity * sizeof *s->entry);
+	if (s->index != NULL)
+		table_free(s->index, index_bytes(s->bits));
 	free(s);
 }
 
@@ -222,7 +249,7 @@ void tern_fdstore_close_all(struct tern_fdstore *s)
 	for (uint32_t pos = 0; pos < s->count; pos++)
 		close(s->entry[pos].fd);
 	s->count = 0;
-	memset(s->index, 0, sizeof *s->index << s->bits);
+	memset(s->index, 0, index_bytes(s->bits));
 }
 
 /* ------------------------------------------------------------ vmstate */
