@@ -19,16 +19,17 @@
 #include "../vmm/vm_state.h"
 #include "tern/stream.h"
 
-/* The stream a source with `vcpus` vCPUs begins with: HELLO, then the
- * shape.  The shape's section is copied to *section. */
-static void stream_head(unsigned vcpus, struct memio *out, uint8_t **section, size_t *len)
+/* The shape's section in the stream a source with `vcpus` vCPUs begins
+ * with (HELLO, then the shape): a copy to free, its length in *len. */
+static uint8_t *shape_section(unsigned vcpus, size_t *len)
 {
+	struct memio stream;
 	struct vm *vm = calloc(1, sizeof *vm);
 	assert_non_null(vm);
 	vm->vcpus = vcpus;
-	memio_init(out);
+	memio_init(&stream);
 	struct tern_stream_writer w;
-	assert_int_equal(tern_stream_writer_init(&w, &out->io), 0);
+	assert_int_equal(tern_stream_writer_init(&w, &stream.io), 0);
 	struct tern_stream_hello h = { .version = TERN_STREAM_VERSION, .page_size = 4096,
 				       .ranges = 1 };
 	h.range[0] = (struct tern_range){ 0, 64 << 20 };
@@ -41,7 +42,7 @@ static void stream_head(unsigned vcpus, struct memio *out, uint8_t **section, si
 
 	/* HELLO first, the shape next: nothing in between. */
 	struct memio in;
-	memio_init_reader(&in, out->data, out->len);
+	memio_init_reader(&in, stream.data, stream.len);
 	struct tern_stream_reader r;
 	assert_int_equal(tern_stream_reader_init(&r, &in.io), 0);
 	struct tern_record rec;
@@ -51,10 +52,12 @@ static void stream_head(unsigned vcpus, struct memio *out, uint8_t **section, si
 	assert_int_equal(rec.type, TERN_REC_SECTION);
 	assert_string_equal(rec.name, "machine");
 	*len = rec.len;
-	*section = malloc(rec.len);
-	assert_non_null(*section);
-	memcpy(*section, rec.data, rec.len);
+	uint8_t *section = malloc(rec.len);
+	assert_non_null(section);
+	memcpy(section, rec.data, rec.len);
 	tern_stream_reader_destroy(&r);
+	memio_free(&stream);
+	return section;
 }
 
 /* What a destination with `vcpus` vCPUs says of the section: 0, or the
@@ -77,46 +80,37 @@ static void the_same_shape_is_taken(void **state)
 {
 	(void)state;
 	for (unsigned vcpus = 1; vcpus <= 8; vcpus *= 2) {
-		struct memio out;
-		uint8_t *section;
 		size_t len;
 		char msg[256];
-		stream_head(vcpus, &out, &section, &len);
+		uint8_t *section = shape_section(vcpus, &len);
 		assert_int_equal(load_into(vcpus, section, len, 1, msg, sizeof msg), 0);
 		free(section);
-		memio_free(&out);
 	}
 }
 
 static void another_vcpu_count_is_refused_saying_so(void **state)
 {
 	(void)state;
-	struct memio out;
-	uint8_t *section;
 	size_t len;
 	char msg[256];
-	stream_head(1, &out, &section, &len);
+	uint8_t *section = shape_section(1, &len);
 	assert_true(load_into(2, section, len, 1, msg, sizeof msg) < 0);
 	assert_non_null(strstr(msg, "the source has 1 vCPU, this guest 2"));
 	assert_non_null(strstr(msg, "--vcpus"));
 	free(section);
-	memio_free(&out);
 
-	stream_head(4, &out, &section, &len);
+	section = shape_section(4, &len);
 	assert_true(load_into(1, section, len, 1, msg, sizeof msg) < 0);
 	assert_non_null(strstr(msg, "the source has 4 vCPUs, this guest 1"));
 	free(section);
-	memio_free(&out);
 }
 
 static void damaged_or_repeated_shapes_are_refused(void **state)
 {
 	(void)state;
-	struct memio out;
-	uint8_t *section;
 	size_t len;
 	char msg[256];
-	stream_head(2, &out, &section, &len);
+	uint8_t *section = shape_section(2, &len);
 	assert_true(load_into(2, section, len, 2, msg, sizeof msg) < 0);
 	assert_non_null(strstr(msg, "arrived twice"));
 	for (size_t cut = 0; cut < len; cut++)
@@ -132,7 +126,6 @@ static void damaged_or_repeated_shapes_are_refused(void **state)
 		free(bad);
 	}
 	free(section);
-	memio_free(&out);
 }
 
 int main(void)
