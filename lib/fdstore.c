@@ -38,11 +38,16 @@ static unsigned bits_for(uint64_t n)
  * a huge-page boundary, and asks for huge pages before its first touch: a
  * million fds' random lookups would otherwise miss the TLB each time, and
  * malloc's recycled heap comes already faulted in small pages. */
+static size_t huge_round(size_t bytes)
+{
+	return (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+}
+
 static void *table_alloc(size_t bytes)
 {
 	if (bytes < HUGE_PAGE)
 		return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-	bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	bytes = huge_round(bytes);
 	size_t span = bytes + HUGE_PAGE;
 	uint8_t *map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (map == MAP_FAILED)
@@ -56,15 +61,13 @@ static void *table_alloc(size_t bytes)
 	return p;
 }
 
-/* Free what table_alloc(bytes) gave. */
+/* Free what table_alloc(bytes) gave (or NULL). */
 static void table_free(void *p, size_t bytes)
 {
-	if (p == NULL)
-		return;
 	if (bytes < HUGE_PAGE)
 		free(p);
-	else
-		munmap(p, (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
+	else if (p != NULL)
+		munmap(p, huge_round(bytes));
 }
 
 static size_t index_bytes(unsigned bits)
@@ -80,8 +83,7 @@ static int reindex(struct tern_fdstore *s, unsigned bits)
 	if (index == NULL)
 		return -ENOMEM;
 	memset(index, 0, bytes);
-	if (s->index != NULL)
-		table_free(s->index, index_bytes(s->bits));
+	table_free(s->index, index_bytes(s->bits));
 	s->index = index;
 	s->bits = bits;
 	size_t mask = fdstore_mask(s);
@@ -139,8 +141,7 @@ void tern_fdstore_free(struct tern_fdstore *s)
 	if (s == NULL)
 		return;
 	table_free(s->entry, (size_t)s->capacity * sizeof *s->entry);
-	if (s->index != NULL)
-		table_free(s->index, index_bytes(s->bits));
+	table_free(s->index, index_bytes(s->bits));
 	free(s);
 }
 

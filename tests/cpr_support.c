@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "../harness/env.h"
+#include "../harness/migrate.h"
 #include "cpr_support.h"
 
 char cpr_tern_path[PATH_MAX], cpr_next_path[PATH_MAX + 16];
@@ -96,17 +97,10 @@ void cpr_set_mode(struct qmp_conn *q, const char *mode, const char *exec_program
 
 json_t *cpr_wait_update(struct qmp_conn *q)
 {
-	for (int tries = 0; tries < 500; tries++) {
-		json_t *r = cpr_query(q, "query-migrate");
-		assert_non_null(r);
-		const char *status = json_string_value(json_object_get(r, "status"));
-		if (status != NULL && strcmp(status, "active") != 0)
-			return r;
-		json_decref(r);
-		usleep(20000);
-	}
-	fail_msg("the update did not end");
-	return NULL;
+	json_t *r = mig_wait(q, 20, 10000, NULL, NULL);
+	if (r == NULL)
+		fail_msg("the update did not end");
+	return r;
 }
 
 void cpr_expect_completed(json_t *report, const char *mode, int regions)

@@ -119,6 +119,16 @@ static int put_section(void *ctx, const char *name, const uint8_t *data, size_t 
 	return cpr_blob_section(ctx, name, data, len);
 }
 
+/* Append b (saved with status rc) to out as section name, then empty b
+ * for the next one. */
+static int put_saved(struct tern_buf *out, const char *name, struct tern_buf *b, int rc)
+{
+	if (rc == 0)
+		rc = b->failed ? -ENOMEM : cpr_blob_section(out, name, b->data, b->len);
+	tern_buf_free(b);
+	return rc;
+}
+
 static int build_state(struct runner *r, enum vm_migration_mode mode, uint64_t stop_ns,
 		       int paused, struct tern_buf *out, struct tern_error *err)
 {
@@ -141,34 +151,23 @@ static int build_state(struct runner *r, enum vm_migration_mode mode, uint64_t s
 		return tern_errorf(err, rc, "saving the update's state: %s", strerror(-rc));
 	if ((rc = vm_state_save_to(&r->vm, put_section, out, err)) < 0)
 		return rc;
-	if (rc == 0) { /* always, so that kept region memfds are always accounted for */
-		struct tern_buf b = { 0 };
-		rc = memmap_save_regions(&r->vm, &b);
-		if (rc == 0)
-			rc = cpr_blob_section(out, MEMMAP_REGIONS_SECTION, b.data, b.len);
-		tern_buf_free(&b);
-	}
+	struct tern_buf b = { 0 };
+	/* Always, so that kept region memfds are always accounted for. */
+	rc = memmap_save_regions(&r->vm, &b);
+	rc = put_saved(out, MEMMAP_REGIONS_SECTION, &b, rc);
 	if (rc == 0 && r->have_bank) {
-		struct tern_buf b = { 0 };
 		rc = ioeventfd_bank_save(&r->bank, &b);
-		if (rc == 0)
-			rc = cpr_blob_section(out, "ioeventfd-bank", b.data, b.len);
-		tern_buf_free(&b);
+		rc = put_saved(out, "ioeventfd-bank", &b, rc);
 	}
 	if (rc == 0 && r->have_qmp) {
-		struct tern_buf b = { 0 };
 		int settings = cpr_settings_save(&r->qmp, &b, err);
-		if (settings == 0)
-			rc = cpr_blob_section(out, CPR_SETTINGS_SECTION, b.data, b.len);
-		tern_buf_free(&b);
+		rc = put_saved(out, CPR_SETTINGS_SECTION, &b, settings);
 		if (settings < 0)
 			return settings; /* err says why */
 	}
 	if (rc == 0 && r->have_qmp) { /* what clients sent that no request consumed yet */
-		struct tern_buf b = { 0 };
 		qmp_server_save_clients(&r->qmp, &b);
-		rc = b.failed ? -ENOMEM : cpr_blob_section(out, QMP_CLIENTS_SECTION, b.data, b.len);
-		tern_buf_free(&b);
+		rc = put_saved(out, QMP_CLIENTS_SECTION, &b, 0);
 	}
 	uint8_t *pending = malloc(CHARDEV_OUT_CAPACITY);
 	if (rc == 0 && pending == NULL)
