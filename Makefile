@@ -89,6 +89,16 @@ $(B)/vmm/cpr_state_next.o: vmm/cpr_state.c
 $(B)/tern-cpr-next: $(B)/vmm/main.o $(B)/vmm/cpr_state_next.o $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# Terns that crash or hang right after taking in a cpr-exec's state, for
+# tests that the guest survives them (their fault point wins likewise).
+$(B)/vmm/cpr_fault_%.o: vmm/cpr_fault.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCPR_FAULT_$(shell echo $* | tr a-z A-Z) -c $< -o $@
+
+$(B)/tern-cpr-crash $(B)/tern-cpr-hang: $(B)/tern-cpr-%: $(B)/vmm/main.o $(B)/vmm/cpr_fault_%.o \
+		$(B)/libvmm.a $(B)/libtern.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 # ---------------------------------------------------------------- tools
 IMG_SRCS := $(wildcard tools/tern-img/*.c)
 IMG_OBJS := $(patsubst %.c,$(B)/%.o,$(IMG_SRCS))
@@ -157,7 +167,7 @@ fuzz: $(FUZZERS) build-fuzz/stream_seeds
 # ---------------------------------------------------------------- targets
 .PHONY: all check tern tern-img tests bench
 tern-img: $(B)/tern-img
-all: $(B)/tern $(B)/tern-cpr-next $(B)/tern-img $(B)/guest/guest.elf $(TESTS) $(BENCHES)
+all: $(B)/tern $(B)/tern-cpr-next $(B)/tern-cpr-crash $(B)/tern-cpr-hang $(B)/tern-img $(B)/guest/guest.elf $(TESTS) $(BENCHES)
 tern: $(B)/tern
 tests: $(TESTS)
 bench: $(BENCHES)

@@ -16,8 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define KEEPER_STACK (64 * 1024)
-#define KEEPER_NAME "tern-mm-keeper"
+#include "keeper_child.h"
+
 
 /* The keeper's whole life: a few system calls, nothing of the process's
  * data (which its exec leaves behind, still mapped as the keeper keeps it).

@@ -25,6 +25,9 @@ struct run_options {
 	int lazy_incoming;    /* do not populate RAM ahead of an incoming migration */
 	unsigned ioeventfd_bank; /* --device ioeventfd-bank,count=N */
 	int help;
+	/* A cpr-exec's new tern whose command line could not be run: why (the
+	 * update then falls back to the previous binary). */
+	const char *cpr_refusal;
 };
 
 /* Parse `tern run` options (argv[0] is "run").  Returns 0 or -EINVAL with

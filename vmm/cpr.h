@@ -3,10 +3,13 @@
  * running guest.  Guest RAM stays in its memfd and is never copied; the
  * vCPU and device state and the fd store move; see docs/cpr.md.
  *
- *   cpr-exec      the running tern execs cpr-exec-command; fds live through
- *                 exec, the state is in a memfd named by $TERN_CPR_STATE.  If
- *                 the new binary cannot load it, it execs the previous
- *                 binary (kept open as $TERN_CPR_PREVIOUS), which resumes.
+ *   cpr-exec      the running tern execs cpr-exec-command under a guardian
+ *                 (tern/cprguard.h) that holds the state and every fd; the
+ *                 new tern fetches the state from it ($TERN_CPR_GUARDIAN)
+ *                 and asks it before it resumes.  A new tern that cannot load
+ *                 the state execs the previous binary, which resumes; a
+ *                 program that ends, or does not take the guest within
+ *                 x-cpr-timeout, is stopped and the guardian resumes it.
  *   cpr-transfer  a new `tern run --incoming cpr:unix:PATH` receives the
  *                 state and every fd (SCM_RIGHTS) over the socket; the old
  *                 one commits only when the new one is ready, else resumes.
@@ -19,6 +22,9 @@
 
 /* vm_migration's hook: start an update in the mode set (main thread). */
 int cpr_start(void *runner, const char *uri, struct tern_error *err);
+
+/* An update whose new tern is still being reached ends (the VM exits). */
+void cpr_cancel_pending(void);
 
 /* New process: is this an exec'ed update? */
 int cpr_exec_pending(void);

@@ -7,6 +7,7 @@
 
 #include "builtin_guest.h"
 #include "cli.h"
+#include "cpr.h"
 #include "migrate_cmd.h"
 #include "run.h"
 #include "version.h"
@@ -52,8 +53,33 @@ static int write_guest_image(const char *path)
 	return 0;
 }
 
+/* The new program of a cpr-exec: the live update's state comes before the
+ * command line, and a command line it cannot run (not `tern run`, or an
+ * option it refuses) sends the guest back to the previous binary rather
+ * than leaving it to no one. */
+static int run_for_update(int argc, char **argv)
+{
+	struct run_options o;
+	struct tern_error err = { .msg = "" };
+	int rc = 0;
+	if (argc < 2 || strcmp(argv[1], "run") != 0)
+		rc = tern_errorf(&err, -EINVAL, "it was started as `tern%s%s`, not `tern run`",
+				 argc < 2 ? "" : " ", argc < 2 ? "" : argv[1]);
+	else if ((rc = cli_parse_run(argc - 1, argv + 1, &o, &err)) < 0)
+		tern_error_prefix(&err, "tern run");
+	else if (o.help)
+		rc = tern_errorf(&err, -EINVAL, "it was asked for `tern run --help`");
+	if (rc < 0) {
+		memset(&o, 0, sizeof o);
+		o.cpr_refusal = err.msg;
+	}
+	return tern_run(&o);
+}
+
 int main(int argc, char **argv)
 {
+	if (cpr_exec_pending())
+		return run_for_update(argc, argv);
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return 2;

@@ -412,6 +412,7 @@ void vm_migration_init(struct vm_migration *m, struct vm *vm, struct loop *loop)
 	m->out_ch.fd = -1;
 	m->in_ch.fd = -1;
 	m->prefault_ram = 1;
+	m->cpr_timeout_ms = CPR_TIMEOUT_DEFAULT_MS;
 	tern_mig_params_default(&m->params);
 }
 

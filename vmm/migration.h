@@ -27,6 +27,11 @@
 enum vm_migration_mode { MIG_MODE_NORMAL, MIG_MODE_CPR_EXEC, MIG_MODE_CPR_TRANSFER };
 
 #define CPR_EXEC_ARGS_MAX 64
+/* x-cpr-timeout: the longest a live update keeps the guest stopped before
+ * the old binary (or cpr-exec's guardian) takes it back, in ms. */
+#define CPR_TIMEOUT_DEFAULT_MS 5000
+#define CPR_TIMEOUT_MIN_MS 10
+#define CPR_TIMEOUT_MAX_MS 3600000
 
 /* A live update as query-migrate reports it (on the new process; on the
  * old one only while it runs or when it failed). */
@@ -39,7 +44,7 @@ struct cpr_report {
 	int address_space_kept; /* cpr-exec: a keeper spared the exec its teardown */
 	uint32_t fds;
 	uint64_t state_bytes;
-	char error[256];
+	char error[TERN_ERROR_MAX + 256]; /* room for a fallback's reason in a sentence */
 };
 
 struct vm_migration {
@@ -47,6 +52,7 @@ struct vm_migration {
 	struct loop *loop;
 	enum vm_migration_mode mode;
 	char *cpr_exec_argv[CPR_EXEC_ARGS_MAX + 1]; /* cpr-exec-command, NULL-terminated */
+	uint32_t cpr_timeout_ms;  /* x-cpr-timeout */
 	struct cpr_report cpr;
 	/* Starts a live update (the runner's cpr_start), for migrate in a cpr mode. */
 	int (*cpr_start)(void *opaque, const char *uri, struct tern_error *err);

@@ -290,6 +290,12 @@ static int cmd_set_parameters(void *opaque, json_t *args, json_t **ret, struct t
 		return rc;
 	if (rc)
 		p.throttle_max = (unsigned)v;
+	uint32_t cpr_timeout = m->cpr_timeout_ms;
+	if ((rc = get_range(args, "x-cpr-timeout", CPR_TIMEOUT_MIN_MS, CPR_TIMEOUT_MAX_MS,
+			    " milliseconds", &v, err)) < 0)
+		return rc;
+	if (rc)
+		cpr_timeout = (uint32_t)v;
 	enum vm_migration_mode mode = m->mode;
 	json_t *jmode = json_object_get(args, "mode");
 	if (jmode != NULL) {
@@ -314,6 +320,7 @@ static int cmd_set_parameters(void *opaque, json_t *args, json_t **ret, struct t
 		memcpy(m->cpr_exec_argv, argv, sizeof argv);
 	}
 	m->mode = mode;
+	m->cpr_timeout_ms = cpr_timeout;
 	m->params = p;
 	vm_migration_params_changed(m);
 	return 0;
@@ -338,6 +345,7 @@ static int cmd_query_parameters(void *opaque, json_t *args, json_t **ret,
 	for (unsigned i = 0; m->cpr_exec_argv[i] != NULL; i++)
 		json_array_append_new(cmd, json_string(m->cpr_exec_argv[i]));
 	json_object_set_new(*ret, "cpr-exec-command", cmd);
+	json_object_set_new(*ret, "x-cpr-timeout", json_integer(m->cpr_timeout_ms));
 	return 0;
 }
 
@@ -369,6 +377,7 @@ static const struct qmp_arg parameters_args[] = {
 	{ "max-cpu-throttle", QMP_INT, 1 },
 	{ "mode", QMP_STR, 1 },
 	{ "cpr-exec-command", QMP_ANY, 1 },
+	{ "x-cpr-timeout", QMP_INT, 1 },
 	{ NULL, QMP_ANY, 0 },
 };
 

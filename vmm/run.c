@@ -227,6 +227,9 @@ static int start(struct runner *r, const struct run_options *o, struct tern_erro
 	int rc;
 	if (cpr_exec_pending()) { /* exec'ed by a live update: there is no going back */
 		rc = cpr_receive_exec(r, err);
+		if (rc == 0 && o->cpr_refusal != NULL)
+			rc = tern_errorf(err, -EINVAL, "the new tern refused its command line: %s",
+					 o->cpr_refusal);
 		if (rc == 0)
 			rc = setup(r, NULL, 0, err);
 		if (rc < 0)
@@ -287,6 +290,7 @@ int tern_run(const struct run_options *o)
 			loop_run_once(&r->loop, held ? THROTTLED_POLL_MS : -1);
 		}
 		vm_stop_threads(&r->vm);
+		cpr_cancel_pending();
 		vm_migration_destroy(&r->mig); /* cancels one under way */
 		r->have_mig = 0;
 		if (r->handed_over) { /* the new tern speaks to the clients now */
