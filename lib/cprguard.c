@@ -36,6 +36,7 @@ struct guard {
 	int taker_copy; /* the taker's end, as the clone copied it: closed at once */
 	int watched;    /* pidfd of the process that execs */
 	long pid;       /* ... and its pid, for messages and /proc */
+	sigset_t mask;  /* the signal mask of the thread that execs, for the fallback */
 };
 
 GUARD_CODE static long raw6(long n, long a, long b, long c, long d, long e, long f)
@@ -191,6 +192,9 @@ GUARD_CODE static const char *signal_name(long sig)
 /* Run the previous binary with the state; returns only if that fails. */
 GUARD_CODE static _Noreturn void fall_back(struct guard *g)
 {
+	/* The guardian blocks everything; the previous binary starts as the
+	 * old one ran (signals sent meanwhile are still pending for it). */
+	raw6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&g->mask, 0, _NSIG / 8, 0, 0);
 	for (unsigned i = 0; i < sizeof g->spec.clear_cloexec / sizeof g->spec.clear_cloexec[0]; i++)
 		if (g->spec.clear_cloexec[i] >= 0)
 			raw3(SYS_fcntl, g->spec.clear_cloexec[i], F_SETFD, 0);
@@ -333,6 +337,7 @@ int tern_cpr_guard_start(struct tern_mm_keeper *k, const struct tern_cpr_guard_s
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	g->mask = old;
 	char name[16] = "";
 	prctl(PR_GET_NAME, name);
 	prctl(PR_SET_NAME, KEEPER_NAME);
