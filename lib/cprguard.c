@@ -176,6 +176,41 @@ GUARD_CODE static long zombie_status(struct guard *g)
 	return v;
 }
 
+/* Linux 6.15's PIDFD_GET_INFO (not in every header yet): the exit status
+ * of a process that has been reaped. */
+struct pidfd_exit_info {
+	uint64_t mask;
+	uint64_t cgroupid;
+	uint32_t ids[11];
+	int32_t exit_code;
+};
+#define PIDFD_INFO_EXIT_BIT (1ULL << 3)
+#define PIDFD_GET_INFO_IOCTL 0xc040ff0bUL /* _IOWR(0xff, 11, 64 bytes) */
+
+GUARD_CODE static long reaped_status(struct guard *g)
+{
+	struct pidfd_exit_info info;
+	volatile char *p = (volatile char *)&info;
+	for (size_t i = 0; i < sizeof info; i++)
+		p[i] = 0;
+	info.mask = PIDFD_INFO_EXIT_BIT;
+	if (raw3(SYS_ioctl, g->watched, (long)PIDFD_GET_INFO_IOCTL, (long)&info) < 0 ||
+	    (info.mask & PIDFD_INFO_EXIT_BIT) == 0)
+		return -1;
+	return info.exit_code;
+}
+
+/* The wait status of the process that exec'd, whether its parent has
+ * reaped it yet or not (it may between the two looks: look again). */
+GUARD_CODE static long exit_status_of(struct guard *g)
+{
+	long status = -1;
+	for (int i = 0; i < 3 && status < 0; i++)
+		if ((status = reaped_status(g)) < 0)
+			status = zombie_status(g);
+	return status;
+}
+
 GUARD_CODE static const char *signal_name(long sig)
 {
 	switch (sig) {
@@ -220,7 +255,7 @@ GUARD_CODE static struct text reason_text(struct guard *g)
 GUARD_CODE static _Noreturn void ended(struct guard *g)
 {
 	struct text t = reason_text(g);
-	long status = zombie_status(g);
+	long status = exit_status_of(g);
 	if (status >= 0 && (status & 0x7f) == 0) {
 		put_str(&t, "exited with status ");
 		put_num(&t, (unsigned long)((status >> 8) & 0xff));

@@ -30,6 +30,7 @@ static void host_init(struct settings_host *h)
 	memset(h, 0, sizeof *h);
 	h->server.listen_fd = -1;
 	tern_mig_params_default(&h->mig.params);
+	h->mig.cpr_timeout_ms = CPR_TIMEOUT_DEFAULT_MS;
 	assert_int_equal(migration_qmp_register(&h->mig, &h->server), 0);
 }
 
@@ -79,12 +80,13 @@ static void set_unusual(struct settings_host *h)
 			      NULL),
 			 0);
 	assert_int_equal(call(h, "migrate-set-parameters",
-			      json_pack("{s:i,s:I,s:I,s:i,s:i,s:i,s:s,s:[s,s,s]}",
+			      json_pack("{s:i,s:I,s:I,s:i,s:i,s:i,s:s,s:[s,s,s],s:i}",
 					"downtime-limit", 123, "max-bandwidth", (json_int_t)777777,
 					"xbzrle-cache-size", (json_int_t)(8 << 20),
 					"cpu-throttle-initial", 11, "cpu-throttle-increment", 7,
 					"max-cpu-throttle", 55, "mode", "cpr-exec",
-					"cpr-exec-command", "/usr/bin/tern", "run", "--quiet"),
+					"cpr-exec-command", "/usr/bin/tern", "run", "--quiet",
+					"x-cpr-timeout", 1234),
 			      NULL),
 			 0);
 }
@@ -156,6 +158,9 @@ static void hostile_sections_change_nothing(void **state)
 		"{\"capabilities\": [], \"parameters\": {\"cpr-exec-command\": [\"\"]}}",
 		"{\"capabilities\": [], \"parameters\": {\"cpr-exec-command\": [1]}}",
 		"{\"capabilities\": [], \"parameters\": {\"cpr-exec-command\": \"tern\"}}",
+		"{\"capabilities\": [], \"parameters\": {\"x-cpr-timeout\": 0}}",
+		"{\"capabilities\": [], \"parameters\": {\"x-cpr-timeout\": 3600001}}",
+		"{\"capabilities\": [], \"parameters\": {\"x-cpr-timeout\": \"5s\"}}",
 		"{\"capabilities\": [], \"parameters\": {\"teleport\": 1}}",
 		/* Good capabilities, bad parameters: the capabilities go back. */
 		"{\"capabilities\": [{\"capability\": \"xbzrle\", \"state\": false}, "
