@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -36,7 +37,9 @@
 /* One row of the table: cpr-exec-command, and what query-migrate says. */
 struct hostile {
 	const char *what;
-	const char *argv[5]; /* "@" is this build's tern, "%" a file in the VM's directory */
+	/* "@" is this build's tern, "%" a file in the VM's directory, "#" twice
+	 * x-cpr-timeout in seconds */
+	const char *argv[6];
 	const char *says;    /* in error-desc; NULL: the update completes */
 };
 
@@ -60,7 +63,7 @@ static const struct hostile table[] = {
 	  "did not take the guest within" },
 	{ "an empty environment", { "/usr/bin/env", "-i", "@", "run" },
 	  "did not take the guest within" },
-	{ "a wrapper that sleeps past the bound", { "/bin/sh", "-c", "sleep 4; exec \"$0\" run", "@" },
+	{ "a wrapper that sleeps past the bound", { "/bin/sh", "-c", "sleep \"$1\"; exec \"$0\" run", "@", "#" },
 	  "did not take the guest within" },
 	{ "tern-cpr-next", { "@-cpr-next", "run" }, "the previous binary resumed it" },
 	{ "a tern that crashes after taking the state", { "@-cpr-crash", "run" },
@@ -97,9 +100,11 @@ static void make_files(const struct tern_vm *vm)
 static void set_command(struct qmp_conn *q, const struct tern_vm *vm, const struct hostile *h)
 {
 	json_t *cmd = json_array();
-	for (int i = 0; i < 5 && h->argv[i] != NULL; i++) {
+	for (int i = 0; i < 6 && h->argv[i] != NULL; i++) {
 		char arg[PATH_MAX + 64];
-		if (h->argv[i][0] == '@')
+		if (h->argv[i][0] == '#')
+			snprintf(arg, sizeof arg, "%d", 2 * TIMEOUT_MS * time_scale() / 1000);
+		else if (h->argv[i][0] == '@')
 			snprintf(arg, sizeof arg, "%s%s", cpr_tern_path, h->argv[i] + 1);
 		else if (h->argv[i][0] == '%')
 			tern_vm_path(vm, h->argv[i] + 1, arg, sizeof arg);
@@ -319,10 +324,52 @@ static void hostile_programs_never_lose_the_guest(void **state)
 	tern_vm_end(&g.vm);
 }
 
+/* cpr-transfer to a socket where nothing answers: the guest runs and QMP
+ * is served while the old tern waits for the RAM to be mapped, and the
+ * update then fails with the guest running as before. */
+static void qmp_is_served_while_the_new_tern_is_reached(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	struct cpr_guest g;
+	struct qmp_conn q;
+	cpr_boot_idle(&g, "4", &q);
+	char path[100];
+	tern_vm_path(&g.vm, "silent.sock", path, sizeof path);
+	int silent = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+	assert_int_equal(bind(silent, (struct sockaddr *)&addr, sizeof addr), 0);
+	assert_int_equal(listen(silent, 1), 0); /* and never accepts */
+	cpr_transfer(&q, path);
+	for (int i = 0; i < 3; i++) {
+		json_t *r = qmp_execute(&q, "query-migrate", NULL, 2000 * time_scale());
+		if (r == NULL)
+			fail_msg("QMP did not answer while the update waited for the new tern");
+		assert_string_equal(json_string_value(json_object_get(qmp_return(r), "status")),
+				    "active");
+		json_decref(r);
+		json_t *st = cpr_query(&q, "query-status");
+		assert_string_equal(json_string_value(json_object_get(st, "status")), "running");
+		json_decref(st);
+		usleep(300000);
+	}
+	json_t *r = mig_wait(&q, 50, 30000, NULL, NULL);
+	assert_non_null(r);
+	assert_string_equal(json_string_value(json_object_get(r, "status")), "failed");
+	assert_non_null(strstr(json_string_value(json_object_get(r, "error-desc")),
+			       "did not take the RAM"));
+	json_decref(r);
+	cpr_ring(&g, 1); /* the guest answers */
+	close(silent);
+	cpr_end_guest(&g, &q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(hostile_programs_never_lose_the_guest),
+		cmocka_unit_test(qmp_is_served_while_the_new_tern_is_reached),
 	};
 	return cmocka_run_group_tests(tests, cpr_setup, NULL);
 }
