@@ -19,6 +19,7 @@
 #include "../harness/stats.h"
 #include "../harness/env.h"
 #include "../harness/proc.h"
+#include "../harness/qemu.h"
 
 enum { VMM_QEMU, VMM_TERN, VMM_TERN_PREALLOC, VMMS };
 static const char *const vmm_names[VMMS] = { "qemu-kvm", "tern", "tern-prealloc" };
@@ -44,8 +45,11 @@ static int run_once(int vmm, const char *workload, int seconds, const char *ws, 
 	char *argv[32];
 	int n = 0;
 	if (vmm == VMM_QEMU) {
-		static char *const qemu[] = { "/usr/bin/env", "qemu-system-x86_64", "-enable-kvm",
-					      "-cpu", "host", "-m", "512", "-display", "none",
+		const char *cpu = harness_qemu_cpu();
+		if (cpu == NULL)
+			return -1;
+		char *const qemu[] = { "/usr/bin/env", "qemu-system-x86_64", "-enable-kvm",
+					      "-cpu", (char *)cpu, "-m", "512", "-display", "none",
 					      "-nodefaults", "-no-reboot", "-serial", "stdio",
 					      "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
 					      "-kernel" };
@@ -115,7 +119,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "guest_dirty_rate needs KVM: %s\n", why);
 		return 1;
 	}
-	int have_qemu = harness_have("qemu-system-x86_64");
+	int have_qemu = harness_have("qemu-system-x86_64") && harness_qemu_cpu() != NULL;
+	if (have_qemu)
+		fprintf(stderr, "qemu runs with -cpu %s\n", harness_qemu_cpu());
+	else
+		fprintf(stderr, "qemu: not installed, or starts with no -cpu model here (tried host, "
+			"host,-arch-capabilities, max, qemu64): no QEMU column\n");
 	static struct sample samples[WORKLOADS][VMMS][MAX_REPS];
 	for (int r = 0; r < reps; r++)
 		for (unsigned w = 0; w < WORKLOADS; w++)
