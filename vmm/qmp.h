@@ -92,6 +92,9 @@ void qmp_server_save_clients(const struct qmp_server *s, struct tern_buf *out);
 int qmp_server_load_clients(struct qmp_server *s, const uint8_t *data, size_t len,
 			    struct tern_error *err);
 
+/* {"error": {"class": cls, "desc": desc}}, desc made printable ASCII. */
+json_t *qmp_error_reply(const char *cls, const char *desc);
+
 /* Handle one request text and return the reply (NULL for none); exposed
  * for tests and fuzzing. */
 json_t *qmp_handle_text(struct qmp_server *s, int *negotiated, const char *text, size_t len);
