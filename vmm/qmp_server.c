@@ -80,6 +80,18 @@ static void client_send(struct qmp_server *s, struct qmp_client *c, json_t *msg)
 	client_flush(s, c);
 }
 
+static json_t *too_large_reply(enum qmp_frame f)
+{
+	char desc[200];
+	if (f == QMP_FRAME_TOO_DEEP)
+		snprintf(desc, sizeof desc, "JSON parse error, request nested more than %u levels "
+			 "deep (skipped to where it closes or its line ends)", QMP_MAX_NESTING);
+	else
+		snprintf(desc, sizeof desc, "JSON parse error, request larger than %u MiB (skipped "
+			 "to where it closes or its line ends)", QMP_MAX_MESSAGE >> 20);
+	return qmp_error_reply("GenericError", desc);
+}
+
 static void on_client(void *opaque, int fd, short revents)
 {
 	struct qmp_server *s = opaque;
@@ -109,11 +121,8 @@ static void on_client(void *opaque, int fd, short revents)
 	size_t len;
 	enum qmp_frame f;
 	while (c->fd >= 0 && (f = qmp_framer_next(&c->framer, &text, &len)) != QMP_FRAME_NONE) {
-		json_t *reply = f == QMP_FRAME_TEXT
-					? qmp_handle_text(s, &c->negotiated, text, len)
-					: qmp_error_reply("GenericError",
-						      "JSON parse error, request too large or "
-						      "nested too deeply");
+		json_t *reply = f == QMP_FRAME_TEXT ? qmp_handle_text(s, &c->negotiated, text, len)
+						    : too_large_reply(f);
 		if (reply != NULL)
 			client_send(s, c, reply);
 	}
