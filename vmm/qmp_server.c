@@ -7,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "unix_listen.h"
 #include "version.h"
 
 /* ---------------------------------------------------------------- clients */
@@ -130,6 +131,92 @@ static void on_client(void *opaque, int fd, short revents)
 
 static int listen_on(struct qmp_server *s, struct tern_error *err);
 
+/* --------------------------------------------------- waiting to negotiate */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The timer fires at the first deadline of a client still negotiating. */
+static void arm_deadline(struct qmp_server *s)
+{
+	uint64_t first = 0;
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
+		const struct qmp_client *c = &s->client[i];
+		if (c->fd >= 0 && !c->negotiated && (first == 0 || c->deadline_ns < first))
+			first = c->deadline_ns;
+	}
+	if (s->timer_fd < 0)
+		return;
+	struct itimerspec when = {
+		.it_value = { (time_t)(first / 1000000000u), (long)(first % 1000000000u) },
+	};
+	timerfd_settime(s->timer_fd, TFD_TIMER_ABSTIME, &when, NULL); /* all zero: disarmed */
+}
+
+static void drop_waiting(struct qmp_server *s, struct qmp_client *c, const char *why)
+{
+	char desc[300];
+	snprintf(desc, sizeof desc, "QMP client dropped: %s; send qmp_capabilities right after "
+		 "connecting", why);
+	client_send(s, c, qmp_error_reply("GenericError", desc)); /* may close it already */
+	client_close(s, c);
+}
+
+static void on_deadline(void *opaque, int fd, short revents)
+{
+	(void)revents;
+	struct qmp_server *s = opaque;
+	uint64_t ticks;
+	ssize_t n = read(fd, &ticks, sizeof ticks);
+	(void)n;
+	char why[100];
+	snprintf(why, sizeof why, "it did not negotiate within %u ms of connecting",
+		 s->negotiate_ms);
+	uint64_t now = mono_ns();
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
+		struct qmp_client *c = &s->client[i];
+		if (c->fd >= 0 && !c->negotiated && c->deadline_ns <= now)
+			drop_waiting(s, c, why);
+	}
+	arm_deadline(s);
+}
+
+/*
+ * Where a new connection goes.  Clients still negotiating may hold at most
+ * QMP_MAX_CLIENTS - 1 slots, so a newcomer always finds room unless every
+ * slot is held by a negotiated client: when no slot is free, or the
+ * negotiating clients hold their share, the one of them nearest its
+ * deadline gives up its slot.  A newcomer is thus dropped before it
+ * negotiates only by its deadline or when QMP_MAX_CLIENTS - 1 newer
+ * connections arrive first.  NULL: 16 negotiated clients, refuse.
+ */
+static struct qmp_client *slot_for_newcomer(struct qmp_server *s)
+{
+	struct qmp_client *free_slot = NULL, *oldest = NULL;
+	unsigned waiting = 0;
+	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
+		struct qmp_client *c = &s->client[i];
+		if (c->fd < 0) {
+			free_slot = free_slot != NULL ? free_slot : c;
+		} else if (!c->negotiated) {
+			waiting++;
+			if (oldest == NULL || c->deadline_ns < oldest->deadline_ns)
+				oldest = c;
+		}
+	}
+	if (free_slot != NULL && waiting < QMP_MAX_CLIENTS - 1)
+		return free_slot;
+	if (oldest == NULL)
+		return NULL;
+	drop_waiting(s, oldest, "it had not negotiated when a newer client needed its slot (at "
+		     "most 15 may be negotiating at once)");
+	return oldest;
+}
+
 static int client_start(struct qmp_server *s, struct qmp_client *c, int cfd)
 {
 	memset(c, 0, sizeof *c);
@@ -205,7 +292,12 @@ int qmp_server_load_clients(struct qmp_server *s, const uint8_t *data, size_t le
 		qmp_framer_destroy(&s->client[i].framer);
 		s->client[i].framer = framer[i];
 		s->client[i].negotiated = negotiated[i];
+		/* Deadlines are not carried (the saved format stays as it was): a
+		 * client still negotiating gets its time afresh. */
+		s->client[i].deadline_ns = mono_ns() + (uint64_t)s->negotiate_ms * 1000000;
 	}
+	if (rc == 0)
+		arm_deadline(s);
 	return rc;
 }
 
@@ -234,13 +326,11 @@ static void on_accept(void *opaque, int fd, short revents)
 	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (cfd < 0)
 		return;
-	struct qmp_client *c = NULL;
-	for (unsigned i = 0; i < QMP_MAX_CLIENTS && c == NULL; i++)
-		if (s->client[i].fd < 0)
-			c = &s->client[i];
+	struct qmp_client *c = slot_for_newcomer(s);
 	if (c == NULL) {
 		static const char busy[] = "{\"error\": {\"class\": \"GenericError\", \"desc\": "
-					   "\"too many QMP clients\"}}\r\n";
+					   "\"too many QMP clients: 16 have negotiated; try "
+					   "again once one has left\"}}\r\n";
 		ssize_t w = send(cfd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 		(void)w;
 		close(cfd);
@@ -250,6 +340,8 @@ static void on_accept(void *opaque, int fd, short revents)
 		close(cfd);
 		return;
 	}
+	c->deadline_ns = mono_ns() + (uint64_t)s->negotiate_ms * 1000000;
+	arm_deadline(s);
 	client_send(s, c,
 		    json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu",
 			      "major", TERN_VERSION_MAJOR, "minor", TERN_VERSION_MINOR, "micro",
@@ -260,9 +352,10 @@ int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
 		    struct tern_fdstore *store, struct tern_error *err)
 {
 	memset(s, 0, sizeof *s);
-	s->listen_fd = -1;
+	s->listen_fd = s->timer_fd = -1;
 	s->store = store;
 	s->loop = loop;
+	s->negotiate_ms = QMP_NEGOTIATE_MS;
 	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
 		s->client[i].fd = -1;
 	if (strncmp(spec, "unix:", 5) != 0)
@@ -289,27 +382,22 @@ int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
 	} else if ((kept = listen_on(s, err)) < 0) {
 		return kept;
 	}
+	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (s->timer_fd < 0)
+		return tern_errorf(err, -errno, "QMP negotiation timer: %s", strerror(errno));
+	s->timer_handle = loop_add(loop, s->timer_fd, POLLIN, on_deadline, s);
 	s->listen_handle = loop_add(loop, s->listen_fd, POLLIN, on_accept, s);
-	return s->listen_handle < 0 ? tern_errorf(err, (int)s->listen_handle, "out of memory") : 0;
+	if (s->timer_handle < 0 || s->listen_handle < 0)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	return 0;
 }
 
 static int listen_on(struct qmp_server *s, struct tern_error *err)
 {
-	size_t plen = strlen(s->path);
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	memcpy(addr.sun_path, s->path, plen + 1);
-	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (s->listen_fd < 0)
-		return tern_errorf(err, -errno, "QMP socket: %s", strerror(errno));
-	unlink(s->path);
-	if (bind(s->listen_fd, (struct sockaddr *)&addr, sizeof addr) < 0 ||
-	    listen(s->listen_fd, QMP_MAX_CLIENTS) < 0) {
-		int e = errno;
-		close(s->listen_fd);
-		s->listen_fd = -1;
-		return tern_errorf(err, -e, "cannot listen on QMP socket %s: %s", s->path,
-				   strerror(e));
-	}
+	int fd = unix_listen_private("QMP socket", s->path, QMP_MAX_CLIENTS, err);
+	if (fd < 0)
+		return fd;
+	s->listen_fd = fd;
 	if (kept_fd_add(s->store, KEPT_QMP_LISTEN, 0, s->listen_fd) < 0)
 		return tern_errorf(err, -ENOMEM, "out of memory");
 	return 0;
@@ -319,6 +407,11 @@ void qmp_server_close(struct qmp_server *s)
 {
 	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
 		client_close(s, &s->client[i]);
+	if (s->timer_fd >= 0) {
+		loop_remove(s->loop, s->timer_handle);
+		close(s->timer_fd);
+		s->timer_fd = -1;
+	}
 	if (s->listen_fd >= 0) {
 		loop_remove(s->loop, s->listen_handle);
 		close(s->listen_fd);
