@@ -145,7 +145,7 @@ FUZZ_CC := clang
 FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all
 # Each target: its file, libtern, and what else it exercises.
-FUZZ_EXTRA_qmp := vmm/qmp.c vmm/qmp_framer.c vmm/loop.c vmm/kept_fds.c
+FUZZ_EXTRA_qmp := vmm/qmp.c vmm/qmp_server.c vmm/unix_listen.c vmm/qmp_framer.c vmm/loop.c vmm/kept_fds.c
 STREAM_STATE := harness/memio.c harness/frames.c vmm/vm_state.c vmm/vcpu_state.c \
 	vmm/kvm_state.c vmm/uart.c
 FUZZ_EXTRA_stream := $(STREAM_STATE)

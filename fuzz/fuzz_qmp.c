@@ -75,6 +75,7 @@ static void saved_clients(const uint8_t *data, size_t size)
 {
 	struct qmp_server server;
 	memset(&server, 0, sizeof server);
+	server.timer_fd = -1; /* no negotiation timer to arm */
 	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
 		server.client[i].fd = i == 0 || i == 3 || i == 15 ? 100 + (int)i : -1;
 	struct tern_error err;

@@ -11,35 +11,42 @@
 
 #include "../vmm/qmp_framer.h"
 
-/* Feed `input` in pieces of `chunk` bytes; collect texts joined by '|'. */
-static char *frame_all(const char *input, size_t chunk, int *too_large)
+/* Texts (joined by '|'; "<big>" for one too large, "<deep>" for one nested
+ * too deeply) from what f yields now, appended to *out. */
+static void drain(struct qmp_framer *f, char **out, size_t *used, size_t *cap)
+{
+	const char *text;
+	size_t len;
+	enum qmp_frame r;
+	while ((r = qmp_framer_next(f, &text, &len)) != QMP_FRAME_NONE) {
+		if (r != QMP_FRAME_TEXT) {
+			text = r == QMP_FRAME_TOO_DEEP ? "<deep>" : "<big>";
+			len = strlen(text);
+		}
+		if (*used + len + 2 > *cap) {
+			*cap = (*used + len + 2) * 2;
+			*out = realloc(*out, *cap);
+			assert_non_null(*out);
+		}
+		memcpy(*out + *used, text, len);
+		*used += len;
+		(*out)[(*used)++] = '|';
+		(*out)[*used] = '\0';
+	}
+}
+
+/* Feed `input` in pieces of `chunk` bytes; what drain makes of it. */
+static char *frame_all(const char *input, size_t chunk)
 {
 	struct qmp_framer f;
 	qmp_framer_init(&f);
-	size_t cap = strlen(input) * 2 + 64, used = 0;
+	size_t cap = 64, used = 0;
 	char *out = calloc(1, cap);
-	*too_large = 0;
 	size_t n = strlen(input);
 	for (size_t at = 0; at < n; at += chunk) {
 		size_t len = n - at < chunk ? n - at : chunk;
 		assert_int_equal(qmp_framer_push(&f, input + at, len), 0);
-		const char *text;
-		size_t tlen;
-		enum qmp_frame r;
-		while ((r = qmp_framer_next(&f, &text, &tlen)) != QMP_FRAME_NONE) {
-			if (r == QMP_FRAME_TOO_LARGE) {
-				(*too_large)++;
-				continue;
-			}
-			if (used + tlen + 2 > cap) {
-				cap = (used + tlen + 2) * 2;
-				out = realloc(out, cap);
-			}
-			memcpy(out + used, text, tlen);
-			used += tlen;
-			out[used++] = '|';
-			out[used] = '\0';
-		}
+		drain(&f, &out, &used, &cap);
 	}
 	qmp_framer_destroy(&f);
 	return out;
@@ -48,12 +55,10 @@ static char *frame_all(const char *input, size_t chunk, int *too_large)
 static void check(const char *input, const char *expect)
 {
 	for (size_t chunk = 1; chunk <= strlen(input) + 1; chunk++) {
-		int big;
-		char *got = frame_all(input, chunk, &big);
+		char *got = frame_all(input, chunk);
 		if (strcmp(got, expect) != 0)
 			fail_msg("chunk %zu: input '%s' framed as '%s', expected '%s'", chunk, input,
 				 got, expect);
-		assert_int_equal(big, 0);
 		free(got);
 	}
 }
@@ -85,8 +90,7 @@ static void garbage_is_its_own_text(void **state)
 static void incomplete_text_waits(void **state)
 {
 	(void)state;
-	int big;
-	char *got = frame_all("{\"execute\":", 3, &big);
+	char *got = frame_all("{\"execute\":", 3);
 	assert_string_equal(got, "");
 	free(got);
 }
@@ -101,10 +105,8 @@ static void oversized_text_skipped_once(void **state)
 	memset(input + 2, 'a', n - 4);
 	memcpy(input + n - 2, "\"}", 2);
 	strcpy(input + n, "{\"ok\":1}");
-	int big;
-	char *got = frame_all(input, 65536, &big);
-	assert_int_equal(big, 1);
-	assert_string_equal(got, "{\"ok\":1}|"); /* resynchronised after it */
+	char *got = frame_all(input, 65536);
+	assert_string_equal(got, "<big>|{\"ok\":1}|"); /* resynchronised after it */
 	free(got);
 	free(input);
 }
@@ -117,37 +119,47 @@ static void deep_nesting_skipped(void **state)
 	memset(input, '[', depth);
 	memset(input + depth, ']', depth);
 	strcpy(input + 2 * depth, "{}");
-	int big;
-	char *got = frame_all(input, 100, &big);
-	assert_int_equal(big, 1);
-	assert_string_equal(got, "{}|");
+	char *got = frame_all(input, 100);
+	assert_string_equal(got, "<deep>|{}|");
 	free(got);
 	free(input);
 }
 
 /* ------------------------------------------------------------ live update */
 
-/* Texts (joined by '|', "<big>" for one too large) from what f yields now. */
-static void drain(struct qmp_framer *f, char **out, size_t *used, size_t *cap)
+/* A text past a limit that never closes ends with its line: what follows
+ * is framed again (the probe's request nested deeper than 1024 that
+ * swallowed every later command). */
+static void unclosed_text_ends_with_its_line(void **state)
 {
-	const char *text;
-	size_t len;
-	enum qmp_frame r;
-	while ((r = qmp_framer_next(f, &text, &len)) != QMP_FRAME_NONE) {
-		if (r == QMP_FRAME_TOO_LARGE) {
-			text = "<big>";
-			len = 5;
-		}
-		if (*used + len + 2 > *cap) {
-			*cap = (*used + len + 2) * 2;
-			*out = realloc(*out, *cap);
-			assert_non_null(*out);
-		}
-		memcpy(*out + *used, text, len);
-		*used += len;
-		(*out)[(*used)++] = '|';
-		(*out)[*used] = '\0';
+	(void)state;
+	size_t depth = QMP_MAX_NESTING + 5;
+	char *input = malloc(depth + 64);
+	memset(input, '[', depth);
+	strcpy(input + depth, "\r\n{\"execute\":\"x\"}\n");
+	static const size_t chunks[] = { 1, 7, 1000, 1 << 20 };
+	for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+		char *got = frame_all(input, chunks[i]);
+		if (strcmp(got, "<deep>|{\"execute\":\"x\"}|") != 0)
+			fail_msg("chunk %zu: '%.100s'", chunks[i], got);
+		free(got);
 	}
+	/* Still in a string when the limit passed: a raw line end cannot be
+	 * inside a JSON string, so it ends the text too. */
+	strcpy(input + depth, "\"a[{\n{\"execute\":\"y\"}");
+	char *got = frame_all(input, 64);
+	assert_string_equal(got, "<deep>|{\"execute\":\"y\"}|");
+	free(got);
+	free(input);
+	size_t n = QMP_MAX_MESSAGE + 100;
+	input = malloc(n + 64);
+	memcpy(input, "{\"execute\":\"", 12);
+	memset(input + 12, 'a', n - 12);
+	strcpy(input + n, "\n{\"execute\":\"z\"}");
+	got = frame_all(input, 65536);
+	assert_string_equal(got, "<big>|{\"execute\":\"z\"}|");
+	free(got);
+	free(input);
 }
 
 /* Cut the stream at `cut`, carry the framer across as an update does, and
@@ -211,6 +223,19 @@ static void carried_across_an_update(void **state)
 	for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++)
 		carried_at(big, n, cuts[i]);
 	free(big);
+	/* Inside one nested too deeply that ends with its line. */
+	size_t depth = QMP_MAX_NESTING + 10;
+	char *deep = malloc(depth + 64);
+	assert_non_null(deep);
+	memset(deep, '[', depth);
+	strcpy(deep + depth, "\"s\n{\"execute\": \"f\"}");
+	n = strlen(deep);
+	static const size_t deep_cuts[] = { QMP_MAX_NESTING, QMP_MAX_NESTING + 1,
+					    QMP_MAX_NESTING + 5, QMP_MAX_NESTING + 11,
+					    QMP_MAX_NESTING + 12, QMP_MAX_NESTING + 13 };
+	for (size_t i = 0; i < sizeof deep_cuts / sizeof deep_cuts[0]; i++)
+		carried_at(deep, n, deep_cuts[i]);
+	free(deep);
 }
 
 /* A saved framer: flags, depth, n, then the bytes. */
@@ -247,7 +272,7 @@ static void hostile_saved_framers_refused(void **state)
 		{ 1, 1, 0, 0, 0, 0, "" },              /* bracketed, closed already */
 		{ 1, 0, 1, 0, 0, 0, "" },              /* a bare word has no strings */
 		{ 1, 1, 0, 1, 1, 0, "" },              /* an escape outside a string */
-		{ 1, 1, 0, 0, QMP_MAX_NESTING + 2, 0, "" },
+		{ 1, 1, 0, 0, QMP_SKIP_MAX_DEPTH + 1, 0, "" },
 		{ 1, 1, 0, 0, 1, 1, "x" },             /* skipped bytes are not kept */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -279,6 +304,7 @@ int main(void)
 		cmocka_unit_test(incomplete_text_waits),
 		cmocka_unit_test(oversized_text_skipped_once),
 		cmocka_unit_test(deep_nesting_skipped),
+		cmocka_unit_test(unclosed_text_ends_with_its_line),
 		cmocka_unit_test(carried_across_an_update),
 		cmocka_unit_test(hostile_saved_framers_refused),
 	};

@@ -170,6 +170,12 @@ static void abuse_does_not_hurt_the_vm(void **state)
 	r = qmp_execute(&q, "query-status", NULL, 5000);
 	assert_non_null(qmp_return(r));
 	json_decref(r);
+	/* One nested too deeply that never closes ends with its line. */
+	memcpy(deep + 2100, "\r\n", 2);
+	expect_error(&q, deep, 2102, "GenericError");
+	r = qmp_execute(&q, "query-status", NULL, 5000);
+	assert_non_null(qmp_return(r));
+	json_decref(r);
 	qmp_close(&q);
 
 	/* Clients that leave mid-request, or right after connecting. */

@@ -1,22 +1,15 @@
-/* QMP protocol and server; see qmp.h. */
+/* The QMP protocol: requests checked and run, replies built; see qmp.h. */
 #include "qmp.h"
-#include "kept_fds.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "version.h"
 
 /* Descriptions may quote the client's own bytes (jansson's parse errors
  * do), which need not be valid UTF-8: anything but printable ASCII becomes
  * '?', so the reply is always valid JSON. */
-static json_t *error_reply(const char *cls, const char *desc)
+json_t *qmp_error_reply(const char *cls, const char *desc)
 {
 	char safe[512];
 	size_t i = 0;
@@ -60,18 +53,18 @@ static json_t *check_args(const struct qmp_command *cmd, json_t *args)
 			a++;
 		if (a == NULL || a->name == NULL) {
 			snprintf(desc, sizeof desc, "Parameter '%s' is unexpected", key);
-			return error_reply("GenericError", desc);
+			return qmp_error_reply("GenericError", desc);
 		}
 		if (!type_matches(a->type, value)) {
 			snprintf(desc, sizeof desc, "Invalid parameter type for '%s', expected: %s",
 				 key, type_name(a->type));
-			return error_reply("GenericError", desc);
+			return qmp_error_reply("GenericError", desc);
 		}
 	}
 	for (const struct qmp_arg *a = cmd->args; a != NULL && a->name != NULL; a++) {
 		if (!a->optional && json_object_get(args, a->name) == NULL) {
 			snprintf(desc, sizeof desc, "Parameter '%s' is missing", a->name);
-			return error_reply("GenericError", desc);
+			return qmp_error_reply("GenericError", desc);
 		}
 	}
 	return NULL;
@@ -118,24 +111,24 @@ static json_t *execute(struct qmp_server *s, int *negotiated, const char *name, 
 	char desc[300];
 	if (strcmp(name, "qmp_capabilities") == 0) {
 		if (*negotiated)
-			return error_reply("CommandNotFound",
+			return qmp_error_reply("CommandNotFound",
 					   "Capabilities negotiation is already complete, command "
 					   "ignored");
 		json_t *enable = args ? json_object_get(args, "enable") : NULL;
 		if (enable != NULL && (!json_is_array(enable) || json_array_size(enable) != 0))
-			return error_reply("GenericError",
+			return qmp_error_reply("GenericError",
 					   "This server offers no QMP capabilities to enable");
 		*negotiated = 1;
 		return json_pack("{s:{}}", "return");
 	}
 	if (!*negotiated)
-		return error_reply("CommandNotFound",
+		return qmp_error_reply("CommandNotFound",
 				   "Expecting capabilities negotiation with 'qmp_capabilities'");
 	void *opaque = NULL;
 	const struct qmp_command *cmd = find_command(s, name, &opaque);
 	if (cmd == NULL) {
 		snprintf(desc, sizeof desc, "The command %.200s has not been found", name);
-		return error_reply("CommandNotFound", desc);
+		return qmp_error_reply("CommandNotFound", desc);
 	}
 	json_t *empty = NULL;
 	if (args == NULL)
@@ -151,7 +144,7 @@ static json_t *execute(struct qmp_server *s, int *negotiated, const char *name, 
 	json_decref(empty);
 	if (rc < 0) {
 		json_decref(ret);
-		return error_reply("GenericError", err.msg[0] ? err.msg : strerror(-rc));
+		return qmp_error_reply("GenericError", err.msg[0] ? err.msg : strerror(-rc));
 	}
 	return json_pack("{s:o}", "return", ret != NULL ? ret : json_object());
 }
@@ -163,11 +156,11 @@ json_t *qmp_handle_text(struct qmp_server *s, int *negotiated, const char *text,
 	json_t *req = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (req == NULL) {
 		snprintf(desc, sizeof desc, "JSON parse error, %s", jerr.text);
-		return error_reply("GenericError", desc);
+		return qmp_error_reply("GenericError", desc);
 	}
 	json_t *reply = NULL;
 	if (!json_is_object(req)) {
-		reply = error_reply("GenericError", "QMP input must be a JSON object");
+		reply = qmp_error_reply("GenericError", "QMP input must be a JSON object");
 		goto out;
 	}
 	json_t *id = json_object_get(req, "id");
@@ -179,16 +172,16 @@ json_t *qmp_handle_text(struct qmp_server *s, int *negotiated, const char *text,
 		if (strcmp(key, "execute") != 0 && strcmp(key, "arguments") != 0 &&
 		    strcmp(key, "id") != 0) {
 			snprintf(desc, sizeof desc, "QMP input member '%.200s' is unexpected", key);
-			reply = error_reply("GenericError", desc);
+			reply = qmp_error_reply("GenericError", desc);
 			goto with_id;
 		}
 	}
 	if (exec == NULL)
-		reply = error_reply("GenericError", "QMP input lacks member 'execute'");
+		reply = qmp_error_reply("GenericError", "QMP input lacks member 'execute'");
 	else if (!json_is_string(exec))
-		reply = error_reply("GenericError", "QMP input member 'execute' must be a string");
+		reply = qmp_error_reply("GenericError", "QMP input member 'execute' must be a string");
 	else if (args != NULL && !json_is_object(args))
-		reply = error_reply("GenericError",
+		reply = qmp_error_reply("GenericError",
 				    "QMP input member 'arguments' must be an object");
 	else
 		reply = execute(s, negotiated, json_string_value(exec), args);
@@ -198,312 +191,6 @@ with_id:
 out:
 	json_decref(req);
 	return reply;
-}
-
-/* ---------------------------------------------------------------- clients */
-
-static void client_close(struct qmp_server *s, struct qmp_client *c)
-{
-	if (c->fd < 0)
-		return;
-	kept_fd_forget(s->store, KEPT_QMP_CLIENT, (uint32_t)(c - s->client));
-	loop_remove(s->loop, c->handle);
-	close(c->fd);
-	qmp_framer_destroy(&c->framer);
-	free(c->out);
-	memset(c, 0, sizeof *c);
-	c->fd = -1;
-}
-
-static void client_flush(struct qmp_server *s, struct qmp_client *c)
-{
-	while (c->out_len > 0) {
-		ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				client_close(s, c);
-			break;
-		}
-		memmove(c->out, c->out + n, c->out_len - (size_t)n);
-		c->out_len -= (size_t)n;
-	}
-	if (c->fd >= 0)
-		loop_set_events(s->loop, c->handle, (short)(POLLIN | (c->out_len ? POLLOUT : 0)));
-}
-
-/* Queue a message (takes the reference); a client that lets too much
- * pile up is disconnected rather than allowed to stall tern. */
-static void client_send(struct qmp_server *s, struct qmp_client *c, json_t *msg)
-{
-	char *text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(msg);
-	if (text == NULL)
-		return;
-	size_t n = strlen(text);
-	if (c->out_len + n + 2 > QMP_MAX_OUTPUT) {
-		free(text);
-		client_close(s, c);
-		return;
-	}
-	if (c->out_len + n + 2 > c->out_cap) {
-		size_t cap = c->out_cap ? c->out_cap : 4096;
-		while (cap < c->out_len + n + 2)
-			cap *= 2;
-		char *b = realloc(c->out, cap);
-		if (b == NULL) {
-			free(text);
-			client_close(s, c);
-			return;
-		}
-		c->out = b;
-		c->out_cap = cap;
-	}
-	memcpy(c->out + c->out_len, text, n);
-	memcpy(c->out + c->out_len + n, "\r\n", 2);
-	c->out_len += n + 2;
-	free(text);
-	client_flush(s, c);
-}
-
-static void on_client(void *opaque, int fd, short revents)
-{
-	struct qmp_server *s = opaque;
-	struct qmp_client *c = NULL;
-	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
-		if (s->client[i].fd == fd)
-			c = &s->client[i];
-	if (c == NULL)
-		return;
-	if (revents & POLLOUT)
-		client_flush(s, c);
-	if (c->fd < 0 || !(revents & (POLLIN | POLLHUP | POLLERR)))
-		return;
-	char buf[4096];
-	ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return;
-	if (n <= 0) {
-		client_close(s, c);
-		return;
-	}
-	if (qmp_framer_push(&c->framer, buf, (size_t)n) < 0) {
-		client_close(s, c);
-		return;
-	}
-	const char *text;
-	size_t len;
-	enum qmp_frame f;
-	while (c->fd >= 0 && (f = qmp_framer_next(&c->framer, &text, &len)) != QMP_FRAME_NONE) {
-		json_t *reply = f == QMP_FRAME_TEXT
-					? qmp_handle_text(s, &c->negotiated, text, len)
-					: error_reply("GenericError",
-						      "JSON parse error, request too large or "
-						      "nested too deeply");
-		if (reply != NULL)
-			client_send(s, c, reply);
-	}
-}
-
-static int listen_on(struct qmp_server *s, struct tern_error *err);
-
-static int client_start(struct qmp_server *s, struct qmp_client *c, int cfd)
-{
-	memset(c, 0, sizeof *c);
-	c->fd = cfd;
-	qmp_framer_init(&c->framer);
-	c->handle = loop_add(s->loop, cfd, POLLIN, on_client, s);
-	if (c->handle < 0 || kept_fd_add(s->store, KEPT_QMP_CLIENT, (uint32_t)(c - s->client),
-					  cfd) < 0) {
-		if (c->handle >= 0)
-			loop_remove(s->loop, c->handle);
-		qmp_framer_destroy(&c->framer);
-		c->fd = -1;
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-void qmp_server_save_clients(const struct qmp_server *s, struct tern_buf *out)
-{
-	uint32_t n = 0;
-	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
-		n += s->client[i].fd >= 0;
-	tern_buf_u32(out, n);
-	for (uint32_t i = 0; i < QMP_MAX_CLIENTS; i++) {
-		const struct qmp_client *c = &s->client[i];
-		if (c->fd < 0)
-			continue;
-		tern_buf_u32(out, i);
-		tern_buf_u8(out, (uint8_t)c->negotiated);
-		qmp_framer_save(&c->framer, out);
-	}
-}
-
-int qmp_server_load_clients(struct qmp_server *s, const uint8_t *data, size_t len,
-			    struct tern_error *err)
-{
-	struct tern_reader r = { data, len, 0 };
-	struct qmp_framer framer[QMP_MAX_CLIENTS];
-	uint8_t negotiated[QMP_MAX_CLIENTS], seen[QMP_MAX_CLIENTS] = { 0 };
-	uint32_t n, adopted = 0;
-	int rc = 0;
-	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
-		adopted += s->client[i].fd >= 0;
-	if (tern_read_u32(&r, &n) < 0 || n != adopted)
-		rc = tern_errorf(err, -EBADMSG, "QMP clients: the state describes a different "
-				 "number of clients than were passed on");
-	for (uint32_t k = 0; k < n && rc == 0; k++) {
-		uint32_t slot;
-		uint8_t neg = 2;
-		if (tern_read_u32(&r, &slot) < 0 || slot >= QMP_MAX_CLIENTS || seen[slot] ||
-		    s->client[slot].fd < 0 || tern_read_u8(&r, &neg) < 0 || neg > 1) {
-			rc = tern_errorf(err, -EBADMSG, "QMP clients: entry %u names no client "
-					 "passed on, or one twice", k);
-			break;
-		}
-		if ((rc = qmp_framer_load(&framer[slot], &r)) < 0) {
-			tern_errorf(err, rc, "QMP clients: the unread input of client %u is not "
-				    "an unfinished request", slot);
-			break;
-		}
-		seen[slot] = 1;
-		negotiated[slot] = neg;
-	}
-	if (rc == 0 && r.at != r.len)
-		rc = tern_errorf(err, -EBADMSG, "QMP clients: %zu bytes too many", r.len - r.at);
-	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
-		if (!seen[i])
-			continue;
-		if (rc < 0) {
-			qmp_framer_destroy(&framer[i]);
-			continue;
-		}
-		qmp_framer_destroy(&s->client[i].framer);
-		s->client[i].framer = framer[i];
-		s->client[i].negotiated = negotiated[i];
-	}
-	return rc;
-}
-
-/* After a live update: the listening socket and the clients the previous
- * process served, past negotiation (their greeting was sent) unless the
- * state says otherwise (qmp_server_load_clients). */
-static int adopt_kept(struct qmp_server *s, int listen_fd)
-{
-	s->listen_fd = listen_fd;
-	for (uint32_t i = 0; i < QMP_MAX_CLIENTS; i++) {
-		int fd = kept_fd_find(s->store, KEPT_QMP_CLIENT, i);
-		if (fd < 0)
-			continue;
-		tern_fdstore_remove(s->store, KEPT_QMP_CLIENT, i); /* client_start keeps it again */
-		if (client_start(s, &s->client[i], fd) < 0)
-			return -ENOMEM;
-		s->client[i].negotiated = 1;
-	}
-	return 0;
-}
-
-static void on_accept(void *opaque, int fd, short revents)
-{
-	(void)revents;
-	struct qmp_server *s = opaque;
-	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (cfd < 0)
-		return;
-	struct qmp_client *c = NULL;
-	for (unsigned i = 0; i < QMP_MAX_CLIENTS && c == NULL; i++)
-		if (s->client[i].fd < 0)
-			c = &s->client[i];
-	if (c == NULL) {
-		static const char busy[] = "{\"error\": {\"class\": \"GenericError\", \"desc\": "
-					   "\"too many QMP clients\"}}\r\n";
-		ssize_t w = send(cfd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-		(void)w;
-		close(cfd);
-		return;
-	}
-	if (client_start(s, c, cfd) < 0) {
-		close(cfd);
-		return;
-	}
-	client_send(s, c,
-		    json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu",
-			      "major", TERN_VERSION_MAJOR, "minor", TERN_VERSION_MINOR, "micro",
-			      TERN_VERSION_MICRO, "package", "tern " TERN_VERSION, "capabilities"));
-}
-
-int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
-		    struct tern_fdstore *store, struct tern_error *err)
-{
-	memset(s, 0, sizeof *s);
-	s->listen_fd = -1;
-	s->store = store;
-	s->loop = loop;
-	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
-		s->client[i].fd = -1;
-	if (strncmp(spec, "unix:", 5) != 0)
-		return tern_errorf(err, -EINVAL, "--qmp '%s': only unix:PATH is supported", spec);
-	const char *path = spec + 5;
-	size_t plen = strcspn(path, ",");
-	if (path[plen] == ',') {
-		/* Accept QEMU's ",server" and ",wait=off": tern always listens. */
-		const char *opts = path + plen;
-		if (strcmp(opts, ",server") != 0 && strcmp(opts, ",server,wait=off") != 0 &&
-		    strcmp(opts, ",server,nowait") != 0)
-			return tern_errorf(err, -EINVAL, "--qmp: unknown options '%s' (tern always "
-					   "listens; use unix:PATH)", opts + 1);
-	}
-	if (plen == 0 || plen >= sizeof s->path)
-		return tern_errorf(err, -EINVAL, "--qmp socket path must be 1..%zu characters",
-				   sizeof s->path - 1);
-	memcpy(s->path, path, plen);
-	s->path[plen] = '\0';
-	int kept = kept_fd_find(store, KEPT_QMP_LISTEN, 0);
-	if (kept >= 0) {
-		if (adopt_kept(s, kept) < 0)
-			return tern_errorf(err, -ENOMEM, "out of memory");
-	} else if ((kept = listen_on(s, err)) < 0) {
-		return kept;
-	}
-	s->listen_handle = loop_add(loop, s->listen_fd, POLLIN, on_accept, s);
-	return s->listen_handle < 0 ? tern_errorf(err, (int)s->listen_handle, "out of memory") : 0;
-}
-
-static int listen_on(struct qmp_server *s, struct tern_error *err)
-{
-	size_t plen = strlen(s->path);
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	memcpy(addr.sun_path, s->path, plen + 1);
-	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (s->listen_fd < 0)
-		return tern_errorf(err, -errno, "QMP socket: %s", strerror(errno));
-	unlink(s->path);
-	if (bind(s->listen_fd, (struct sockaddr *)&addr, sizeof addr) < 0 ||
-	    listen(s->listen_fd, QMP_MAX_CLIENTS) < 0) {
-		int e = errno;
-		close(s->listen_fd);
-		s->listen_fd = -1;
-		return tern_errorf(err, -e, "cannot listen on QMP socket %s: %s", s->path,
-				   strerror(e));
-	}
-	if (kept_fd_add(s->store, KEPT_QMP_LISTEN, 0, s->listen_fd) < 0)
-		return tern_errorf(err, -ENOMEM, "out of memory");
-	return 0;
-}
-
-void qmp_server_close(struct qmp_server *s)
-{
-	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
-		client_close(s, &s->client[i]);
-	if (s->listen_fd >= 0) {
-		loop_remove(s->loop, s->listen_handle);
-		close(s->listen_fd);
-		if (!s->handed_over) /* the socket lives on in the new process */
-			unlink(s->path);
-		s->listen_fd = -1;
-	}
 }
 
 int qmp_server_add_commands(struct qmp_server *s, const struct qmp_command *cmds, void *opaque)
@@ -524,44 +211,4 @@ json_t *qmp_server_command_list(const struct qmp_server *s)
 		for (const struct qmp_command *c = s->table[t].cmds; c->name != NULL; c++)
 			json_array_append_new(list, json_pack("{s:s}", "name", c->name));
 	return list;
-}
-
-void qmp_server_event(struct qmp_server *s, const char *name, json_t *data)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
-		struct qmp_client *c = &s->client[i];
-		if (c->fd < 0 || !c->negotiated)
-			continue;
-		json_t *ev = json_pack("{s:{s:I,s:I},s:s}", "timestamp", "seconds",
-				       (json_int_t)ts.tv_sec, "microseconds",
-				       (json_int_t)(ts.tv_nsec / 1000), "event", name);
-		if (data != NULL)
-			json_object_set(ev, "data", data);
-		client_send(s, c, ev);
-	}
-	json_decref(data);
-}
-
-void qmp_server_flush(struct qmp_server *s, int timeout_ms)
-{
-	struct timespec start, now;
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
-		int pending = 0;
-		for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
-			struct qmp_client *c = &s->client[i];
-			if (c->fd >= 0 && c->out_len > 0) {
-				client_flush(s, c);
-				pending |= c->fd >= 0 && c->out_len > 0;
-			}
-		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-		if (!pending || ms >= timeout_ms)
-			return;
-		struct timespec nap = { 0, 1000000 };
-		nanosleep(&nap, NULL);
-	}
 }

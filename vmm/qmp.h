@@ -18,6 +18,7 @@
 
 #define QMP_MAX_CLIENTS 16
 #define QMP_MAX_OUTPUT (4u << 20)
+#define QMP_NEGOTIATE_MS 10000 /* from connecting to qmp_capabilities */
 
 enum qmp_arg_type { QMP_INT, QMP_BOOL, QMP_STR, QMP_NUMBER, QMP_OBJECT, QMP_ANY };
 
@@ -41,6 +42,7 @@ struct qmp_client {
 	int fd;
 	int64_t handle;
 	int negotiated;
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC: dropped if not negotiated by then */
 	struct qmp_framer framer;
 	char *out;
 	size_t out_len, out_cap;
@@ -55,6 +57,9 @@ struct qmp_server {
 	char path[108];
 	struct loop *loop;
 	int64_t listen_handle;
+	int timer_fd; /* fires at the first negotiation deadline; -1: none */
+	int64_t timer_handle;
+	unsigned negotiate_ms; /* QMP_NEGOTIATE_MS; tests shorten it */
 	struct qmp_client client[QMP_MAX_CLIENTS];
 	unsigned tables;
 	struct {
@@ -63,9 +68,11 @@ struct qmp_server {
 	} table[QMP_MAX_TABLES];
 };
 
-/* spec: "unix:PATH" (listening).  The socket and clients are kept in
- * `store`; those a previous process kept there (a live update) are served
- * as they are. */
+/* spec: "unix:PATH" (listening, mode 0600: unix_listen_private).  The
+ * socket and clients are kept in `store`; those a previous process kept
+ * there (a live update) are served as they are.  A client that has not
+ * negotiated within negotiate_ms is dropped, and those negotiating hold at
+ * most QMP_MAX_CLIENTS - 1 slots (docs/qmp.md). */
 int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
 		    struct tern_fdstore *store, struct tern_error *err);
 void qmp_server_close(struct qmp_server *s);
@@ -86,11 +93,15 @@ int qmp_server_call(struct qmp_server *s, const char *name, json_t *args, json_t
  * and what it sent that no request has consumed yet (qmp_framer_save): u32
  * count, then per client u32 slot, u8 negotiated, the framer.  Loading
  * takes the state of the clients qmp_server_open adopted, one entry for
- * each; it checks everything before it changes anything.  0, or -EBADMSG /
+ * each; it checks everything before it changes anything, and gives a
+ * client that had not negotiated a fresh negotiate_ms.  0, or -EBADMSG /
  * -ENOMEM with a message. */
 void qmp_server_save_clients(const struct qmp_server *s, struct tern_buf *out);
 int qmp_server_load_clients(struct qmp_server *s, const uint8_t *data, size_t len,
 			    struct tern_error *err);
+
+/* {"error": {"class": cls, "desc": desc}}, desc made printable ASCII. */
+json_t *qmp_error_reply(const char *cls, const char *desc);
 
 /* Handle one request text and return the reply (NULL for none); exposed
  * for tests and fuzzing. */

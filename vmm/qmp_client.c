@@ -47,11 +47,16 @@ int qmp_connect(struct qmp_conn *c, const char *path, int negotiate, int timeout
 	c->fd = unix_connect_retry(path, timeout_ms);
 	if (c->fd < 0)
 		return c->fd;
+	/* Negotiate with the connection, not a round trip later: a server
+	 * crowded by clients that never negotiate keeps one that has. */
+	static const char caps[] = "{\"execute\": \"qmp_capabilities\"}\r\n";
+	if (negotiate && qmp_send_raw(c, caps, sizeof caps - 1) < 0)
+		return -EPROTO;
 	c->greeting = qmp_read(c, timeout_ms);
 	if (c->greeting == NULL || json_object_get(c->greeting, "QMP") == NULL)
 		return -EPROTO;
 	if (negotiate) {
-		json_t *r = qmp_execute(c, "qmp_capabilities", NULL, timeout_ms);
+		json_t *r = qmp_read(c, timeout_ms); /* no event comes before it */
 		int ok = qmp_return(r) != NULL;
 		json_decref(r);
 		if (!ok)

@@ -53,7 +53,10 @@ static void end_text(struct qmp_framer *f)
 	f->in_text = f->bracketed = f->depth = f->in_string = f->escape = 0;
 }
 
-/* Track strings and brackets; returns 1 when the bracketed text closes. */
+/* Track strings and brackets; returns 1 when the bracketed text closes.
+ * A text being skipped may open brackets without end: past
+ * QMP_SKIP_MAX_DEPTH they are no longer counted (the count stays bounded;
+ * where such a text ends hardly matters, its line end ends it anyway). */
 static int advance_bracketed(struct qmp_framer *f, char c)
 {
 	if (f->in_string) {
@@ -66,7 +69,7 @@ static int advance_bracketed(struct qmp_framer *f, char c)
 	} else if (c == '"') {
 		f->in_string = 1;
 	} else if (c == '{' || c == '[') {
-		f->depth++;
+		f->depth += f->depth < QMP_SKIP_MAX_DEPTH;
 	} else if (c == '}' || c == ']') {
 		return --f->depth == 0;
 	}
@@ -83,7 +86,10 @@ enum qmp_frame qmp_framer_next(struct qmp_framer *f, const char **text, size_t *
 		char c = f->buf[f->scan];
 		if (f->discarding) {
 			f->scan++;
-			int closed = f->bracketed ? advance_bracketed(f, c) : is_blank(c);
+			/* A raw line end cannot be part of a JSON text (not even of a
+			 * string), so it ends one that broke a limit and never closed. */
+			int closed = c == '\n' ||
+				     (f->bracketed ? advance_bracketed(f, c) : is_blank(c));
 			drop_front(f, f->scan);
 			if (closed) {
 				f->discarding = 0;
@@ -121,7 +127,7 @@ enum qmp_frame qmp_framer_next(struct qmp_framer *f, const char **text, size_t *
 		if (f->scan > QMP_MAX_MESSAGE || f->depth > QMP_MAX_NESTING) {
 			f->discarding = 1;
 			drop_front(f, f->scan);
-			return QMP_FRAME_TOO_LARGE;
+			return f->depth > QMP_MAX_NESTING ? QMP_FRAME_TOO_DEEP : QMP_FRAME_TOO_LARGE;
 		}
 	}
 	if (!f->in_text && f->scan > 0)
@@ -159,7 +165,7 @@ int qmp_framer_load(struct qmp_framer *f, struct tern_reader *r)
 	if (discarding) {
 		/* Nothing of the skipped text is kept, and where in it we are must
 		 * be a place a bracketed (or bare) text can be. */
-		if (n != 0 || depth > QMP_MAX_NESTING + 1 || (escape && !in_string) ||
+		if (n != 0 || depth > QMP_SKIP_MAX_DEPTH || (escape && !in_string) ||
 		    (bracketed ? depth == 0 : (depth | in_string) != 0))
 			return -EBADMSG;
 		g.in_text = g.discarding = 1;

@@ -4,6 +4,12 @@
  * count); any other run of non-blank bytes outside brackets is a text of
  * its own, which the parser then rejects.  The framer does not parse
  * JSON; it only decides where one request ends.
+ *
+ * A text that grows past QMP_MAX_MESSAGE bytes or QMP_MAX_NESTING levels is
+ * reported at once and skipped to its end: where its brackets balance (a
+ * bare word: its first blank), or its line end, whichever comes first.  A
+ * raw line end is never inside a valid JSON text, and without it a request
+ * that never closes would swallow every one after it.
  */
 #ifndef VMM_QMP_FRAMER_H
 #define VMM_QMP_FRAMER_H
@@ -14,6 +20,7 @@
 
 #define QMP_MAX_MESSAGE (1u << 20)
 #define QMP_MAX_NESTING 1024
+#define QMP_SKIP_MAX_DEPTH (1 << 20) /* brackets counted in a skipped text */
 
 struct qmp_framer {
 	char *buf; /* a text in progress always starts at buf[0] */
@@ -27,8 +34,9 @@ struct qmp_framer {
 enum qmp_frame {
 	QMP_FRAME_NONE,     /* need more input */
 	QMP_FRAME_TEXT,     /* text and len give one complete text */
-	QMP_FRAME_TOO_LARGE, /* text over QMP_MAX_MESSAGE or nested too deep: it is
-			      * skipped to its end, reported once */
+	QMP_FRAME_TOO_LARGE, /* a text over QMP_MAX_MESSAGE, */
+	QMP_FRAME_TOO_DEEP,  /* or nested over QMP_MAX_NESTING: it is skipped to
+			      * its end (see above), reported once */
 };
 
 void qmp_framer_init(struct qmp_framer *f);
@@ -42,7 +50,8 @@ enum qmp_frame qmp_framer_next(struct qmp_framer *f, const char **text, size_t *
  * A live update carries what a client sent that no request has consumed
  * yet (call after qmp_framer_next said NONE): u8 discarding, then, when
  * discarding an oversized text, how far into it (u8 bracketed, u8
- * in_string, u8 escape, u32 depth; else all 0), u32 n and the n bytes of
+ * in_string, u8 escape, u32 depth up to QMP_SKIP_MAX_DEPTH; else all 0),
+ * u32 n and the n bytes of
  * the unfinished text.  Loading checks every field and refuses bytes that
  * hold a whole request (one is never left unread); on success f is a
  * fresh framer in the saved state, else untouched.  -EBADMSG, -ENOMEM.
