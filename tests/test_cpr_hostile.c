@@ -117,41 +117,23 @@ static void set_command(struct qmp_conn *q, const struct tern_vm *vm, const stru
 	assert_int_equal(qmp_do(q, "migrate-set-parameters", args, NULL, 10000), 0);
 }
 
-/* The inode of the unix socket listening on path, from /proc/net/unix. */
-static unsigned long listening_inode(const char *path)
+/* Does process pid hold an fd whose "dev:ino" is ident? */
+static int holds_file(const char *pid, const char *ident)
 {
-	FILE *f = fopen("/proc/net/unix", "r");
-	assert_non_null(f);
-	char line[512];
-	unsigned long found = 0;
-	while (found == 0 && fgets(line, sizeof line, f) != NULL) {
-		unsigned long flags, inode;
-		char name[300] = "";
-		if (sscanf(line, "%*s %*s %*s %lx %*s %*s %lu %299s", &flags, &inode, name) == 3 &&
-		    (flags & 0x10000) != 0 && strcmp(name, path) == 0) /* __SO_ACCEPTCON */
-			found = inode;
-	}
-	fclose(f);
-	assert_true(found != 0);
-	return found;
-}
-
-static int holds_socket(const char *pid, unsigned long inode)
-{
-	char dir[300], want[64];
+	char dir[300];
 	snprintf(dir, sizeof dir, "/proc/%s/fd", pid);
-	snprintf(want, sizeof want, "socket:[%lu]", inode);
 	DIR *d = opendir(dir);
 	int held = 0;
 	struct dirent *e;
 	while (d != NULL && !held && (e = readdir(d)) != NULL) {
-		char link[600], target[64];
-		snprintf(link, sizeof link, "%s/%s", dir, e->d_name);
-		ssize_t n = readlink(link, target, sizeof target - 1);
-		if (n > 0) {
-			target[n] = '\0';
-			held = strcmp(target, want) == 0;
-		}
+		char path[600], mine[64];
+		struct stat st;
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (e->d_name[0] == '.' || stat(path, &st) < 0)
+			continue;
+		snprintf(mine, sizeof mine, "%llu:%llu", (unsigned long long)st.st_dev,
+			 (unsigned long long)st.st_ino);
+		held = strcmp(mine, ident) == 0;
 	}
 	if (d != NULL)
 		closedir(d);
@@ -170,19 +152,18 @@ static int is_keeper(const char *pid)
 	return keeper;
 }
 
-/* The one process (keepers aside) serving the QMP socket: the VMM, which
- * after a fallback by the guardian is no longer the process the test
- * started.  0 while there is not exactly one. */
-static pid_t vmm_pid(const char *qmp_path)
+/* The one process (keepers aside) holding the guest's RAM memfd (ram is
+ * its identity): the VMM, which after a fallback by the guardian is no
+ * longer the process the test started.  0 while there is not exactly one. */
+static pid_t vmm_pid(const char *ram)
 {
-	unsigned long inode = listening_inode(qmp_path);
 	DIR *d = opendir("/proc");
 	assert_non_null(d);
 	pid_t pid = 0;
 	int n = 0;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] < '0' || e->d_name[0] > '9' || !holds_socket(e->d_name, inode) ||
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || !holds_file(e->d_name, ram) ||
 		    is_keeper(e->d_name))
 			continue;
 		pid = (pid_t)atoi(e->d_name);
@@ -224,18 +205,18 @@ static unsigned long long blocked_signals(pid_t pid)
 
 /* The VMM settles after an update (the old VM and the guardian go in a
  * thread): its fd count once it stops changing. */
-static int settled_fds(const char *qmp_path, pid_t *pid)
+static int settled_fds(const char *ram, pid_t *pid)
 {
 	int last = -1;
 	for (int i = 0; i < 100 * time_scale(); i++) {
-		*pid = vmm_pid(qmp_path);
+		*pid = vmm_pid(ram);
 		int n = *pid > 0 ? count_fds(*pid) : -1;
 		if (n >= 0 && n == last && i >= 5)
 			return n;
 		last = n;
 		usleep(50000);
 	}
-	fail_msg("the VMM behind %s did not settle", qmp_path);
+	fail_msg("the VMM holding the RAM memfd %s did not settle", ram);
 	return -1;
 }
 
@@ -268,8 +249,12 @@ static void hostile_programs_never_lose_the_guest(void **state)
 
 	/* The baseline: a VMM that itself came from a cpr-exec. */
 	cpr_update_by_exec(&q);
+	json_t *ids = cpr_identities(&q, g.vm.proc.pid);
+	char ram[96];
+	snprintf(ram, sizeof ram, "%s", cpr_memfd_identity(ids));
+	json_decref(ids);
 	pid_t pid;
-	int fds = settled_fds(g.vm.qmp_path, &pid);
+	int fds = settled_fds(ram, &pid);
 	unsigned long long blocked = blocked_signals(pid);
 
 	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
@@ -304,7 +289,7 @@ static void hostile_programs_never_lose_the_guest(void **state)
 		qmp_close(&fresh);
 
 		pid_t now;
-		int n = settled_fds(g.vm.qmp_path, &now);
+		int n = settled_fds(ram, &now);
 		if (n != fds)
 			fail_msg("%s: the VMM (pid %d) holds %d fds, %d before", h->what, (int)now, n,
 				 fds);
