@@ -1,8 +1,9 @@
 /*
  * The migration engine without KVM: a fake guest (plain memory, a writer
- * thread standing in for the vCPUs) migrates over a socketpair or a file
- * into another fake guest.  Every test checks that the destination holds
- * exactly the source's memory, or that it refused and never ran.
+ * thread standing in for the vCPUs) migrates over a socketpair into
+ * another fake guest (files: test_migration_file.c).  Every test checks
+ * that the destination holds exactly the source's memory, or that it
+ * refused and never ran.
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,137 +22,8 @@
 #include <cmocka.h>
 
 #include "../harness/fake_guest.h"
+#include "mig_support.h"
 #include "tern/migration.h"
-
-static void assert_same_memory(const struct fake *a, const struct fake *b)
-{
-	for (int r = 0; r < 2; r++)
-		for (uint64_t off = 0; off < a->reg[r].size; off += PAGE)
-			if (memcmp(a->reg[r].host + off, b->reg[r].host + off, PAGE) != 0)
-				fail_msg("region %d page %llu differs", r, (unsigned long long)(off / PAGE));
-}
-
-/* ------------------------------------------------------------ plumbing */
-
-struct source_run {
-	struct tern_migration m;
-	struct tern_channel ch;
-	pthread_t thread;
-	int rc;
-};
-
-static void *source_main(void *arg)
-{
-	struct source_run *s = arg;
-	s->rc = tern_migration_run(&s->m);
-	return NULL;
-}
-
-static void source_start(struct source_run *s, struct fake *f, const struct tern_mig_params *p,
-			 const char *uri)
-{
-	struct tern_error err;
-	assert_int_equal(tern_channel_connect(&s->ch, uri, &err), 0);
-	tern_migration_init(&s->m, p, &fake_source_ops, f, &s->ch);
-	assert_int_equal(pthread_create(&s->thread, NULL, source_main, s), 0);
-}
-
-static void source_join(struct source_run *s)
-{
-	pthread_join(s->thread, NULL);
-	tern_channel_close(&s->ch);
-}
-
-static int dest_run(struct fake *d, const char *uri, struct tern_mig_stats *stats,
-		    struct tern_error *err)
-{
-	struct tern_channel ch;
-	int rc = tern_channel_accept(&ch, uri, -1, err);
-	if (rc < 0)
-		return rc;
-	struct tern_incoming in;
-	tern_incoming_init(&in, &fake_dest_ops, d, &ch);
-	rc = tern_incoming_run(&in, err);
-	tern_incoming_get_stats(&in, stats);
-	tern_incoming_destroy(&in);
-	tern_channel_close(&ch);
-	return rc;
-}
-
-/* A destination in a thread of its own. */
-struct dest_thread {
-	struct fake *d;
-	char uri[300];
-	struct tern_mig_stats st;
-	struct tern_error err;
-	int rc;
-	pthread_t thread;
-};
-
-static void *dest_main(void *arg)
-{
-	struct dest_thread *t = arg;
-	t->rc = dest_run(t->d, t->uri, &t->st, &t->err);
-	return NULL;
-}
-
-static void dest_start(struct dest_thread *t, struct fake *d, const char *uri)
-{
-	memset(t, 0, sizeof *t);
-	t->d = d;
-	snprintf(t->uri, sizeof t->uri, "%s", uri);
-	assert_int_equal(pthread_create(&t->thread, NULL, dest_main, t), 0);
-}
-
-static void dest_join(struct dest_thread *t)
-{
-	pthread_join(t->thread, NULL);
-}
-
-/* A socketpair; the URIs for both ends. */
-static void pair(int sv[2], char src[32], char dst[32])
-{
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	snprintf(src, 32, "fd:%d", sv[0]);
-	snprintf(dst, 32, "fd:%d", sv[1]);
-}
-
-/* Migrate over a socketpair while the writer runs; returns source stats. */
-static void migrate_live(struct fake *src, struct fake *dst, const struct tern_mig_params *p,
-			 struct tern_mig_stats *ss, struct tern_mig_stats *ds)
-{
-	int sv[2];
-	char su[32], du[32];
-	pair(sv, su, du);
-	struct source_run s;
-	source_start(&s, src, p, su);
-	struct tern_error err = { .msg = "" };
-	int rc = dest_run(dst, du, ds, &err);
-	source_join(&s);
-	tern_migration_get_stats(&s.m, ss);
-	if (rc != 0 || s.rc != 0)
-		fail_msg("destination: %d %s; source: %d %s", rc, err.msg, s.rc, ss->error);
-	tern_migration_destroy(&s.m);
-	close(sv[0]);
-	close(sv[1]);
-}
-
-static void check_arrived(struct fake *src, struct fake *dst, const struct tern_mig_stats *ss)
-{
-	writer_stop(src);
-	assert_int_equal(ss->status, TERN_MIG_COMPLETED);
-	assert_int_equal(src->last_event, TERN_MIG_COMPLETED);
-	assert_int_equal(dst->last_event, TERN_MIG_COMPLETED);
-	assert_true(src->stopped);            /* the guest has moved */
-	assert_int_equal(src->resumed, 0);
-	assert_false(src->tracking);
-	assert_true(dst->finished && dst->ran);
-	assert_int_equal(dst->cpu_state, src->cpu_state);
-	assert_same_memory(src, dst);
-	assert_int_equal(ss->total, LOW_SIZE + HIGH_SIZE);
-	assert_int_equal(ss->remaining, 0);
-	assert_true(ss->dirty_sync_count >= 2); /* one iteration at least, and the last sync */
-}
 
 /* ------------------------------------------------------------ tests */
 
@@ -330,115 +202,6 @@ static void xbzrle_with_a_running_guest(void **state)
 	assert_int_equal(d.st.xbzrle_pages, ss.xbzrle_pages);
 	fake_destroy(&src);
 	fake_destroy(&dst);
-}
-
-static char *temp_path(const char *name)
-{
-	static char path[256];
-	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	snprintf(path, sizeof path, "%s/tern-test-migration-%d-%s", dir, (int)getpid(), name);
-	return path;
-}
-
-/* Save to a file, stopped or not; returns the source stats. */
-static void save_to_file(struct fake *src, const char *path, int xbzrle, struct tern_mig_stats *ss)
-{
-	char uri[300];
-	snprintf(uri, sizeof uri, "file:%s", path);
-	struct tern_mig_params p;
-	tern_mig_params_default(&p);
-	p.xbzrle = xbzrle;
-	struct source_run s;
-	source_start(&s, src, &p, uri);
-	source_join(&s);
-	tern_migration_get_stats(&s.m, ss);
-	if (s.rc != 0)
-		fail_msg("source: %d %s", s.rc, ss->error);
-	tern_migration_destroy(&s.m);
-}
-
-static void file_round_trip(void **state)
-{
-	(void)state;
-	struct fake src, dst;
-	fake_init(&src, 1);
-	fake_init(&dst, 0);
-	writer_start(&src, WRITE_FULL);
-	const char *path = temp_path("file");
-	struct tern_mig_stats ss, ds;
-	save_to_file(&src, path, 1, &ss);
-	char uri[300];
-	snprintf(uri, sizeof uri, "file:%s", path);
-	struct tern_error err = { .msg = "" };
-	int rc = dest_run(&dst, uri, &ds, &err);
-	if (rc != 0)
-		fail_msg("%s", err.msg);
-	check_arrived(&src, &dst, &ss);
-	assert_int_equal(ds.transferred, ss.transferred); /* no replies on a file */
-	unlink(path);
-	fake_destroy(&src);
-	fake_destroy(&dst);
-}
-
-/* Load a damaged copy of a saved stream: refused, never run. */
-static void refuses_damaged(const char *path, size_t cut, long flip, const char *want)
-{
-	FILE *in = fopen(path, "rb");
-	assert_non_null(in);
-	fseek(in, 0, SEEK_END);
-	size_t len = (size_t)ftell(in);
-	rewind(in);
-	uint8_t *buf = malloc(len);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, len, in), len);
-	fclose(in);
-	if (flip >= 0)
-		buf[(size_t)flip % len] ^= 0x10;
-	const char *bad = temp_path("bad");
-	FILE *out = fopen(bad, "wb");
-	assert_non_null(out);
-	size_t keep = cut ? len - cut : len;
-	assert_int_equal(fwrite(buf, 1, keep, out), keep);
-	fclose(out);
-	free(buf);
-
-	struct fake dst;
-	fake_init(&dst, 0);
-	char uri[300];
-	snprintf(uri, sizeof uri, "file:%s", bad);
-	struct tern_error err = { .msg = "" };
-	struct tern_mig_stats ds;
-	int rc = dest_run(&dst, uri, &ds, &err);
-	assert_true(rc < 0);
-	assert_false(dst.ran);
-	assert_false(dst.finished);
-	assert_int_equal(ds.status, TERN_MIG_FAILED);
-	assert_string_equal(ds.error, err.msg);
-	if (strstr(err.msg, want) == NULL)
-		fail_msg("error '%s' does not mention '%s'", err.msg, want);
-	unlink(bad);
-	fake_destroy(&dst);
-}
-
-static void damaged_streams_are_refused(void **state)
-{
-	(void)state;
-	struct fake src;
-	fake_init(&src, 1);
-	const char *path = temp_path("good");
-	char saved[256];
-	snprintf(saved, sizeof saved, "%s", path);
-	struct tern_mig_stats ss;
-	save_to_file(&src, saved, 0, &ss);
-	refuses_damaged(saved, 1, -1, "");         /* cut by a byte: no END */
-	refuses_damaged(saved, 5000, -1, "");
-	refuses_damaged(saved, 0, 12, "");         /* header */
-	refuses_damaged(saved, 0, 100000, "");     /* a page */
-	refuses_damaged(saved, 0, (long)ss.transferred - 3, ""); /* the END frame */
-	for (long at = 7; at < (long)ss.transferred; at += (long)ss.transferred / 13)
-		refuses_damaged(saved, 0, at, "");
-	unlink(saved);
-	fake_destroy(&src);
 }
 
 static void cancel_leaves_the_guest_running(void **state)
@@ -676,8 +439,6 @@ int main(void)
 		cmocka_unit_test(block_deltas_beyond_the_cache),
 		cmocka_unit_test(hot_pages_wait_for_the_first_iteration),
 		cmocka_unit_test(xbzrle_with_a_running_guest),
-		cmocka_unit_test(file_round_trip),
-		cmocka_unit_test(damaged_streams_are_refused),
 		cmocka_unit_test(cancel_leaves_the_guest_running),
 		cmocka_unit_test(destination_refusal_reaches_the_source),
 		cmocka_unit_test(destination_gone),
