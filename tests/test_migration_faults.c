@@ -236,8 +236,9 @@ static void save_guest(struct tern_vm *src, char *path, size_t len)
 }
 
 /* Load a damaged copy: flip one byte at `flip` (if >= 0), keep `keep`
- * bytes (if > 0). */
-static void load_damaged(const char *saved, long flip, long keep, const char *why)
+ * bytes (if > 0), then add `tail_len` bytes of `tail`. */
+static void load_damaged(const char *saved, long flip, long keep, const void *tail,
+			 size_t tail_len, const char *why)
 {
 	int fd = open(saved, O_RDONLY);
 	assert_true(fd >= 0);
@@ -256,6 +257,8 @@ static void load_damaged(const char *saved, long flip, long keep, const char *wh
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	size_t n = keep > 0 ? (size_t)keep : (size_t)st.st_size;
 	assert_int_equal(write(fd, buf, n), (ssize_t)n);
+	if (tail_len > 0)
+		assert_int_equal(write(fd, tail, tail_len), (ssize_t)tail_len);
 	close(fd);
 	free(buf);
 	snprintf(uri, sizeof uri, "file:%s", path);
@@ -274,11 +277,19 @@ static void damaged_streams(void **state)
 	struct stat st;
 	assert_int_equal(stat(saved, &st), 0);
 	long size = (long)st.st_size;
-	load_damaged(saved, 9, 0, "damaged header");           /* the first frame's header */
-	load_damaged(saved, size / 2, 0, "damaged");            /* a page in the middle */
-	load_damaged(saved, size - 40, 0, "damaged");           /* the state at the end */
-	load_damaged(saved, -1, size / 3, "cut short");          /* cut mid-frame */
-	load_damaged(saved, -1, size - 1, "cut short");
+	load_damaged(saved, 9, 0, NULL, 0, "damaged header");  /* the first frame's header */
+	load_damaged(saved, size / 2, 0, NULL, 0, "damaged");   /* a page in the middle */
+	load_damaged(saved, size - 40, 0, NULL, 0, "damaged");  /* the state at the end */
+	const char *early = "the file ends before the stream's END";
+	load_damaged(saved, -1, size / 3, NULL, 0, early);      /* cut mid-frame */
+	load_damaged(saved, -1, size - 1, NULL, 0, early);
+	/* Nothing may follow END: a byte, or more. */
+	uint8_t tail[100];
+	for (size_t i = 0; i < sizeof tail; i++)
+		tail[i] = (uint8_t)(i * 151 + 17);
+	const char *after = "continues after the stream's END";
+	load_damaged(saved, -1, 0, tail, 1, after);
+	load_damaged(saved, -1, 0, tail, sizeof tail, after);
 	tern_vm_end(&src);
 }
 
@@ -326,6 +337,7 @@ static void destination_of_another_shape(void **state)
 	refused_for_its_shape("96M", "1", "same --memory");
 	refused_for_its_shape("128M", "2", "the source's --vcpus");
 }
+
 
 int main(void)
 {

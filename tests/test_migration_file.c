@@ -1,9 +1,10 @@
 /*
- * The migration engine without KVM, through files: a fake guest saved to
- * a file loads whole; a file that is damaged or cut short is refused and
- * never runs.
+ * The migration engine without KVM, through files and pipes: a fake guest
+ * saved to a file loads whole; a file that is damaged, cut short or longer
+ * than its stream is refused and never runs.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <cmocka.h>
 
 #include "../harness/fake_guest.h"
+#include "../harness/memio.h"
 #include "mig_support.h"
 #include "tern/migration.h"
 
@@ -49,7 +51,7 @@ static uint8_t *slurp(const char *path, size_t *len)
 	fseek(in, 0, SEEK_END);
 	*len = (size_t)ftell(in);
 	rewind(in);
-	uint8_t *buf = malloc(*len);
+	uint8_t *buf = malloc(*len + 4096); /* room for a tail */
 	assert_non_null(buf);
 	assert_int_equal(fread(buf, 1, *len, in), *len);
 	fclose(in);
@@ -117,12 +119,152 @@ static void damaged_streams_are_refused(void **state)
 	fake_destroy(&src);
 }
 
+/* Where each frame of a well-formed stream ends; returns how many. */
+static size_t frame_ends(const uint8_t *buf, size_t len, size_t *ends, size_t max)
+{
+	size_t n = 0;
+	for (size_t at = 0; at + TERN_STREAM_FRAME_HEADER <= len && n < max;) {
+		uint32_t plen = (uint32_t)buf[at + 8] | (uint32_t)buf[at + 9] << 8 |
+				(uint32_t)buf[at + 10] << 16 | (uint32_t)buf[at + 11] << 24;
+		at += TERN_STREAM_FRAME_HEADER + plen;
+		ends[n++] = at;
+	}
+	return n;
+}
+
+/* A file cut anywhere says that the file ends early, not that a pipe
+ * broke. */
+static void truncated_file_says_so(void **state)
+{
+	(void)state;
+	struct fake src;
+	fake_init(&src, 1);
+	char saved[256];
+	snprintf(saved, sizeof saved, "%s", temp_path("whole"));
+	struct tern_mig_stats ss;
+	save_to_file(&src, saved, 0, &ss);
+	size_t len, ends[64];
+	uint8_t *buf = slurp(saved, &len);
+	size_t frames = frame_ends(buf, len, ends, 64);
+	assert_true(frames >= 3);
+	assert_int_equal(ends[frames - 1], len);
+	const char *want = "the file ends before the stream's END";
+	load_refused(buf, ends[0] + 7, want, "Broken pipe");    /* inside a header */
+	load_refused(buf, ends[0] + 100, want, "Broken pipe");  /* inside a payload */
+	load_refused(buf, ends[frames - 2], want, "Broken pipe"); /* between frames */
+	load_refused(buf, len - 1, want, "Broken pipe");
+	free(buf);
+	unlink(saved);
+	fake_destroy(&src);
+}
+
+/* Nothing may follow END in a file: a byte, random bytes, or one more
+ * well-formed frame. */
+static void bytes_after_end_are_refused(void **state)
+{
+	(void)state;
+	struct fake src;
+	fake_init(&src, 1);
+	char saved[256];
+	snprintf(saved, sizeof saved, "%s", temp_path("end"));
+	struct tern_mig_stats ss;
+	save_to_file(&src, saved, 0, &ss);
+	size_t len, ends[64];
+	uint8_t *buf = slurp(saved, &len);
+	const char *want = "continues after the stream's END";
+	buf[len] = 0;
+	load_refused(buf, len + 1, want, NULL);
+	uint64_t seed = 42;
+	for (size_t i = 0; i < 100; i++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		buf[len + i] = (uint8_t)(seed >> 56);
+	}
+	load_refused(buf, len + 100, want, NULL);
+	/* The frame that would come next: the right sequence number, a SYNC. */
+	struct memio m;
+	memio_init(&m);
+	struct tern_stream_writer w;
+	assert_int_equal(tern_stream_writer_init(&w, &m.io), 0);
+	w.seq = (uint32_t)frame_ends(buf, len, ends, 64);
+	assert_int_equal(tern_stream_sync(&w, 9), 0);
+	tern_stream_writer_destroy(&w);
+	assert_true(m.len < 4096);
+	memcpy(buf + len, m.data, m.len);
+	load_refused(buf, len + m.len, want, NULL);
+	memio_free(&m);
+	free(buf);
+	unlink(saved);
+	fake_destroy(&src);
+}
+
+/* A small saved stream (a guest of zero pages): it fits a pipe's buffer. */
+static uint8_t *small_stream(size_t *len)
+{
+	struct fake src;
+	fake_init(&src, 0);
+	char path[256];
+	snprintf(path, sizeof path, "%s", temp_path("small"));
+	struct tern_mig_stats ss;
+	save_to_file(&src, path, 0, &ss);
+	uint8_t *buf = slurp(path, len);
+	unlink(path);
+	fake_destroy(&src);
+	assert_true(*len < 60000);
+	return buf;
+}
+
+/* Load a stream from a pipe whose write end stays open (as an fd:N the
+ * source does not close). */
+static int load_from_pipe(const uint8_t *buf, size_t len, struct fake *dst, struct tern_error *err)
+{
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(write(p[1], buf, len), (ssize_t)len);
+	char uri[32];
+	snprintf(uri, sizeof uri, "fd:%d", p[0]);
+	struct tern_mig_stats ds;
+	alarm(20); /* waiting for the writer to close would hang here */
+	int rc = dest_run(dst, uri, &ds, err);
+	alarm(0);
+	close(p[0]);
+	close(p[1]);
+	return rc;
+}
+
+/* A pipe is read to END and checked only for what is in it already: a
+ * writer that keeps it open does not hold the guest up, and bytes after
+ * END that are there are refused. */
+static void pipes_end_at_end(void **state)
+{
+	(void)state;
+	size_t len;
+	uint8_t *buf = small_stream(&len);
+	struct fake dst;
+	fake_init(&dst, 0);
+	struct tern_error err = { .msg = "" };
+	if (load_from_pipe(buf, len, &dst, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_true(dst.ran);
+	fake_destroy(&dst);
+	fake_init(&dst, 0);
+	buf[len] = 0x5a;
+	assert_true(load_from_pipe(buf, len + 1, &dst, &err) < 0);
+	assert_false(dst.ran);
+	if (strstr(err.msg, "continues after the stream's END") == NULL)
+		fail_msg("%s", err.msg);
+	fake_destroy(&dst);
+	free(buf);
+}
+
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(file_round_trip),
 		cmocka_unit_test(damaged_streams_are_refused),
+		cmocka_unit_test(truncated_file_says_so),
+		cmocka_unit_test(bytes_after_end_are_refused),
+		cmocka_unit_test(pipes_end_at_end),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 struct tern_channel {
 	int fd;
 	int two_way;       /* replies can come back (a socket) */
+	int is_file;       /* a regular file: the stream ends where the file does */
 	int owns_fd;
 	uint64_t limit;    /* bytes per second, 0: unlimited */
 	uint64_t next_send_ns; /* limited: when the next write may start */

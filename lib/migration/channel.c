@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,6 +123,8 @@ static void init(struct tern_channel *ch, int fd, int owns)
 	int type;
 	socklen_t len = sizeof type;
 	ch->two_way = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+	struct stat st;
+	ch->is_file = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 	/* The last frames and the READY/GO replies are small and each waits
 	 * for the other side: Nagle would add a delayed ACK to the downtime. */
 	int one = 1;

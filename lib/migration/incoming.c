@@ -227,6 +227,22 @@ static int handshake(struct tern_incoming *in, struct tern_error *err)
 	return rc;
 }
 
+/*
+ * END was read.  Nothing may follow it: on a socket what follows is the
+ * source's control stream (GO, checked by the handshake); a file must end
+ * right there; a pipe is checked for what is in it already, since its
+ * writer may keep it open (an fd:N the source does not close).
+ */
+static int nothing_after_end(struct tern_incoming *in, struct tern_stream_reader *r,
+			     struct tern_error *err)
+{
+	if (in->ch->two_way)
+		return 0;
+	if (!in->ch->is_file && tern_channel_wait_readable(in->ch, 0) <= 0)
+		return 0;
+	return tern_stream_expect_eof(r, err);
+}
+
 /* Tell a two-way source why not (best effort). */
 static void refuse(struct tern_incoming *in, const struct tern_error *err)
 {
@@ -246,6 +262,7 @@ int tern_incoming_run(struct tern_incoming *in, struct tern_error *err)
 	struct loader l = { .in = in };
 	struct tern_stream_reader r;
 	int rc = tern_stream_reader_init(&r, &in->ch->io);
+	r.file = in->ch->is_file;
 	l.reg = calloc(TERN_MIG_MAX_REGIONS, sizeof *l.reg);
 	if (rc < 0 || l.reg == NULL) {
 		free(l.reg);
@@ -282,8 +299,11 @@ int tern_incoming_run(struct tern_incoming *in, struct tern_error *err)
 			publish(&l, &r, start);
 			since = 0;
 		}
-		if (rec.type == TERN_REC_END)
+		if (rec.type == TERN_REC_END) {
+			if (rc == 0)
+				rc = nothing_after_end(in, &r, err);
 			break;
+		}
 	}
 	publish(&l, &r, start);
 	tern_copy_fence(); /* the streamed pages are in memory before anyone looks */

@@ -34,16 +34,37 @@ void tern_stream_reader_destroy(struct tern_stream_reader *r)
 	r->frame = NULL;
 }
 
+/*
+ * The input ended before END: `where` says where (NULL: between frames).
+ * A file that ends early was not written completely; a link that ends
+ * early broke, or its sender stopped.
+ */
+static int ended_early(const struct tern_stream_reader *r, const char *where,
+		       struct tern_error *err)
+{
+	if (r->file && where == NULL)
+		return tern_errorf(err, -EPIPE, "the file ends before the stream's END (after %u "
+				   "whole frames): it was not written completely; restore from a "
+				   "save that completed", r->seq);
+	if (r->file)
+		return tern_errorf(err, -EPIPE, "the file ends before the stream's END (inside "
+				   "frame %u's %s): it was not written completely; restore from a "
+				   "save that completed", r->seq, where);
+	if (where == NULL)
+		return tern_errorf(err, -EPIPE, "the stream ended after %u frames without its END "
+				   "record (the sender stopped or the link broke)", r->seq);
+	return tern_errorf(err, -EPIPE, "frame %u: cut short in its %s (the sender stopped or "
+			   "the link broke)", r->seq, where);
+}
+
 static int next_frame(struct tern_stream_reader *r, struct tern_error *err)
 {
 	uint8_t h[TERN_STREAM_FRAME_HEADER];
 	int rc = r->io->read(r->io->opaque, h, sizeof h);
 	if (rc == -ENODATA)
-		return tern_errorf(err, -EPIPE, "the stream ended after %u frames without its END "
-				   "record (the sender stopped or the link broke)", r->seq);
+		return ended_early(r, NULL, err);
 	if (rc == -EPIPE)
-		return tern_errorf(err, rc, "frame %u: cut short in its header (the sender stopped "
-				   "or the link broke)", r->seq);
+		return ended_early(r, "header", err);
 	if (rc < 0)
 		return tern_errorf(err, rc, "reading frame %u: %s", r->seq, strerror(-rc));
 	if (get32(h) != FRAME_MAGIC)
@@ -58,10 +79,10 @@ static int next_frame(struct tern_stream_reader *r, struct tern_error *err)
 	if (len == 0 || len > TERN_STREAM_FRAME_MAX)
 		return tern_errorf(err, -EBADMSG, "frame %u: payload length %u out of range", seq, len);
 	rc = r->io->read(r->io->opaque, r->frame, len);
+	if (rc == -ENODATA || rc == -EPIPE)
+		return ended_early(r, "payload", err);
 	if (rc < 0)
-		return tern_errorf(err, rc == -ENODATA ? -EPIPE : rc, "frame %u: cut short (%s: "
-				   "the sender stopped or the link broke)", seq,
-				   rc == -ENODATA ? "the stream ended" : strerror(-rc));
+		return tern_errorf(err, rc, "frame %u: reading its payload: %s", seq, strerror(-rc));
 	if (tern_crc32c(0, r->frame, len) != get32(h + 12))
 		return tern_errorf(err, -EBADMSG, "frame %u: damaged payload (check mismatch); "
 				   "nothing from it was used", seq);
@@ -313,4 +334,18 @@ int tern_stream_read(struct tern_stream_reader *r, struct tern_record *rec,
 		return tern_errorf(err, -EBADMSG, "frame %u: unknown record type 0x%02x", r->seq - 1,
 				   type);
 	}
+}
+
+int tern_stream_expect_eof(struct tern_stream_reader *r, struct tern_error *err)
+{
+	uint8_t b;
+	int rc = r->io->read(r->io->opaque, &b, 1);
+	if (rc == -ENODATA)
+		return 0;
+	if (rc < 0)
+		return tern_errorf(err, rc, "after the stream's END: %s", strerror(-rc));
+	return tern_errorf(err, -EBADMSG, "%s continues after the stream's END (frame %u): "
+			   "nothing may follow END, so this is not the stream a tern wrote (it was "
+			   "appended to or overwritten)",
+			   r->file ? "the file" : "the input", r->seq - 1);
 }
