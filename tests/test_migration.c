@@ -338,6 +338,119 @@ static void destination_gone(void **state)
 	fake_destroy(&src);
 }
 
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Reads what it is sent until the source hangs up; never answers. */
+static void *drain(void *arg)
+{
+	int fd = *(int *)arg;
+	static char sink[65536];
+	ssize_t n;
+	while ((n = read(fd, sink, sizeof sink)) != 0)
+		if (n < 0 && errno != EINTR)
+			break;
+	return NULL;
+}
+
+/* The source gave up on its destination at the end: failed, saying why,
+ * its guest running again (once), well before the old 30 s. */
+static void gave_up_in_time(struct source_run *s, struct fake *src, const struct timespec *t0)
+{
+	struct tern_mig_stats ss;
+	tern_migration_get_stats(&s->m, &ss);
+	assert_int_equal(s->rc, -ETIMEDOUT);
+	assert_int_equal(ss.status, TERN_MIG_FAILED);
+	assert_int_equal(src->last_event, TERN_MIG_FAILED);
+	if (strstr(ss.error, "did not answer in time") == NULL)
+		fail_msg("source error: %s", ss.error);
+	if (seconds_since(t0) > 20)
+		fail_msg("the source gave up only after %.1f s", seconds_since(t0));
+	pthread_mutex_lock(&src->lock);
+	assert_false(src->stopped);
+	assert_int_equal(src->resumed, 1);
+	uint64_t before = src->writes;
+	pthread_mutex_unlock(&src->lock);
+	struct timespec nap = { 0, 200000000 };
+	nanosleep(&nap, NULL);
+	pthread_mutex_lock(&src->lock);
+	assert_true(src->writes > before); /* the guest runs on */
+	pthread_mutex_unlock(&src->lock);
+}
+
+/* A destination that takes the whole stream in and never answers: the
+ * source's guest waits the downtime limit and a grace, not 30 s. */
+static void silent_destination_is_given_up(void **state)
+{
+	(void)state;
+	struct fake src;
+	fake_init(&src, 1);
+	writer_start(&src, WRITE_SPARSE);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.downtime_limit_ms = 50;
+	int sv[2];
+	char su[32], du[32];
+	pair(sv, su, du);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, drain, &sv[1]), 0);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct source_run s;
+	source_start(&s, &src, &p, su);
+	source_join(&s);
+	pthread_join(t, NULL); /* and it hung up: the destination hears it at once */
+	gave_up_in_time(&s, &src, &t0);
+	writer_stop(&src);
+	tern_migration_destroy(&s.m);
+	close(sv[0]);
+	close(sv[1]);
+	fake_destroy(&src);
+}
+
+/* A destination that is only slow says READY after the source gave up:
+ * it gets no GO and never runs the guest, which runs at the source. */
+static void slow_destination_never_runs_it_too(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 1);
+	fake_init(&dst, 0);
+	dst.finish_delay_ms = 3000; /* past 50 ms + the grace */
+	writer_start(&src, WRITE_SPARSE);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.downtime_limit_ms = 50;
+	int sv[2];
+	char su[32], du[32];
+	pair(sv, su, du);
+	struct dest_thread d;
+	dest_start(&d, &dst, du);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct source_run s;
+	source_start(&s, &src, &p, su);
+	source_join(&s);
+	gave_up_in_time(&s, &src, &t0);
+	dest_join(&d);
+	assert_true(d.rc < 0);
+	assert_true(dst.finished); /* it got everything, and was ready too late */
+	assert_false(dst.ran);
+	assert_int_equal(d.st.status, TERN_MIG_FAILED);
+	if (strstr(d.err.msg, "the guest stays stopped here") == NULL)
+		fail_msg("destination error: %s", d.err.msg);
+	writer_stop(&src);
+	tern_migration_destroy(&s.m);
+	close(sv[0]);
+	close(sv[1]);
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
 /* A guest that dirties more than the link carries converges only when
  * throttled; auto-converge does that, step by step, and lets go after. */
 static void auto_converge_throttles(void **state)
@@ -442,6 +555,8 @@ int main(void)
 		cmocka_unit_test(cancel_leaves_the_guest_running),
 		cmocka_unit_test(destination_refusal_reaches_the_source),
 		cmocka_unit_test(destination_gone),
+		cmocka_unit_test(silent_destination_is_given_up),
+		cmocka_unit_test(slow_destination_never_runs_it_too),
 		cmocka_unit_test(auto_converge_throttles),
 		cmocka_unit_test(without_auto_converge_it_keeps_iterating),
 		cmocka_unit_test(bandwidth_limit_holds),

@@ -5,7 +5,9 @@
  * verifies its memory; a destination never runs a half-loaded guest and
  * says why it stopped.
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -338,6 +342,67 @@ static void destination_of_another_shape(void **state)
 	refused_for_its_shape("128M", "2", "the source's --vcpus");
 }
 
+/* Takes in everything the source sends and never answers, until the
+ * source hangs up. */
+static void *silent_peer(void *arg)
+{
+	int lfd = *(int *)arg, fd;
+	while ((fd = accept(lfd, NULL, NULL)) < 0 && errno == EINTR)
+		;
+	if (fd < 0)
+		return NULL;
+	static char sink[65536];
+	ssize_t n;
+	while ((n = read(fd, sink, sizeof sink)) != 0)
+		if (n < 0 && errno != EINTR)
+			break;
+	close(fd);
+	return NULL;
+}
+
+/* A destination that never says READY: the source's guest waits the
+ * downtime limit and a grace (not 30 s), then runs on; query-migrate says
+ * failed, and why. */
+static void destination_never_answers(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	struct tern_vm src, dir = { 0 };
+	struct qmp_conn q;
+	assert_int_equal(tern_vm_prepare(&dir), 0);
+	char path[256], uri[300];
+	tern_vm_path(&dir, "m.sock", path, sizeof path);
+	snprintf(uri, sizeof uri, "unix:%s", path);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	assert_true(lfd >= 0 && strlen(path) < sizeof a.sun_path);
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	pthread_t peer;
+	assert_int_equal(pthread_create(&peer, NULL, silent_peer, &lfd), 0);
+	start_source(&src, &q, "128M");
+	assert_int_equal(qmp_do(&q, "migrate-set-parameters",
+				json_pack("{s:I}", "downtime-limit", (json_int_t)100), NULL, 5000), 0);
+	double t0 = now_ms();
+	start_migration(&q, uri);
+	json_t *info = mig_wait(&q, 20, 25000, NULL, NULL);
+	assert_non_null(info);
+	assert_string_equal(mig_status(info), "failed");
+	const char *desc = json_string_value(json_object_get(info, "error-desc"));
+	if (desc == NULL || strstr(desc, "did not answer in time") == NULL)
+		fail_msg("error-desc: %s", desc ? desc : "(none)");
+	json_decref(info);
+	if (now_ms() - t0 > 20000.0 * time_scale())
+		fail_msg("the source gave up only after %.1f s", (now_ms() - t0) / 1000);
+	pthread_join(peer, NULL); /* the source hung up */
+	close(lfd);
+	source_survived(&src, &q);
+	qmp_close(&q);
+	tern_vm_end(&src);
+	tern_vm_end(&dir);
+}
+
 
 int main(void)
 {
@@ -348,6 +413,7 @@ int main(void)
 		cmocka_unit_test(guest_ends_mid_migration),
 		cmocka_unit_test(damaged_streams),
 		cmocka_unit_test(destination_of_another_shape),
+		cmocka_unit_test(destination_never_answers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,8 @@ struct tern_channel {
 	uint64_t limit;    /* bytes per second, 0: unlimited */
 	uint64_t next_send_ns; /* limited: when the next write may start */
 	int cancelled;
+	int stall_ms;      /* > 0: a read or write that waits this long fails */
+	int stalled;       /* one did (-ETIMEDOUT) */
 	uint64_t written, read;
 	struct tern_io io; /* reads and writes through this channel */
 };
@@ -42,6 +44,11 @@ int tern_channel_accept(struct tern_channel *ch, const char *uri, int listen_fd,
 
 /* Any thread, any time. */
 void tern_channel_set_limit(struct tern_channel *ch, uint64_t bytes_per_second);
+/* On a socket: a read or write that can make no progress for stall_ms
+ * (the peer sends nothing, or takes nothing in) fails with -ETIMEDOUT and
+ * sets ch->stalled; 0: wait as long as it takes (the default).  Set by
+ * the thread that reads and writes. */
+void tern_channel_set_stall(struct tern_channel *ch, int stall_ms);
 /* Any thread: fail every blocked and future read or write. */
 void tern_channel_cancel(struct tern_channel *ch);
 /* Wait up to timeout_ms for bytes to read: 1 ready, 0 timeout, -errno. */

@@ -58,6 +58,24 @@ static int wait_until(struct tern_channel *ch, uint64_t deadline_ns)
 	}
 }
 
+/* With a stall limit: wait until fd can move bytes (events), at most
+ * stall_ms; 0, or -ETIMEDOUT (the peer made no progress). */
+static int wait_progress(struct tern_channel *ch, short events)
+{
+	if (ch->stall_ms <= 0)
+		return 0;
+	struct pollfd p = { .fd = ch->fd, .events = events };
+	int r;
+	do
+		r = poll(&p, 1, ch->stall_ms);
+	while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		ch->stalled = 1;
+		return -ETIMEDOUT;
+	}
+	return r < 0 ? -errno : 0;
+}
+
 static int ch_writev(void *opaque, const struct iovec *iov_in, int n)
 {
 	struct tern_channel *ch = opaque;
@@ -73,12 +91,16 @@ static int ch_writev(void *opaque, const struct iovec *iov_in, int n)
 	while (first < n) {
 		if (__atomic_load_n(&ch->cancelled, __ATOMIC_ACQUIRE))
 			return -ECANCELED;
+		int rc = wait_progress(ch, POLLOUT);
+		if (rc < 0)
+			return rc;
 		/* A peer that went away must be an error, not SIGPIPE. */
 		struct msghdr msg = { .msg_iov = iov + first, .msg_iovlen = (size_t)(n - first) };
-		ssize_t w = ch->two_way ? sendmsg(ch->fd, &msg, MSG_NOSIGNAL)
+		int flags = MSG_NOSIGNAL | (ch->stall_ms > 0 ? MSG_DONTWAIT : 0);
+		ssize_t w = ch->two_way ? sendmsg(ch->fd, &msg, flags)
 					: writev(ch->fd, iov + first, n - first);
 		if (w < 0) {
-			if (errno == EINTR)
+			if (errno == EINTR || (errno == EAGAIN && ch->stall_ms > 0))
 				continue;
 			return __atomic_load_n(&ch->cancelled, __ATOMIC_ACQUIRE) ? -ECANCELED : -errno;
 		}
@@ -101,6 +123,9 @@ static int ch_read(void *opaque, void *buf, size_t len)
 	while (got < len) {
 		if (__atomic_load_n(&ch->cancelled, __ATOMIC_ACQUIRE))
 			return -ECANCELED;
+		int rc = wait_progress(ch, POLLIN);
+		if (rc < 0)
+			return rc;
 		ssize_t r = read(ch->fd, (uint8_t *)buf + got, len - got);
 		if (r < 0) {
 			if (errno == EINTR)
@@ -301,6 +326,11 @@ int tern_channel_accept(struct tern_channel *ch, const char *uri, int listen_fd,
 void tern_channel_set_limit(struct tern_channel *ch, uint64_t bytes_per_second)
 {
 	__atomic_store_n(&ch->limit, bytes_per_second, __ATOMIC_RELAXED);
+}
+
+void tern_channel_set_stall(struct tern_channel *ch, int stall_ms)
+{
+	ch->stall_ms = stall_ms;
 }
 
 void tern_channel_cancel(struct tern_channel *ch)

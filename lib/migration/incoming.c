@@ -213,12 +213,18 @@ static int handshake(struct tern_incoming *in, struct tern_error *err)
 		return tern_errorf(err, rc, "out of memory");
 	}
 	struct tern_record rec;
-	if ((rc = tern_stream_control(&w, TERN_REC_READY, NULL)) < 0)
+	if ((rc = tern_stream_control(&w, TERN_REC_READY, NULL)) == -EPIPE || rc == -ECONNRESET)
+		tern_errorf(err, rc, "the source closed the connection before READY reached it (it "
+			    "gave up, or failed); the guest stays stopped here");
+	else if (rc < 0)
 		tern_errorf(err, rc, "telling the source we are ready: %s", strerror(-rc));
 	else if (tern_channel_wait_readable(in->ch, in->go_timeout_ms) <= 0)
 		rc = tern_errorf(err, -ETIMEDOUT, "the source did not say GO within %d s; the guest "
 				 "stays stopped here", in->go_timeout_ms / 1000);
-	else if ((rc = tern_stream_read(&r, &rec, err)) < 0)
+	else if ((rc = tern_stream_read(&r, &rec, err)) == -EPIPE)
+		tern_errorf(err, rc, "the source closed the connection instead of saying GO (it "
+			    "gave up, or failed); the guest stays stopped here");
+	else if (rc < 0)
 		tern_error_prefix(err, "waiting for GO; the guest stays stopped here");
 	else if (rec.type != TERN_REC_GO)
 		rc = tern_errorf(err, -EPROTO, "the source answered 0x%02x, not GO", rec.type);
