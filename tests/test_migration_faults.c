@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -403,6 +404,38 @@ static void destination_never_answers(void **state)
 	tern_vm_end(&dir);
 }
 
+/* `migrate file:` into a file that cannot grow (RLIMIT_FSIZE): tern gets
+ * EFBIG rather than dying of SIGXFSZ, removes the partial file, says so,
+ * and its guest runs on. */
+static void save_fails_on_a_file_that_cannot_grow(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	struct tern_vm src;
+	struct qmp_conn q;
+	start_source(&src, &q, "64M");
+	struct rlimit rl;
+	assert_int_equal(prlimit(src.proc.pid, RLIMIT_FSIZE, NULL, &rl), 0);
+	rl.rlim_cur = 4 << 20; /* the soft limit: the stream is about 30 MiB */
+	assert_int_equal(prlimit(src.proc.pid, RLIMIT_FSIZE, &rl, NULL), 0);
+	char path[256], uri[300];
+	tern_vm_path(&src, "full.tmf", path, sizeof path);
+	snprintf(uri, sizeof uri, "file:%s", path);
+	start_migration(&q, uri);
+	json_t *info = mig_wait(&q, 20, 30000, NULL, NULL);
+	if (info == NULL)
+		fail_msg("no answer; tern said:\n%s", proc_output(&src.proc));
+	assert_string_equal(mig_status(info), "failed");
+	const char *desc = json_string_value(json_object_get(info, "error-desc"));
+	if (desc == NULL || strstr(desc, "File too large") == NULL ||
+	    strstr(desc, "nothing was kept") == NULL)
+		fail_msg("error-desc: %s", desc ? desc : "(none)");
+	json_decref(info);
+	assert_int_equal(access(path, F_OK), -1);
+	source_survived(&src, &q);
+	qmp_close(&q);
+	tern_vm_end(&src);
+}
 
 int main(void)
 {
@@ -414,6 +447,7 @@ int main(void)
 		cmocka_unit_test(damaged_streams),
 		cmocka_unit_test(destination_of_another_shape),
 		cmocka_unit_test(destination_never_answers),
+		cmocka_unit_test(save_fails_on_a_file_that_cannot_grow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

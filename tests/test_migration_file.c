@@ -1,17 +1,22 @@
 /*
  * The migration engine without KVM, through files and pipes: a fake guest
  * saved to a file loads whole; a file that is damaged, cut short or longer
- * than its stream is refused and never runs.
+ * than its stream is refused and never runs; a save that fails leaves no
+ * partial file that could pass for a saved guest.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -256,15 +261,130 @@ static void pipes_end_at_end(void **state)
 	free(buf);
 }
 
+struct save_result {
+	int rc;
+	enum tern_mig_status status;
+	char error[TERN_ERROR_MAX];
+};
+
+/* Save a fake guest (some MiB of stream) to uri in a child process whose
+ * files may grow to fsize bytes (0: as they may here), SIGXFSZ ignored
+ * as tern ignores it. */
+static void save_in_child(const char *uri, rlim_t fsize, struct save_result *out)
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct save_result r = { 0 };
+		signal(SIGXFSZ, SIG_IGN);
+		struct rlimit rl;
+		getrlimit(RLIMIT_FSIZE, &rl);
+		rl.rlim_cur = fsize;
+		if (fsize && setrlimit(RLIMIT_FSIZE, &rl) < 0)
+			r.rc = -errno;
+		struct fake src;
+		fake_init(&src, 1);
+		struct tern_channel ch;
+		struct tern_error err = { .msg = "" };
+		if (r.rc == 0 && (r.rc = tern_channel_connect(&ch, uri, &err)) == 0) {
+			struct tern_mig_params params;
+			tern_mig_params_default(&params);
+			struct tern_migration m;
+			tern_migration_init(&m, &params, &fake_source_ops, &src, &ch);
+			r.rc = tern_migration_run(&m);
+			struct tern_mig_stats st;
+			tern_migration_get_stats(&m, &st);
+			r.status = st.status;
+			memcpy(r.error, st.error, sizeof r.error);
+			tern_migration_destroy(&m);
+			tern_channel_close(&ch);
+		} else {
+			memcpy(r.error, err.msg, sizeof r.error);
+		}
+		_exit(write(p[1], &r, sizeof r) == (ssize_t)sizeof r ? 0 : 1);
+	}
+	close(p[1]);
+	assert_int_equal(read(p[0], out, sizeof *out), (ssize_t)sizeof *out);
+	close(p[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void expect_failed_save(const struct save_result *r, int rc, const char *a, const char *b)
+{
+	if (r->rc != rc || r->status != TERN_MIG_FAILED || strstr(r->error, a) == NULL ||
+	    strstr(r->error, b) == NULL)
+		fail_msg("save: %d (%s), '%s'; wanted %d, '%s' and '%s'", r->rc,
+			 tern_mig_status_name(r->status), r->error, rc, a, b);
+}
+
+/* A save that fails (here: the file may not grow past 256 KiB) removes
+ * the file it created, and says so. */
+static void failed_save_removes_its_file(void **state)
+{
+	(void)state;
+	char path[256], uri[300];
+	snprintf(path, sizeof path, "%s", temp_path("efbig"));
+	unlink(path);
+	snprintf(uri, sizeof uri, "file:%s", path);
+	struct save_result r;
+	save_in_child(uri, 256 << 10, &r);
+	expect_failed_save(&r, -EFBIG, strerror(EFBIG), "nothing was kept");
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(errno, ENOENT);
+}
+
+/* A file that was there before is never removed: the error says that
+ * what it holds now is incomplete. */
+static void failed_save_keeps_a_file_it_did_not_make(void **state)
+{
+	(void)state;
+	char path[256], uri[300];
+	snprintf(path, sizeof path, "%s", temp_path("there"));
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("precious\n", f);
+	fclose(f);
+	snprintf(uri, sizeof uri, "file:%s", path);
+	struct save_result r;
+	save_in_child(uri, 256 << 10, &r);
+	expect_failed_save(&r, -EFBIG, "incomplete", "existed before");
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	unlink(path);
+}
+
+/* Nor is a device: /dev/full stays, and the error says what went there
+ * is incomplete. */
+static void dev_full_is_left_alone(void **state)
+{
+	(void)state;
+	struct stat st;
+	if (stat("/dev/full", &st) != 0 || !S_ISCHR(st.st_mode))
+		skip();
+	struct save_result r;
+	save_in_child("file:/dev/full", 0, &r);
+	expect_failed_save(&r, -ENOSPC, strerror(ENOSPC), "incomplete");
+	assert_int_equal(stat("/dev/full", &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+}
 
 int main(void)
 {
+	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(file_round_trip),
 		cmocka_unit_test(damaged_streams_are_refused),
 		cmocka_unit_test(truncated_file_says_so),
 		cmocka_unit_test(bytes_after_end_are_refused),
 		cmocka_unit_test(pipes_end_at_end),
+		cmocka_unit_test(failed_save_removes_its_file),
+		cmocka_unit_test(failed_save_keeps_a_file_it_did_not_make),
+		cmocka_unit_test(dev_full_is_left_alone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

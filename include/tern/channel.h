@@ -14,6 +14,7 @@
 #define TERN_CHANNEL_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "tern/error.h"
 #include "tern/stream.h"
@@ -23,6 +24,13 @@ struct tern_channel {
 	int two_way;       /* replies can come back (a socket) */
 	int is_file;       /* a regular file: the stream ends where the file does */
 	int owns_fd;
+	/* Source, file:PATH: the path, and whether this channel created the
+	 * file (and which file it made), so that a failed stream is removed
+	 * rather than left to look like a saved guest. */
+	char *path;
+	int created;
+	dev_t created_dev;
+	ino_t created_ino;
 	uint64_t limit;    /* bytes per second, 0: unlimited */
 	uint64_t next_send_ns; /* limited: when the next write may start */
 	int cancelled;
@@ -57,6 +65,15 @@ int tern_channel_wait_readable(struct tern_channel *ch, int timeout_ms);
  * it still sends until it hangs up (or timeout_ms), so closing does not
  * reset the connection before the peer has read why. */
 void tern_channel_linger(struct tern_channel *ch, int timeout_ms);
+/*
+ * The stream written to this channel failed or was cancelled: a file the
+ * channel created is removed, and err (if not NULL) gets "; nothing was
+ * kept" added; a file:PATH that stays (it existed before, is not a
+ * regular file, or cannot be removed) gets err saying it is incomplete.
+ * Not for sockets, pipes or fd:N: nothing is added.  Never unlinks a file
+ * it did not create.
+ */
+void tern_channel_abandon(struct tern_channel *ch, struct tern_error *err);
 void tern_channel_close(struct tern_channel *ch);
 
 #endif

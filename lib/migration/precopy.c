@@ -469,6 +469,8 @@ int tern_migration_run(struct tern_migration *m)
 		tern_errorf(&err, -ECANCELED, "cancelled");
 	else if (rc < 0 && engine_peer_check(e, 1000) < 0) /* the real reason, if it said */
 		tern_errorf(&err, rc, "%s", e->refused);
+	if (rc < 0) /* a partial file is no saved guest */
+		tern_channel_abandon(e->m->ch, &err);
 	if (e->throttle && e->ops->throttle)
 		e->ops->throttle(e->o, 0);
 	e->throttle = 0;
