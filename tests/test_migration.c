@@ -346,14 +346,19 @@ static double seconds_since(const struct timespec *t0)
 }
 
 /* Reads what it is sent until the source hangs up; never answers. */
+struct drain {
+	int fd, hung_up;
+};
+
 static void *drain(void *arg)
 {
-	int fd = *(int *)arg;
+	struct drain *d = arg;
 	static char sink[65536];
 	ssize_t n;
-	while ((n = read(fd, sink, sizeof sink)) != 0)
+	while ((n = read(d->fd, sink, sizeof sink)) != 0)
 		if (n < 0 && errno != EINTR)
 			break;
+	__atomic_store_n(&d->hung_up, n == 0, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -396,14 +401,24 @@ static void silent_destination_is_given_up(void **state)
 	int sv[2];
 	char su[32], du[32];
 	pair(sv, su, du);
+	struct drain d = { sv[1], 0 };
 	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, drain, &sv[1]), 0);
+	assert_int_equal(pthread_create(&t, NULL, drain, &d), 0);
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	struct source_run s;
 	source_start(&s, &src, &p, su);
 	source_join(&s);
-	pthread_join(t, NULL); /* and it hung up: the destination hears it at once */
+	/* It hung up (the fd is not its to close): the destination hears at
+	 * once that no GO will come. */
+	for (int i = 0; i < 500 && !__atomic_load_n(&d.hung_up, __ATOMIC_ACQUIRE); i++) {
+		struct timespec nap = { 0, 10000000 };
+		nanosleep(&nap, NULL);
+	}
+	int hung_up = __atomic_load_n(&d.hung_up, __ATOMIC_ACQUIRE);
+	shutdown(sv[0], SHUT_RDWR); /* lets the drain end either way */
+	pthread_join(t, NULL);
+	assert_true(hung_up);
 	gave_up_in_time(&s, &src, &t0);
 	writer_stop(&src);
 	tern_migration_destroy(&s.m);
