@@ -80,7 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(d.low, 0, LOW_PAGES * 4096);
 	memset(d.high, 0, HIGH_PAGES * 4096);
 	if (vm_state_in_init(&d.state, 2) == 0) {
-		struct tern_channel ch = { .fd = -1, .io = m.io };
+		/* Read as a file is: it must end right after END. */
+		struct tern_channel ch = { .fd = -1, .is_file = 1, .io = m.io };
 		struct tern_incoming in;
 		tern_incoming_init(&in, &ops, &d, &ch);
 		struct tern_error err;

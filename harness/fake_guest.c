@@ -243,6 +243,8 @@ static int fake_finish(void *o, struct tern_error *err)
 	struct fake *f = o;
 	if (!f->have_cpu)
 		return tern_errorf(err, -EINVAL, "no cpu/0 section");
+	struct timespec nap = { f->finish_delay_ms / 1000, (long)(f->finish_delay_ms % 1000) * 1000000 };
+	nanosleep(&nap, NULL);
 	f->finished = 1;
 	return 0;
 }

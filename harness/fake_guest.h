@@ -36,6 +36,7 @@ struct fake {
 	/* destination side */
 	uint64_t cpu_state;
 	int have_cpu, finished, ran;
+	unsigned finish_delay_ms;  /* a slow destination: loading the state takes this long */
 	enum tern_mig_status last_event;
 };
 

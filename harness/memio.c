@@ -31,7 +31,7 @@ static int mem_read(void *opaque, void *buf, size_t len)
 	if (m->at == m->len && len > 0)
 		return -ENODATA;
 	if (len > m->len - m->at)
-		return -EIO; /* ends inside what was asked for */
+		return -EPIPE; /* ends inside what was asked for */
 	memcpy(buf, m->data + m->at, len);
 	m->at += len;
 	return 0;

@@ -1,8 +1,9 @@
 /*
  * The migration engine without KVM: a fake guest (plain memory, a writer
- * thread standing in for the vCPUs) migrates over a socketpair or a file
- * into another fake guest.  Every test checks that the destination holds
- * exactly the source's memory, or that it refused and never ran.
+ * thread standing in for the vCPUs) migrates over a socketpair into
+ * another fake guest (files: test_migration_file.c).  Every test checks
+ * that the destination holds exactly the source's memory, or that it
+ * refused and never ran.
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,137 +22,8 @@
 #include <cmocka.h>
 
 #include "../harness/fake_guest.h"
+#include "mig_support.h"
 #include "tern/migration.h"
-
-static void assert_same_memory(const struct fake *a, const struct fake *b)
-{
-	for (int r = 0; r < 2; r++)
-		for (uint64_t off = 0; off < a->reg[r].size; off += PAGE)
-			if (memcmp(a->reg[r].host + off, b->reg[r].host + off, PAGE) != 0)
-				fail_msg("region %d page %llu differs", r, (unsigned long long)(off / PAGE));
-}
-
-/* ------------------------------------------------------------ plumbing */
-
-struct source_run {
-	struct tern_migration m;
-	struct tern_channel ch;
-	pthread_t thread;
-	int rc;
-};
-
-static void *source_main(void *arg)
-{
-	struct source_run *s = arg;
-	s->rc = tern_migration_run(&s->m);
-	return NULL;
-}
-
-static void source_start(struct source_run *s, struct fake *f, const struct tern_mig_params *p,
-			 const char *uri)
-{
-	struct tern_error err;
-	assert_int_equal(tern_channel_connect(&s->ch, uri, &err), 0);
-	tern_migration_init(&s->m, p, &fake_source_ops, f, &s->ch);
-	assert_int_equal(pthread_create(&s->thread, NULL, source_main, s), 0);
-}
-
-static void source_join(struct source_run *s)
-{
-	pthread_join(s->thread, NULL);
-	tern_channel_close(&s->ch);
-}
-
-static int dest_run(struct fake *d, const char *uri, struct tern_mig_stats *stats,
-		    struct tern_error *err)
-{
-	struct tern_channel ch;
-	int rc = tern_channel_accept(&ch, uri, -1, err);
-	if (rc < 0)
-		return rc;
-	struct tern_incoming in;
-	tern_incoming_init(&in, &fake_dest_ops, d, &ch);
-	rc = tern_incoming_run(&in, err);
-	tern_incoming_get_stats(&in, stats);
-	tern_incoming_destroy(&in);
-	tern_channel_close(&ch);
-	return rc;
-}
-
-/* A destination in a thread of its own. */
-struct dest_thread {
-	struct fake *d;
-	char uri[300];
-	struct tern_mig_stats st;
-	struct tern_error err;
-	int rc;
-	pthread_t thread;
-};
-
-static void *dest_main(void *arg)
-{
-	struct dest_thread *t = arg;
-	t->rc = dest_run(t->d, t->uri, &t->st, &t->err);
-	return NULL;
-}
-
-static void dest_start(struct dest_thread *t, struct fake *d, const char *uri)
-{
-	memset(t, 0, sizeof *t);
-	t->d = d;
-	snprintf(t->uri, sizeof t->uri, "%s", uri);
-	assert_int_equal(pthread_create(&t->thread, NULL, dest_main, t), 0);
-}
-
-static void dest_join(struct dest_thread *t)
-{
-	pthread_join(t->thread, NULL);
-}
-
-/* A socketpair; the URIs for both ends. */
-static void pair(int sv[2], char src[32], char dst[32])
-{
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	snprintf(src, 32, "fd:%d", sv[0]);
-	snprintf(dst, 32, "fd:%d", sv[1]);
-}
-
-/* Migrate over a socketpair while the writer runs; returns source stats. */
-static void migrate_live(struct fake *src, struct fake *dst, const struct tern_mig_params *p,
-			 struct tern_mig_stats *ss, struct tern_mig_stats *ds)
-{
-	int sv[2];
-	char su[32], du[32];
-	pair(sv, su, du);
-	struct source_run s;
-	source_start(&s, src, p, su);
-	struct tern_error err = { .msg = "" };
-	int rc = dest_run(dst, du, ds, &err);
-	source_join(&s);
-	tern_migration_get_stats(&s.m, ss);
-	if (rc != 0 || s.rc != 0)
-		fail_msg("destination: %d %s; source: %d %s", rc, err.msg, s.rc, ss->error);
-	tern_migration_destroy(&s.m);
-	close(sv[0]);
-	close(sv[1]);
-}
-
-static void check_arrived(struct fake *src, struct fake *dst, const struct tern_mig_stats *ss)
-{
-	writer_stop(src);
-	assert_int_equal(ss->status, TERN_MIG_COMPLETED);
-	assert_int_equal(src->last_event, TERN_MIG_COMPLETED);
-	assert_int_equal(dst->last_event, TERN_MIG_COMPLETED);
-	assert_true(src->stopped);            /* the guest has moved */
-	assert_int_equal(src->resumed, 0);
-	assert_false(src->tracking);
-	assert_true(dst->finished && dst->ran);
-	assert_int_equal(dst->cpu_state, src->cpu_state);
-	assert_same_memory(src, dst);
-	assert_int_equal(ss->total, LOW_SIZE + HIGH_SIZE);
-	assert_int_equal(ss->remaining, 0);
-	assert_true(ss->dirty_sync_count >= 2); /* one iteration at least, and the last sync */
-}
 
 /* ------------------------------------------------------------ tests */
 
@@ -332,115 +204,6 @@ static void xbzrle_with_a_running_guest(void **state)
 	fake_destroy(&dst);
 }
 
-static char *temp_path(const char *name)
-{
-	static char path[256];
-	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	snprintf(path, sizeof path, "%s/tern-test-migration-%d-%s", dir, (int)getpid(), name);
-	return path;
-}
-
-/* Save to a file, stopped or not; returns the source stats. */
-static void save_to_file(struct fake *src, const char *path, int xbzrle, struct tern_mig_stats *ss)
-{
-	char uri[300];
-	snprintf(uri, sizeof uri, "file:%s", path);
-	struct tern_mig_params p;
-	tern_mig_params_default(&p);
-	p.xbzrle = xbzrle;
-	struct source_run s;
-	source_start(&s, src, &p, uri);
-	source_join(&s);
-	tern_migration_get_stats(&s.m, ss);
-	if (s.rc != 0)
-		fail_msg("source: %d %s", s.rc, ss->error);
-	tern_migration_destroy(&s.m);
-}
-
-static void file_round_trip(void **state)
-{
-	(void)state;
-	struct fake src, dst;
-	fake_init(&src, 1);
-	fake_init(&dst, 0);
-	writer_start(&src, WRITE_FULL);
-	const char *path = temp_path("file");
-	struct tern_mig_stats ss, ds;
-	save_to_file(&src, path, 1, &ss);
-	char uri[300];
-	snprintf(uri, sizeof uri, "file:%s", path);
-	struct tern_error err = { .msg = "" };
-	int rc = dest_run(&dst, uri, &ds, &err);
-	if (rc != 0)
-		fail_msg("%s", err.msg);
-	check_arrived(&src, &dst, &ss);
-	assert_int_equal(ds.transferred, ss.transferred); /* no replies on a file */
-	unlink(path);
-	fake_destroy(&src);
-	fake_destroy(&dst);
-}
-
-/* Load a damaged copy of a saved stream: refused, never run. */
-static void refuses_damaged(const char *path, size_t cut, long flip, const char *want)
-{
-	FILE *in = fopen(path, "rb");
-	assert_non_null(in);
-	fseek(in, 0, SEEK_END);
-	size_t len = (size_t)ftell(in);
-	rewind(in);
-	uint8_t *buf = malloc(len);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, len, in), len);
-	fclose(in);
-	if (flip >= 0)
-		buf[(size_t)flip % len] ^= 0x10;
-	const char *bad = temp_path("bad");
-	FILE *out = fopen(bad, "wb");
-	assert_non_null(out);
-	size_t keep = cut ? len - cut : len;
-	assert_int_equal(fwrite(buf, 1, keep, out), keep);
-	fclose(out);
-	free(buf);
-
-	struct fake dst;
-	fake_init(&dst, 0);
-	char uri[300];
-	snprintf(uri, sizeof uri, "file:%s", bad);
-	struct tern_error err = { .msg = "" };
-	struct tern_mig_stats ds;
-	int rc = dest_run(&dst, uri, &ds, &err);
-	assert_true(rc < 0);
-	assert_false(dst.ran);
-	assert_false(dst.finished);
-	assert_int_equal(ds.status, TERN_MIG_FAILED);
-	assert_string_equal(ds.error, err.msg);
-	if (strstr(err.msg, want) == NULL)
-		fail_msg("error '%s' does not mention '%s'", err.msg, want);
-	unlink(bad);
-	fake_destroy(&dst);
-}
-
-static void damaged_streams_are_refused(void **state)
-{
-	(void)state;
-	struct fake src;
-	fake_init(&src, 1);
-	const char *path = temp_path("good");
-	char saved[256];
-	snprintf(saved, sizeof saved, "%s", path);
-	struct tern_mig_stats ss;
-	save_to_file(&src, saved, 0, &ss);
-	refuses_damaged(saved, 1, -1, "");         /* cut by a byte: no END */
-	refuses_damaged(saved, 5000, -1, "");
-	refuses_damaged(saved, 0, 12, "");         /* header */
-	refuses_damaged(saved, 0, 100000, "");     /* a page */
-	refuses_damaged(saved, 0, (long)ss.transferred - 3, ""); /* the END frame */
-	for (long at = 7; at < (long)ss.transferred; at += (long)ss.transferred / 13)
-		refuses_damaged(saved, 0, at, "");
-	unlink(saved);
-	fake_destroy(&src);
-}
-
 static void cancel_leaves_the_guest_running(void **state)
 {
 	(void)state;
@@ -575,6 +338,134 @@ static void destination_gone(void **state)
 	fake_destroy(&src);
 }
 
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Reads what it is sent until the source hangs up; never answers. */
+struct drain {
+	int fd, hung_up;
+};
+
+static void *drain(void *arg)
+{
+	struct drain *d = arg;
+	static char sink[65536];
+	ssize_t n;
+	while ((n = read(d->fd, sink, sizeof sink)) != 0)
+		if (n < 0 && errno != EINTR)
+			break;
+	__atomic_store_n(&d->hung_up, n == 0, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* The source gave up on its destination at the end: failed, saying why,
+ * its guest running again (once), well before the old 30 s. */
+static void gave_up_in_time(struct source_run *s, struct fake *src, const struct timespec *t0)
+{
+	struct tern_mig_stats ss;
+	tern_migration_get_stats(&s->m, &ss);
+	assert_int_equal(s->rc, -ETIMEDOUT);
+	assert_int_equal(ss.status, TERN_MIG_FAILED);
+	assert_int_equal(src->last_event, TERN_MIG_FAILED);
+	if (strstr(ss.error, "did not answer in time") == NULL)
+		fail_msg("source error: %s", ss.error);
+	if (seconds_since(t0) > 20)
+		fail_msg("the source gave up only after %.1f s", seconds_since(t0));
+	pthread_mutex_lock(&src->lock);
+	assert_false(src->stopped);
+	assert_int_equal(src->resumed, 1);
+	uint64_t before = src->writes;
+	pthread_mutex_unlock(&src->lock);
+	struct timespec nap = { 0, 200000000 };
+	nanosleep(&nap, NULL);
+	pthread_mutex_lock(&src->lock);
+	assert_true(src->writes > before); /* the guest runs on */
+	pthread_mutex_unlock(&src->lock);
+}
+
+/* A destination that takes the whole stream in and never answers: the
+ * source's guest waits the downtime limit and a grace, not 30 s. */
+static void silent_destination_is_given_up(void **state)
+{
+	(void)state;
+	struct fake src;
+	fake_init(&src, 1);
+	writer_start(&src, WRITE_SPARSE);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.downtime_limit_ms = 50;
+	int sv[2];
+	char su[32], du[32];
+	pair(sv, su, du);
+	struct drain d = { sv[1], 0 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, drain, &d), 0);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct source_run s;
+	source_start(&s, &src, &p, su);
+	source_join(&s);
+	/* It hung up (the fd is not its to close): the destination hears at
+	 * once that no GO will come. */
+	for (int i = 0; i < 500 && !__atomic_load_n(&d.hung_up, __ATOMIC_ACQUIRE); i++) {
+		struct timespec nap = { 0, 10000000 };
+		nanosleep(&nap, NULL);
+	}
+	int hung_up = __atomic_load_n(&d.hung_up, __ATOMIC_ACQUIRE);
+	shutdown(sv[0], SHUT_RDWR); /* lets the drain end either way */
+	pthread_join(t, NULL);
+	assert_true(hung_up);
+	gave_up_in_time(&s, &src, &t0);
+	writer_stop(&src);
+	tern_migration_destroy(&s.m);
+	close(sv[0]);
+	close(sv[1]);
+	fake_destroy(&src);
+}
+
+/* A destination that is only slow says READY after the source gave up:
+ * it gets no GO and never runs the guest, which runs at the source. */
+static void slow_destination_never_runs_it_too(void **state)
+{
+	(void)state;
+	struct fake src, dst;
+	fake_init(&src, 1);
+	fake_init(&dst, 0);
+	dst.finish_delay_ms = 3000; /* past 50 ms + the grace */
+	writer_start(&src, WRITE_SPARSE);
+	struct tern_mig_params p;
+	tern_mig_params_default(&p);
+	p.downtime_limit_ms = 50;
+	int sv[2];
+	char su[32], du[32];
+	pair(sv, su, du);
+	struct dest_thread d;
+	dest_start(&d, &dst, du);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct source_run s;
+	source_start(&s, &src, &p, su);
+	source_join(&s);
+	gave_up_in_time(&s, &src, &t0);
+	dest_join(&d);
+	assert_true(d.rc < 0);
+	assert_true(dst.finished); /* it got everything, and was ready too late */
+	assert_false(dst.ran);
+	assert_int_equal(d.st.status, TERN_MIG_FAILED);
+	if (strstr(d.err.msg, "the guest stays stopped here") == NULL)
+		fail_msg("destination error: %s", d.err.msg);
+	writer_stop(&src);
+	tern_migration_destroy(&s.m);
+	close(sv[0]);
+	close(sv[1]);
+	fake_destroy(&src);
+	fake_destroy(&dst);
+}
+
 /* A guest that dirties more than the link carries converges only when
  * throttled; auto-converge does that, step by step, and lets go after. */
 static void auto_converge_throttles(void **state)
@@ -676,11 +567,11 @@ int main(void)
 		cmocka_unit_test(block_deltas_beyond_the_cache),
 		cmocka_unit_test(hot_pages_wait_for_the_first_iteration),
 		cmocka_unit_test(xbzrle_with_a_running_guest),
-		cmocka_unit_test(file_round_trip),
-		cmocka_unit_test(damaged_streams_are_refused),
 		cmocka_unit_test(cancel_leaves_the_guest_running),
 		cmocka_unit_test(destination_refusal_reaches_the_source),
 		cmocka_unit_test(destination_gone),
+		cmocka_unit_test(silent_destination_is_given_up),
+		cmocka_unit_test(slow_destination_never_runs_it_too),
 		cmocka_unit_test(auto_converge_throttles),
 		cmocka_unit_test(without_auto_converge_it_keeps_iterating),
 		cmocka_unit_test(bandwidth_limit_holds),

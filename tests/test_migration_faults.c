@@ -5,7 +5,9 @@
  * verifies its memory; a destination never runs a half-loaded guest and
  * says why it stopped.
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -236,8 +241,9 @@ static void save_guest(struct tern_vm *src, char *path, size_t len)
 }
 
 /* Load a damaged copy: flip one byte at `flip` (if >= 0), keep `keep`
- * bytes (if > 0). */
-static void load_damaged(const char *saved, long flip, long keep, const char *why)
+ * bytes (if > 0), then add `tail_len` bytes of `tail`. */
+static void load_damaged(const char *saved, long flip, long keep, const void *tail,
+			 size_t tail_len, const char *why)
 {
 	int fd = open(saved, O_RDONLY);
 	assert_true(fd >= 0);
@@ -256,6 +262,8 @@ static void load_damaged(const char *saved, long flip, long keep, const char *wh
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	size_t n = keep > 0 ? (size_t)keep : (size_t)st.st_size;
 	assert_int_equal(write(fd, buf, n), (ssize_t)n);
+	if (tail_len > 0)
+		assert_int_equal(write(fd, tail, tail_len), (ssize_t)tail_len);
 	close(fd);
 	free(buf);
 	snprintf(uri, sizeof uri, "file:%s", path);
@@ -274,11 +282,19 @@ static void damaged_streams(void **state)
 	struct stat st;
 	assert_int_equal(stat(saved, &st), 0);
 	long size = (long)st.st_size;
-	load_damaged(saved, 9, 0, "damaged header");           /* the first frame's header */
-	load_damaged(saved, size / 2, 0, "damaged");            /* a page in the middle */
-	load_damaged(saved, size - 40, 0, "damaged");           /* the state at the end */
-	load_damaged(saved, -1, size / 3, "cut short");          /* cut mid-frame */
-	load_damaged(saved, -1, size - 1, "cut short");
+	load_damaged(saved, 9, 0, NULL, 0, "damaged header");  /* the first frame's header */
+	load_damaged(saved, size / 2, 0, NULL, 0, "damaged");   /* a page in the middle */
+	load_damaged(saved, size - 40, 0, NULL, 0, "damaged");  /* the state at the end */
+	const char *early = "the file ends before the stream's END";
+	load_damaged(saved, -1, size / 3, NULL, 0, early);      /* cut mid-frame */
+	load_damaged(saved, -1, size - 1, NULL, 0, early);
+	/* Nothing may follow END: a byte, or more. */
+	uint8_t tail[100];
+	for (size_t i = 0; i < sizeof tail; i++)
+		tail[i] = (uint8_t)(i * 151 + 17);
+	const char *after = "continues after the stream's END";
+	load_damaged(saved, -1, 0, tail, 1, after);
+	load_damaged(saved, -1, 0, tail, sizeof tail, after);
 	tern_vm_end(&src);
 }
 
@@ -327,6 +343,100 @@ static void destination_of_another_shape(void **state)
 	refused_for_its_shape("128M", "2", "the source's --vcpus");
 }
 
+/* Takes in everything the source sends and never answers, until the
+ * source hangs up. */
+static void *silent_peer(void *arg)
+{
+	int lfd = *(int *)arg, fd;
+	while ((fd = accept(lfd, NULL, NULL)) < 0 && errno == EINTR)
+		;
+	if (fd < 0)
+		return NULL;
+	static char sink[65536];
+	ssize_t n;
+	while ((n = read(fd, sink, sizeof sink)) != 0)
+		if (n < 0 && errno != EINTR)
+			break;
+	close(fd);
+	return NULL;
+}
+
+/* A destination that never says READY: the source's guest waits the
+ * downtime limit and a grace (not 30 s), then runs on; query-migrate says
+ * failed, and why. */
+static void destination_never_answers(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	struct tern_vm src, dir = { 0 };
+	struct qmp_conn q;
+	assert_int_equal(tern_vm_prepare(&dir), 0);
+	char path[256], uri[300];
+	tern_vm_path(&dir, "m.sock", path, sizeof path);
+	snprintf(uri, sizeof uri, "unix:%s", path);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	assert_true(lfd >= 0 && strlen(path) < sizeof a.sun_path);
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	pthread_t peer;
+	assert_int_equal(pthread_create(&peer, NULL, silent_peer, &lfd), 0);
+	start_source(&src, &q, "128M");
+	assert_int_equal(qmp_do(&q, "migrate-set-parameters",
+				json_pack("{s:I}", "downtime-limit", (json_int_t)100), NULL, 5000), 0);
+	double t0 = now_ms();
+	start_migration(&q, uri);
+	json_t *info = mig_wait(&q, 20, 25000, NULL, NULL);
+	assert_non_null(info);
+	assert_string_equal(mig_status(info), "failed");
+	const char *desc = json_string_value(json_object_get(info, "error-desc"));
+	if (desc == NULL || strstr(desc, "did not answer in time") == NULL)
+		fail_msg("error-desc: %s", desc ? desc : "(none)");
+	json_decref(info);
+	if (now_ms() - t0 > 20000.0 * time_scale())
+		fail_msg("the source gave up only after %.1f s", (now_ms() - t0) / 1000);
+	pthread_join(peer, NULL); /* the source hung up */
+	close(lfd);
+	source_survived(&src, &q);
+	qmp_close(&q);
+	tern_vm_end(&src);
+	tern_vm_end(&dir);
+}
+
+/* `migrate file:` into a file that cannot grow (RLIMIT_FSIZE): tern gets
+ * EFBIG rather than dying of SIGXFSZ, removes the partial file, says so,
+ * and its guest runs on. */
+static void save_fails_on_a_file_that_cannot_grow(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	struct tern_vm src;
+	struct qmp_conn q;
+	start_source(&src, &q, "64M");
+	struct rlimit rl;
+	assert_int_equal(prlimit(src.proc.pid, RLIMIT_FSIZE, NULL, &rl), 0);
+	rl.rlim_cur = 4 << 20; /* the soft limit: the stream is about 30 MiB */
+	assert_int_equal(prlimit(src.proc.pid, RLIMIT_FSIZE, &rl, NULL), 0);
+	char path[256], uri[300];
+	tern_vm_path(&src, "full.tmf", path, sizeof path);
+	snprintf(uri, sizeof uri, "file:%s", path);
+	start_migration(&q, uri);
+	json_t *info = mig_wait(&q, 20, 30000, NULL, NULL);
+	if (info == NULL)
+		fail_msg("no answer; tern said:\n%s", proc_output(&src.proc));
+	assert_string_equal(mig_status(info), "failed");
+	const char *desc = json_string_value(json_object_get(info, "error-desc"));
+	if (desc == NULL || strstr(desc, "File too large") == NULL ||
+	    strstr(desc, "nothing was kept") == NULL)
+		fail_msg("error-desc: %s", desc ? desc : "(none)");
+	json_decref(info);
+	assert_int_equal(access(path, F_OK), -1);
+	source_survived(&src, &q);
+	qmp_close(&q);
+	tern_vm_end(&src);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -336,6 +446,8 @@ int main(void)
 		cmocka_unit_test(guest_ends_mid_migration),
 		cmocka_unit_test(damaged_streams),
 		cmocka_unit_test(destination_of_another_shape),
+		cmocka_unit_test(destination_never_answers),
+		cmocka_unit_test(save_fails_on_a_file_that_cannot_grow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -273,6 +273,56 @@ static void replies(void **state)
 	memio_free(&m);
 }
 
+/* Read to END as from a file (or not); then what tern_stream_expect_eof
+ * says of what follows. */
+static int read_then_eof(const uint8_t *data, size_t len, int file, struct tern_error *err)
+{
+	struct memio m;
+	memio_init_reader(&m, data, len);
+	struct tern_stream_reader r;
+	assert_int_equal(tern_stream_reader_init(&r, &m.io), 0);
+	r.file = file;
+	struct tern_record rec;
+	int rc;
+	while ((rc = tern_stream_read(&r, &rec, err)) == 0 && rec.type != TERN_REC_END)
+		;
+	if (rc == 0)
+		rc = tern_stream_expect_eof(&r, err);
+	tern_stream_reader_destroy(&r);
+	return rc;
+}
+
+/* Nothing may follow END; input cut short says so in the words of what it
+ * is (a file: incomplete; a link: broken), never as an errno. */
+static void nothing_after_end(void **state)
+{
+	(void)state;
+	struct memio m;
+	sample(&m, 2);
+	struct tern_error err = { .msg = "" };
+	assert_int_equal(read_then_eof(m.data, m.len, 1, &err), 0);
+	uint8_t *longer = malloc(m.len + 1);
+	assert_non_null(longer);
+	memcpy(longer, m.data, m.len);
+	longer[m.len] = 0;
+	assert_int_equal(read_then_eof(longer, m.len + 1, 1, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "the file continues after the stream's END"));
+	assert_int_equal(read_then_eof(longer, m.len + 1, 0, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "continues after the stream's END"));
+	free(longer);
+	for (size_t cut = 1; cut < m.len; cut += 97) {
+		assert_int_equal(read_then_eof(m.data, m.len - cut, 1, &err), -EPIPE);
+		if (strstr(err.msg, "the file ends before the stream's END") == NULL ||
+		    strstr(err.msg, "Broken pipe") != NULL)
+			fail_msg("cut by %zu: %s", cut, err.msg);
+		assert_int_equal(read_then_eof(m.data, m.len - cut, 0, &err), -EPIPE);
+		if (strstr(err.msg, "the sender stopped or the link broke") == NULL ||
+		    strstr(err.msg, "Broken pipe") != NULL)
+			fail_msg("cut by %zu: %s", cut, err.msg);
+	}
+	memio_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +331,7 @@ int main(void)
 		cmocka_unit_test(every_truncation_detected),
 		cmocka_unit_test(records_out_of_place),
 		cmocka_unit_test(replies),
+		cmocka_unit_test(nothing_after_end),
 	};
 	return cmocka_run_group_tests_name("stream", tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
 #include "migration.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,9 +189,11 @@ static void *out_main(void *arg)
 		    __atomic_load_n(&m->out.cancel, __ATOMIC_SEQ_CST))) {
 		/* Published before the check: a cancel either sees the channel
 		 * (and wakes it) or is seen here. */
+		struct tern_error why = { .msg = "cancelled" };
+		tern_channel_abandon(&m->out_ch, &why); /* a file just made is removed */
 		pthread_mutex_lock(&m->out.lock);
 		m->out.stats.status = TERN_MIG_CANCELLED;
-		snprintf(m->out.stats.error, sizeof m->out.stats.error, "cancelled");
+		snprintf(m->out.stats.error, sizeof m->out.stats.error, "%s", why.msg);
 		pthread_mutex_unlock(&m->out.lock);
 		post_status(m, TERN_MIG_CANCELLED);
 	} else {
@@ -414,6 +417,9 @@ void vm_migration_init(struct vm_migration *m, struct vm *vm, struct loop *loop)
 	m->prefault_ram = 1;
 	m->cpr_timeout_ms = CPR_TIMEOUT_DEFAULT_MS;
 	tern_mig_params_default(&m->params);
+	/* A migration file that reaches RLIMIT_FSIZE must fail the migration
+	 * (EFBIG) and leave the guest running, not end the VM with SIGXFSZ. */
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 void vm_migration_destroy(struct vm_migration *m)

@@ -13,7 +13,10 @@
  * fits the downtime limit at the measured bandwidth, then switchover (stop
  * the vCPUs, last sync, last pages, CPU and device state, END) and, on a
  * two-way channel, the READY/GO handshake.  A failure or a cancel before
- * the destination is READY resumes the guest here.
+ * the destination is READY resumes the guest here, and so does a
+ * destination that leaves the stopped guest waiting longer than the
+ * downtime limit + 1 s (then no GO is ever sent).  A failed file: stream
+ * removes the file it created (tern_channel_abandon).
  */
 #ifndef TERN_MIGRATION_H
 #define TERN_MIGRATION_H

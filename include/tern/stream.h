@@ -46,7 +46,8 @@ struct tern_io {
 	/* Write every byte of iov[0 .. n) or fail (-errno). */
 	int (*writev)(void *opaque, const struct iovec *iov, int n);
 	/* Read exactly len bytes: 0, -ENODATA at a clean end of input before
-	 * the first byte, or another -errno. */
+	 * the first byte, -EPIPE when the input ends partway, or another
+	 * -errno. */
 	int (*read)(void *opaque, void *buf, size_t len);
 };
 
@@ -116,6 +117,8 @@ struct tern_stream_reader {
 	int started;       /* HELLO seen */
 	int ended;         /* END seen */
 	int control;       /* a reply channel: no HELLO, control records only */
+	int file;          /* set by the caller: the input is a file, so ending
+			    * early means the file is incomplete, not a broken link */
 	struct tern_stream_hello hello;
 	uint64_t next_gfn;
 	int have_prev;
@@ -134,5 +137,13 @@ void tern_stream_reader_destroy(struct tern_stream_reader *r);
  */
 int tern_stream_read(struct tern_stream_reader *r, struct tern_record *rec,
 		     struct tern_error *err);
+/*
+ * After END, on input that ends with the stream (a file, or a pipe whose
+ * writer has closed): 0 when the input ends right there, else -EBADMSG
+ * with a message (a stream ends at its END; bytes after it mean the input
+ * is not the stream that was written).  Reads; call it only where a read
+ * cannot block.
+ */
+int tern_stream_expect_eof(struct tern_stream_reader *r, struct tern_error *err);
 
 #endif

@@ -7,10 +7,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +59,24 @@ static int wait_until(struct tern_channel *ch, uint64_t deadline_ns)
 	}
 }
 
+/* With a stall limit: wait until fd can move bytes (events), at most
+ * stall_ms; 0, or -ETIMEDOUT (the peer made no progress). */
+static int wait_progress(struct tern_channel *ch, short events)
+{
+	if (ch->stall_ms <= 0)
+		return 0;
+	struct pollfd p = { .fd = ch->fd, .events = events };
+	int r;
+	do
+		r = poll(&p, 1, ch->stall_ms);
+	while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		ch->stalled = 1;
+		return -ETIMEDOUT;
+	}
+	return r < 0 ? -errno : 0;
+}
+
 static int ch_writev(void *opaque, const struct iovec *iov_in, int n)
 {
 	struct tern_channel *ch = opaque;
@@ -72,12 +92,16 @@ static int ch_writev(void *opaque, const struct iovec *iov_in, int n)
 	while (first < n) {
 		if (__atomic_load_n(&ch->cancelled, __ATOMIC_ACQUIRE))
 			return -ECANCELED;
+		int rc = wait_progress(ch, POLLOUT);
+		if (rc < 0)
+			return rc;
 		/* A peer that went away must be an error, not SIGPIPE. */
 		struct msghdr msg = { .msg_iov = iov + first, .msg_iovlen = (size_t)(n - first) };
-		ssize_t w = ch->two_way ? sendmsg(ch->fd, &msg, MSG_NOSIGNAL)
+		int flags = MSG_NOSIGNAL | (ch->stall_ms > 0 ? MSG_DONTWAIT : 0);
+		ssize_t w = ch->two_way ? sendmsg(ch->fd, &msg, flags)
 					: writev(ch->fd, iov + first, n - first);
 		if (w < 0) {
-			if (errno == EINTR)
+			if (errno == EINTR || (errno == EAGAIN && ch->stall_ms > 0))
 				continue;
 			return __atomic_load_n(&ch->cancelled, __ATOMIC_ACQUIRE) ? -ECANCELED : -errno;
 		}
@@ -100,6 +124,9 @@ static int ch_read(void *opaque, void *buf, size_t len)
 	while (got < len) {
 		if (__atomic_load_n(&ch->cancelled, __ATOMIC_ACQUIRE))
 			return -ECANCELED;
+		int rc = wait_progress(ch, POLLIN);
+		if (rc < 0)
+			return rc;
 		ssize_t r = read(ch->fd, (uint8_t *)buf + got, len - got);
 		if (r < 0) {
 			if (errno == EINTR)
@@ -122,6 +149,8 @@ static void init(struct tern_channel *ch, int fd, int owns)
 	int type;
 	socklen_t len = sizeof type;
 	ch->two_way = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+	struct stat st;
+	ch->is_file = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 	/* The last frames and the READY/GO replies are small and each waits
 	 * for the other side: Nagle would add a delayed ACK to the downtime. */
 	int one = 1;
@@ -223,6 +252,86 @@ static int parse_fd(const char *s, struct tern_error *err)
 	return (int)n;
 }
 
+/*
+ * Source, file:PATH.  A file that is not there is created (O_EXCL, so it
+ * is known to be ours: a failed stream may remove it); one that is there
+ * is written over, and never removed.
+ */
+static int file_create(struct tern_channel *ch, const char *path, struct tern_error *err)
+{
+	int fd = -1, created = 0;
+	for (int tries = 0; fd < 0 && tries < 3; tries++) {
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			created = 1;
+		else if (errno == EEXIST)
+			fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		if (fd < 0 && errno != ENOENT && errno != EEXIST)
+			break; /* ENOENT: removed in between (or a dangling link): again */
+	}
+	if (fd < 0 && (errno == ENOENT || errno == EEXIST)) /* as before: not ours to remove */
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return tern_errorf(err, -errno, "cannot create %s: %s", path, strerror(errno));
+	struct stat st;
+	char *copy = strdup(path);
+	if (copy == NULL || fstat(fd, &st) < 0) {
+		int e = copy == NULL ? ENOMEM : errno;
+		free(copy);
+		if (created)
+			unlink(path);
+		close(fd);
+		return tern_errorf(err, -e, "cannot create %s: %s", path, strerror(e));
+	}
+	init(ch, fd, 1);
+	ch->path = copy;
+	ch->created = created;
+	ch->created_dev = st.st_dev;
+	ch->created_ino = st.st_ino;
+	return 0;
+}
+
+/* Add to a message already in err (cut to its buffer). */
+static void error_append(struct tern_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void error_append(struct tern_error *err, const char *fmt, ...)
+{
+	if (err == NULL)
+		return;
+	size_t n = strnlen(err->msg, sizeof err->msg);
+	if (n >= sizeof err->msg - 1)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err->msg + n, sizeof err->msg - n, fmt, ap);
+	va_end(ap);
+}
+
+void tern_channel_abandon(struct tern_channel *ch, struct tern_error *err)
+{
+	if (ch->path == NULL)
+		return;
+	/* The path must still name the file this channel made: never
+	 * remove one that took its place. */
+	struct stat st;
+	int ours = ch->created && stat(ch->path, &st) == 0 && S_ISREG(st.st_mode) &&
+		   st.st_dev == ch->created_dev && st.st_ino == ch->created_ino;
+	if (ours && unlink(ch->path) == 0)
+		error_append(err, "; nothing was kept (%s, which this migration created, was "
+			     "removed)", ch->path);
+	else if (ours)
+		error_append(err, "; %s is incomplete and could not be removed (%s): do not "
+			     "restore from it", ch->path, strerror(errno));
+	else if (!ch->created)
+		error_append(err, "; what was written to %s is incomplete (it existed before, so "
+			     "it was left in place): do not restore from it", ch->path);
+	else
+		error_append(err, "; %s is not the file this migration wrote, so it was left in "
+			     "place: what was written is incomplete", ch->path);
+	free(ch->path);
+	ch->path = NULL;
+}
+
 int tern_channel_connect(struct tern_channel *ch, const char *uri, struct tern_error *err)
 {
 	int fd;
@@ -231,11 +340,9 @@ int tern_channel_connect(struct tern_channel *ch, const char *uri, struct tern_e
 		fd = tcp_socket(uri + 4, 0, err);
 	else if (strncmp(uri, "unix:", 5) == 0)
 		fd = unix_socket(uri + 5, 0, err);
-	else if (strncmp(uri, "file:", 5) == 0) {
-		fd = open(uri + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0)
-			fd = tern_errorf(err, -errno, "cannot create %s: %s", uri + 5, strerror(errno));
-	} else if (strncmp(uri, "fd:", 3) == 0) {
+	else if (strncmp(uri, "file:", 5) == 0)
+		return file_create(ch, uri + 5, err);
+	else if (strncmp(uri, "fd:", 3) == 0) {
 		fd = parse_fd(uri + 3, err);
 		owns = 0;
 	} else {
@@ -300,6 +407,11 @@ void tern_channel_set_limit(struct tern_channel *ch, uint64_t bytes_per_second)
 	__atomic_store_n(&ch->limit, bytes_per_second, __ATOMIC_RELAXED);
 }
 
+void tern_channel_set_stall(struct tern_channel *ch, int stall_ms)
+{
+	ch->stall_ms = stall_ms;
+}
+
 void tern_channel_cancel(struct tern_channel *ch)
 {
 	__atomic_store_n(&ch->cancelled, 1, __ATOMIC_RELEASE);
@@ -342,4 +454,6 @@ void tern_channel_close(struct tern_channel *ch)
 	if (ch->fd >= 0 && ch->owns_fd)
 		close(ch->fd);
 	ch->fd = -1;
+	free(ch->path);
+	ch->path = NULL;
 }

@@ -36,7 +36,18 @@ struct engine {
 	struct tern_stream_reader replies; /* two-way channels: what the destination says */
 	int have_replies;
 	char refused[TERN_ERROR_MAX];      /* why the destination gave up, if it said */
+	/* Once the guest is stopped: how long the destination may leave us
+	 * waiting (for READY, or to take in the stream), the downtime limit
+	 * that came from, and whether we gave up on it. */
+	int answer_ms;
+	uint64_t answer_limit_ms;
+	int gave_up;
 };
+
+/* What the destination may take beyond the downtime limit once the guest
+ * stops: to take in what the socket buffers still hold (a few MiB), apply
+ * the vCPU and device state, and say READY (docs/migration.md). */
+#define ENGINE_ANSWER_GRACE_MS 1000
 
 /* send.c */
 int engine_send_page(struct engine *e, uint64_t gfn, const uint8_t *host);
@@ -46,5 +57,17 @@ int engine_flush_zeros(struct engine *e);
 
 /* precopy.c: called for every page sent (statistics, the peer's replies). */
 int engine_tick(struct engine *e);
+
+/* peer.c */
+/* Has the destination given up mid-stream (0 or -EPROTO, e->refused saying
+ * why)?  Looked at now and then rather than writing into a dead connection
+ * until it fills; waits up to timeout_ms. */
+int engine_peer_check(struct engine *e, int timeout_ms);
+/* After END on a two-way channel: READY within e->answer_ms, then GO.
+ * Anything else: not done (and the destination will not run the guest). */
+int engine_handshake(struct engine *e, struct tern_error *err);
+/* The destination left the stopped guest waiting too long (`what`): no GO
+ * will ever go, and err says so; -ETIMEDOUT. */
+int engine_give_up(struct engine *e, const char *what, struct tern_error *err);
 
 #endif

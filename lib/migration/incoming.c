@@ -213,18 +213,40 @@ static int handshake(struct tern_incoming *in, struct tern_error *err)
 		return tern_errorf(err, rc, "out of memory");
 	}
 	struct tern_record rec;
-	if ((rc = tern_stream_control(&w, TERN_REC_READY, NULL)) < 0)
+	if ((rc = tern_stream_control(&w, TERN_REC_READY, NULL)) == -EPIPE || rc == -ECONNRESET)
+		tern_errorf(err, rc, "the source closed the connection before READY reached it (it "
+			    "gave up, or failed); the guest stays stopped here");
+	else if (rc < 0)
 		tern_errorf(err, rc, "telling the source we are ready: %s", strerror(-rc));
 	else if (tern_channel_wait_readable(in->ch, in->go_timeout_ms) <= 0)
 		rc = tern_errorf(err, -ETIMEDOUT, "the source did not say GO within %d s; the guest "
 				 "stays stopped here", in->go_timeout_ms / 1000);
-	else if ((rc = tern_stream_read(&r, &rec, err)) < 0)
+	else if ((rc = tern_stream_read(&r, &rec, err)) == -EPIPE)
+		tern_errorf(err, rc, "the source closed the connection instead of saying GO (it "
+			    "gave up, or failed); the guest stays stopped here");
+	else if (rc < 0)
 		tern_error_prefix(err, "waiting for GO; the guest stays stopped here");
 	else if (rec.type != TERN_REC_GO)
 		rc = tern_errorf(err, -EPROTO, "the source answered 0x%02x, not GO", rec.type);
 	tern_stream_reader_destroy(&r);
 	tern_stream_writer_destroy(&w);
 	return rc;
+}
+
+/*
+ * END was read.  Nothing may follow it: on a socket what follows is the
+ * source's control stream (GO, checked by the handshake); a file must end
+ * right there; a pipe is checked for what is in it already, since its
+ * writer may keep it open (an fd:N the source does not close).
+ */
+static int nothing_after_end(struct tern_incoming *in, struct tern_stream_reader *r,
+			     struct tern_error *err)
+{
+	if (in->ch->two_way)
+		return 0;
+	if (!in->ch->is_file && tern_channel_wait_readable(in->ch, 0) <= 0)
+		return 0;
+	return tern_stream_expect_eof(r, err);
 }
 
 /* Tell a two-way source why not (best effort). */
@@ -246,6 +268,7 @@ int tern_incoming_run(struct tern_incoming *in, struct tern_error *err)
 	struct loader l = { .in = in };
 	struct tern_stream_reader r;
 	int rc = tern_stream_reader_init(&r, &in->ch->io);
+	r.file = in->ch->is_file;
 	l.reg = calloc(TERN_MIG_MAX_REGIONS, sizeof *l.reg);
 	if (rc < 0 || l.reg == NULL) {
 		free(l.reg);
@@ -282,8 +305,11 @@ int tern_incoming_run(struct tern_incoming *in, struct tern_error *err)
 			publish(&l, &r, start);
 			since = 0;
 		}
-		if (rec.type == TERN_REC_END)
+		if (rec.type == TERN_REC_END) {
+			if (rc == 0)
+				rc = nothing_after_end(in, &r, err);
 			break;
+		}
 	}
 	publish(&l, &r, start);
 	tern_copy_fence(); /* the streamed pages are in memory before anyone looks */

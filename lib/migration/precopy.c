@@ -1,5 +1,6 @@
 /* The RAM precopy engine (source side); see include/tern/migration.h. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,6 @@
 
 #define BATCH 65536          /* dirty pages taken at a time */
 #define CHUNK_PAGES 512      /* bulk stage: pages between hole lookups */
-#define READY_TIMEOUT_MS 30000
 #define STATS_EVERY 4096     /* pages between stats updates, at most */
 #define STATS_MS 50          /* and time */
 /* Block digests may use as much memory as the XBZRLE cache, and at least
@@ -98,48 +98,6 @@ static void publish(struct engine *e)
 	e->published_ms = now_ms();
 }
 
-/*
- * The destination's next reply, within timeout_ms: 1 and rec when it is
- * READY, 0 when nothing came, -EPROTO with e->refused saying why when it
- * gave up (FAILED), hung up or said something out of turn.
- */
-static int read_reply(struct engine *e, int timeout_ms, struct tern_record *rec)
-{
-	if (e->refused[0] != '\0')
-		return -EPROTO;
-	if (!e->m->ch->two_way || !e->have_replies ||
-	    tern_channel_wait_readable(e->m->ch, timeout_ms) <= 0)
-		return 0;
-	struct tern_error err = { .msg = "" };
-	int rc = tern_stream_read(&e->replies, rec, &err);
-	if (rc == -ENODATA || rc == -EPIPE || rc == -ECONNRESET)
-		snprintf(e->refused, sizeof e->refused, "the destination closed the connection");
-	else if (rc < 0)
-		snprintf(e->refused, sizeof e->refused, "the destination's reply: %s", err.msg);
-	else if (rec->type == TERN_REC_FAILED)
-		snprintf(e->refused, sizeof e->refused, "the destination refused the migration: %.*s",
-			 (int)(rec->len > 400 ? 400 : rec->len), (const char *)rec->data);
-	else if (rec->type != TERN_REC_READY)
-		snprintf(e->refused, sizeof e->refused, "the destination sent record 0x%02x out of turn",
-			 rec->type);
-	else
-		return 1;
-	return -EPROTO;
-}
-
-/* Has the destination given up mid-stream?  Looked at now and then rather
- * than writing into a dead connection until it fills. */
-static int peer_check(struct engine *e, int timeout_ms)
-{
-	struct tern_record rec;
-	int rc = read_reply(e, timeout_ms, &rec);
-	if (rc > 0) {
-		snprintf(e->refused, sizeof e->refused, "the destination said READY mid-stream");
-		rc = -EPROTO;
-	}
-	return rc;
-}
-
 /* Every page: fresh figures for query-migrate every 50 ms or so, even on a
  * slow link, and a look at whether the destination gave up. */
 int engine_tick(struct engine *e)
@@ -149,7 +107,7 @@ int engine_tick(struct engine *e)
 	    (e->since_stats < STATS_EVERY && now_ms() - e->published_ms < STATS_MS))
 		return 0;
 	publish(e);
-	return peer_check(e, 0);
+	return engine_peer_check(e, 0);
 }
 
 static int sync_dirty(struct engine *e, struct tern_error *err)
@@ -257,27 +215,24 @@ static int fail(struct engine *e, int rc, struct tern_error *err)
 	return rc;
 }
 
-/* After END, on a two-way channel: READY means the destination can run the
- * guest; then GO, and this side is done.  Anything else: not done. */
-static int handshake(struct engine *e, struct tern_error *err)
+/* The guest is stopped: the last pages, the state, END and the handshake. */
+static int stopped(struct engine *e, struct tern_error *err)
 {
-	struct tern_record rec;
-	int rc = read_reply(e, READY_TIMEOUT_MS, &rec);
+	/* The limit protects the link from a running migration; once the
+	 * guest waits, the rest goes at full speed (as QEMU does). */
+	tern_channel_set_limit(e->m->ch, 0);
+	int rc = sync_dirty(e, err);
 	if (rc < 0)
-		return tern_errorf(err, rc, "%s", e->refused);
-	if (rc == 0)
-		return tern_errorf(err, -ETIMEDOUT, "the destination did not answer within %d s "
-				   "after the stream ended", READY_TIMEOUT_MS / 1000);
-	/* Replies go both ways as control streams of their own, apart from
-	 * the frames of the migration stream. */
-	struct tern_stream_writer ctl;
-	if ((rc = tern_stream_writer_init(&ctl, &e->m->ch->io)) < 0)
-		return tern_errorf(err, rc, "out of memory");
-	if ((rc = tern_stream_control(&ctl, TERN_REC_GO, NULL)) < 0)
-		tern_errorf(err, rc, "sending GO: %s", strerror(-rc));
-	e->w.bytes += ctl.bytes;
-	tern_stream_writer_destroy(&ctl);
-	return rc;
+		return rc;
+	if ((rc = send_dirty(e, TERN_DIRTY_TAKE)) < 0)
+		return tern_errorf(err, rc, "sending the last pages: %s", strerror(-rc));
+	if ((rc = e->ops->save_state(e->o, &e->w, err)) < 0)
+		return rc;
+	if ((rc = tern_stream_end(&e->w)) < 0)
+		return tern_errorf(err, rc, "sending the end of the stream: %s", strerror(-rc));
+	if (e->m->ch->two_way && (rc = engine_handshake(e, err)) < 0)
+		return rc;
+	return 0;
 }
 
 static int switchover(struct engine *e, struct tern_error *err)
@@ -288,18 +243,20 @@ static int switchover(struct engine *e, struct tern_error *err)
 	if (rc < 0)
 		return rc;
 	e->stopped = 1;
-	/* The limit protects the link from a running migration; once the
-	 * guest waits, the rest goes at full speed (as QEMU does). */
-	tern_channel_set_limit(e->m->ch, 0);
-	if ((rc = sync_dirty(e, err)) < 0)
-		return rc;
-	if ((rc = send_dirty(e, TERN_DIRTY_TAKE)) < 0)
-		return tern_errorf(err, rc, "sending the last pages: %s", strerror(-rc));
-	if ((rc = e->ops->save_state(e->o, &e->w, err)) < 0)
-		return rc;
-	if ((rc = tern_stream_end(&e->w)) < 0)
-		return tern_errorf(err, rc, "sending the end of the stream: %s", strerror(-rc));
-	if (e->m->ch->two_way && (rc = handshake(e, err)) < 0)
+	/* A destination that stops answering (or taking the stream in) must
+	 * not keep the guest stopped for long: the wait for any progress is
+	 * bounded by the downtime limit and a grace. */
+	struct tern_mig_params p;
+	tern_migration_get_params(e->m, &p);
+	e->answer_limit_ms = p.downtime_limit_ms;
+	uint64_t answer = p.downtime_limit_ms + ENGINE_ANSWER_GRACE_MS;
+	e->answer_ms = answer > INT_MAX ? INT_MAX : (int)answer;
+	tern_channel_set_stall(e->m->ch, e->answer_ms);
+	rc = stopped(e, err);
+	tern_channel_set_stall(e->m->ch, 0);
+	if (rc < 0 && e->m->ch->stalled && !e->gave_up)
+		rc = engine_give_up(e, "it took in nothing of the last of the stream", err);
+	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&e->m->lock);
 	e->m->stats.downtime_ms = now_ms() - t_stop;
@@ -503,14 +460,17 @@ int tern_migration_run(struct tern_migration *m)
 		rc = iterate(e, &err);
 	if (rc == 0)
 		rc = switchover(e, &err);
-	if (rc == -ECANCELED || (rc < 0 && cancelled(e)))
-		tern_errorf(&err, -ECANCELED, "cancelled");
-	else if (rc < 0 && peer_check(e, 1000) < 0) /* the real reason, if it said */
-		tern_errorf(&err, rc, "%s", e->refused);
 	/* Done, failed or cancelled: the guest runs here unless it has
-	 * moved, and runs at full speed again. */
+	 * moved (at once: no GO went, so the destination cannot run it),
+	 * and runs at full speed again. */
 	if (rc < 0 && e->stopped)
 		e->ops->resume(e->o);
+	if (rc == -ECANCELED || (rc < 0 && cancelled(e)))
+		tern_errorf(&err, -ECANCELED, "cancelled");
+	else if (rc < 0 && engine_peer_check(e, 1000) < 0) /* the real reason, if it said */
+		tern_errorf(&err, rc, "%s", e->refused);
+	if (rc < 0) /* a partial file is no saved guest */
+		tern_channel_abandon(e->m->ch, &err);
 	if (e->throttle && e->ops->throttle)
 		e->ops->throttle(e->o, 0);
 	e->throttle = 0;
