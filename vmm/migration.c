@@ -417,9 +417,6 @@ void vm_migration_init(struct vm_migration *m, struct vm *vm, struct loop *loop)
 	m->prefault_ram = 1;
 	m->cpr_timeout_ms = CPR_TIMEOUT_DEFAULT_MS;
 	tern_mig_params_default(&m->params);
-	/* A migration file that reaches RLIMIT_FSIZE must fail the migration
-	 * (EFBIG) and leave the guest running, not end the VM with SIGXFSZ. */
-	signal(SIGXFSZ, SIG_IGN);
 }
 
 void vm_migration_destroy(struct vm_migration *m)

@@ -273,6 +273,9 @@ int tern_run(const struct run_options *o)
 	sigaddset(&mask, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* A migration file that reaches RLIMIT_FSIZE must fail the migration
+	 * (EFBIG) and leave the guest running, not end the VM. */
+	signal(SIGXFSZ, SIG_IGN);
 	r->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	loop_init(&r->loop);
