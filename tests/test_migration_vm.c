@@ -5,6 +5,7 @@
  * verifies all of its memory there and prints the same checksum as a run
  * that was never migrated.  The source ends stopped in postmigrate.
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -205,6 +207,56 @@ static void through_a_file_with_xbzrle(void **state)
 	every_workload(FILE_STREAM, 1);
 }
 
+/* Bytes of the destination's guest RAM memfd that are allocated. */
+static long long ram_allocated(pid_t pid)
+{
+	char dir[64];
+	snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	long long bytes = -1;
+	struct dirent *e;
+	while (bytes < 0 && (e = readdir(d)) != NULL) {
+		char path[400], target[128];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		ssize_t n = readlink(path, target, sizeof target - 1);
+		struct stat st;
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strncmp(target, "/memfd:tern-ram", 15) == 0 && stat(path, &st) == 0)
+			bytes = (long long)st.st_blocks * 512;
+	}
+	closedir(d);
+	assert_true(bytes >= 0);
+	return bytes;
+}
+
+/* A destination waiting in defer (as libvirt starts one) allocates its RAM
+ * before migrate-incoming comes; with --incoming-lazy it does not. */
+static void deferred_destination_allocates_while_it_waits(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	struct tern_vm eager = { 0 }, lazy = { 0 };
+	assert_int_equal(tern_vm_start(&eager, "--memory", "128M", "--incoming", "defer", NULL), 0);
+	assert_int_equal(tern_vm_start(&lazy, "--memory", "128M", "--incoming", "defer",
+				       "--incoming-lazy", NULL),
+			 0);
+	struct qmp_conn q;
+	assert_int_equal(qmp_connect(&q, eager.qmp_path, 1, 10000), 0); /* it is up */
+	qmp_close(&q);
+	assert_int_equal(qmp_connect(&q, lazy.qmp_path, 1, 10000), 0);
+	qmp_close(&q);
+	double deadline = deadline_ms(20000);
+	while (ram_allocated(eager.proc.pid) < (128LL << 20) && now_ms() < deadline)
+		usleep(20000);
+	assert_true(ram_allocated(eager.proc.pid) >= (128LL << 20));
+	assert_true(ram_allocated(lazy.proc.pid) < (16LL << 20));
+	tern_vm_end(&eager);
+	tern_vm_end(&lazy);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -214,6 +266,7 @@ int main(void)
 		cmocka_unit_test(over_unix_socket_with_xbzrle),
 		cmocka_unit_test(through_a_file),
 		cmocka_unit_test(through_a_file_with_xbzrle),
+		cmocka_unit_test(deferred_destination_allocates_while_it_waits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -371,10 +371,9 @@ int vm_migration_incoming(struct vm_migration *m, const char *uri, struct tern_e
 	int rc = vm_state_in_init(&m->state_in, m->vm->vcpus);
 	if (rc < 0)
 		return tern_errorf(err, rc, "out of memory");
-	/* RAM will be written: bring it in while the source gets going. */
-	if ((rc = ram_prefault_init(&m->prefault, &m->vm->ram, err)) < 0 ||
-	    (m->prefault_ram && (rc = ram_prefault_start(&m->prefault, err)) < 0)) {
-		ram_prefault_destroy(&m->prefault);
+	/* RAM will be written: bring it in while the source gets going (if it
+	 * did not begin when the destination was made). */
+	if (m->prefault.done == NULL && (rc = vm_migration_prepare_incoming(m, err)) < 0) {
 		vm_state_in_free(&m->state_in);
 		return rc;
 	}
@@ -402,6 +401,16 @@ int vm_migration_incoming(struct vm_migration *m, const char *uri, struct tern_e
 	}
 	m->in_thread = 1;
 	return 0;
+}
+
+int vm_migration_prepare_incoming(struct vm_migration *m, struct tern_error *err)
+{
+	int rc = ram_prefault_init(&m->prefault, &m->vm->ram, err);
+	if (rc == 0 && m->prefault_ram)
+		rc = ram_prefault_start(&m->prefault, err);
+	if (rc < 0)
+		ram_prefault_destroy(&m->prefault);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- common */
@@ -444,6 +453,7 @@ void vm_migration_destroy(struct vm_migration *m)
 		vm_state_in_free(&m->state_in);
 		ram_prefault_destroy(&m->prefault);
 	}
+	ram_prefault_destroy(&m->prefault); /* a destination that never got its stream */
 	if (m->in_listen_fd >= 0)
 		close(m->in_listen_fd);
 	if (m->in_used)

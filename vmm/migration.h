@@ -110,5 +110,9 @@ void vm_migration_cancel(struct vm_migration *m);
 void vm_migration_params_changed(struct vm_migration *m);
 
 int vm_migration_incoming(struct vm_migration *m, const char *uri, struct tern_error *err);
+/* A destination just made (--incoming URI or defer): start allocating
+ * guest RAM in the background now, so that a stream that comes right after
+ * migrate-incoming (as libvirt sends it) finds as much of it as possible. */
+int vm_migration_prepare_incoming(struct vm_migration *m, struct tern_error *err);
 
 #endif

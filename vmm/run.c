@@ -191,6 +191,10 @@ static int setup(struct runner *r, const char *incoming, int lazy_incoming,
 	r->mig.cpr_start = cpr_start;
 	r->mig.cpr_opaque = r;
 	r->have_mig = 1;
+	/* A destination allocates RAM from the start, also while it waits in
+	 * defer: the stream may follow migrate-incoming at once. */
+	if (incoming != NULL && (rc = vm_migration_prepare_incoming(&r->mig, err)) < 0)
+		return rc;
 
 	if (loop_add(&r->loop, r->vm.notify_fd, POLLIN, on_notify, r) < 0 ||
 	    loop_add(&r->loop, r->signal_fd, POLLIN, on_signal, r) < 0)
