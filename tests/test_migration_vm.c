@@ -87,6 +87,19 @@ static void check_completed(json_t *info, struct qmp_conn *src)
 	assert_true(mig_number(info, "ram.duplicate") > 0);
 	assert_true(mig_number(info, "downtime") >= 0);
 	assert_true(mig_number(info, "total-time") >= mig_number(info, "downtime"));
+	/* The parts of the downtime add up to it (us against whole ms). */
+	long long parts = 0;
+	static const char *const part[] = { "stop-us", "sync-us", "pages-us", "state-us",
+					    "handshake-us" };
+	for (size_t i = 0; i < sizeof part / sizeof part[0]; i++) {
+		char path[64];
+		snprintf(path, sizeof path, "x-downtime.%s", part[i]);
+		long long v = mig_number(info, path);
+		assert_true(v >= 0);
+		parts += v;
+	}
+	assert_true(parts / 1000 <= mig_number(info, "downtime") + 1);
+	assert_true(parts / 1000 + 2 >= mig_number(info, "downtime"));
 	json_t *r = qmp_execute(src, "query-status", NULL, 5000);
 	assert_string_equal(json_string_value(json_object_get(qmp_return(r), "status")),
 			    "postmigrate");

@@ -124,6 +124,14 @@ static int cmd_query_migrate(void *opaque, json_t *args, json_t **ret, struct te
 		json_object_set_new(r, "setup-time", json_integer((json_int_t)s.setup_time_ms));
 		if (done)
 			json_object_set_new(r, "downtime", json_integer((json_int_t)s.downtime_ms));
+		if (done) /* tern's own: where the downtime went */
+			json_object_set_new(r, "x-downtime",
+					    json_pack("{s:I,s:I,s:I,s:I,s:I}", "stop-us",
+						      (json_int_t)s.stop_us, "sync-us",
+						      (json_int_t)s.sync_us, "pages-us",
+						      (json_int_t)s.pages_us, "state-us",
+						      (json_int_t)s.state_us, "handshake-us",
+						      (json_int_t)s.handshake_us));
 		if (running)
 			json_object_set_new(r, "expected-downtime",
 					    json_integer((json_int_t)s.expected_downtime_ms));

@@ -80,6 +80,10 @@ struct tern_mig_stats {
 	/* Pages missing from the XBZRLE cache sent as their changed blocks. */
 	uint64_t delta_pages, delta_bytes, digest_bytes;
 	unsigned throttle_percent;
+	/* Where the source's downtime went, in us: stopping the vCPUs, the last
+	 * dirty sync, the last pages, the device state and END, and the wait
+	 * for the destination's READY (its last reads, its load) and GO. */
+	uint64_t stop_us, sync_us, pages_us, state_us, handshake_us;
 	char error[TERN_ERROR_MAX];
 };
 

@@ -215,34 +215,48 @@ static int fail(struct engine *e, int rc, struct tern_error *err)
 	return rc;
 }
 
-/* The guest is stopped: the last pages, the state, END and the handshake. */
+/* The guest is stopped: the last pages, the state, END and the handshake,
+ * each part's time kept for query-migrate. */
 static int stopped(struct engine *e, struct tern_error *err)
 {
+	struct tern_mig_stats *s = &e->m->stats;
 	/* The limit protects the link from a running migration; once the
 	 * guest waits, the rest goes at full speed (as QEMU does). */
 	tern_channel_set_limit(e->m->ch, 0);
+	uint64_t t = now_us();
 	int rc = sync_dirty(e, err);
 	if (rc < 0)
 		return rc;
+	uint64_t t_sync = now_us();
 	if ((rc = send_dirty(e, TERN_DIRTY_TAKE)) < 0)
 		return tern_errorf(err, rc, "sending the last pages: %s", strerror(-rc));
+	uint64_t t_pages = now_us();
 	if ((rc = e->ops->save_state(e->o, &e->w, err)) < 0)
 		return rc;
 	if ((rc = tern_stream_end(&e->w)) < 0)
 		return tern_errorf(err, rc, "sending the end of the stream: %s", strerror(-rc));
+	uint64_t t_state = now_us();
 	if (e->m->ch->two_way && (rc = engine_handshake(e, err)) < 0)
 		return rc;
+	uint64_t t_end = now_us();
+	pthread_mutex_lock(&e->m->lock);
+	s->sync_us = t_sync - t;
+	s->pages_us = t_pages - t_sync;
+	s->state_us = t_state - t_pages;
+	s->handshake_us = t_end - t_state;
+	pthread_mutex_unlock(&e->m->lock);
 	return 0;
 }
 
 static int switchover(struct engine *e, struct tern_error *err)
 {
 	set_status(e, TERN_MIG_DEVICE);
-	uint64_t t_stop = now_ms();
+	uint64_t t_stop = now_ms(), t_stop_us = now_us();
 	int rc = e->ops->stop(e->o, err);
 	if (rc < 0)
 		return rc;
 	e->stopped = 1;
+	uint64_t stop_us = now_us() - t_stop_us;
 	/* A destination that stops answering (or taking the stream in) must
 	 * not keep the guest stopped for long: the wait for any progress is
 	 * bounded by the downtime limit and a grace. */
@@ -260,6 +274,7 @@ static int switchover(struct engine *e, struct tern_error *err)
 		return rc;
 	pthread_mutex_lock(&e->m->lock);
 	e->m->stats.downtime_ms = now_ms() - t_stop;
+	e->m->stats.stop_us = stop_us;
 	e->m->stats.remaining = 0;
 	pthread_mutex_unlock(&e->m->lock);
 	return 0;
