@@ -387,20 +387,28 @@ static void gave_up_in_time(struct source_run *s, struct fake *src, const struct
 	pthread_mutex_unlock(&src->lock);
 }
 
+/* A guest writing away, a 50 ms downtime limit, and a socket pair to
+ * migrate it over (su and du: the two ends as fd: URIs). */
+static void busy_source_and_pair(struct fake *src, struct tern_mig_params *p, int sv[2],
+				 char *su, char *du)
+{
+	fake_init(src, 1);
+	writer_start(src, WRITE_SPARSE);
+	tern_mig_params_default(p);
+	p->downtime_limit_ms = 50;
+	pair(sv, su, du);
+}
+
 /* A destination that takes the whole stream in and never answers: the
  * source's guest waits the downtime limit and a grace, not 30 s. */
 static void silent_destination_is_given_up(void **state)
 {
 	(void)state;
 	struct fake src;
-	fake_init(&src, 1);
-	writer_start(&src, WRITE_SPARSE);
 	struct tern_mig_params p;
-	tern_mig_params_default(&p);
-	p.downtime_limit_ms = 50;
 	int sv[2];
 	char su[32], du[32];
-	pair(sv, su, du);
+	busy_source_and_pair(&src, &p, sv, su, du);
 	struct drain d = { sv[1], 0 };
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, drain, &d), 0);
@@ -433,16 +441,12 @@ static void slow_destination_never_runs_it_too(void **state)
 {
 	(void)state;
 	struct fake src, dst;
-	fake_init(&src, 1);
 	fake_init(&dst, 0);
 	dst.finish_delay_ms = 3000; /* past 50 ms + the grace */
-	writer_start(&src, WRITE_SPARSE);
 	struct tern_mig_params p;
-	tern_mig_params_default(&p);
-	p.downtime_limit_ms = 50;
 	int sv[2];
 	char su[32], du[32];
-	pair(sv, su, du);
+	busy_source_and_pair(&src, &p, sv, su, du);
 	struct dest_thread d;
 	dest_start(&d, &dst, du);
 	struct timespec t0;

@@ -137,19 +137,26 @@ static size_t frame_ends(const uint8_t *buf, size_t len, size_t *ends, size_t ma
 	return n;
 }
 
+/* A guest saved whole into a file (its path in saved), read back. */
+static uint8_t *saved_stream(struct fake *src, const char *name, char *saved, size_t room,
+			     size_t *len)
+{
+	fake_init(src, 1);
+	snprintf(saved, room, "%s", temp_path(name));
+	struct tern_mig_stats ss;
+	save_to_file(src, saved, 0, &ss);
+	return slurp(saved, len);
+}
+
 /* A file cut anywhere says that the file ends early, not that a pipe
  * broke. */
 static void truncated_file_says_so(void **state)
 {
 	(void)state;
 	struct fake src;
-	fake_init(&src, 1);
 	char saved[256];
-	snprintf(saved, sizeof saved, "%s", temp_path("whole"));
-	struct tern_mig_stats ss;
-	save_to_file(&src, saved, 0, &ss);
 	size_t len, ends[64];
-	uint8_t *buf = slurp(saved, &len);
+	uint8_t *buf = saved_stream(&src, "whole", saved, sizeof saved, &len);
 	size_t frames = frame_ends(buf, len, ends, 64);
 	assert_true(frames >= 3);
 	assert_int_equal(ends[frames - 1], len);
@@ -169,13 +176,9 @@ static void bytes_after_end_are_refused(void **state)
 {
 	(void)state;
 	struct fake src;
-	fake_init(&src, 1);
 	char saved[256];
-	snprintf(saved, sizeof saved, "%s", temp_path("end"));
-	struct tern_mig_stats ss;
-	save_to_file(&src, saved, 0, &ss);
 	size_t len, ends[64];
-	uint8_t *buf = slurp(saved, &len);
+	uint8_t *buf = saved_stream(&src, "end", saved, sizeof saved, &len);
 	const char *want = "continues after the stream's END";
 	buf[len] = 0;
 	load_refused(buf, len + 1, want, NULL);
