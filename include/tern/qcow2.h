@@ -46,7 +46,8 @@ struct tern_qcow2_open_opts {
 	bool writable;
 	size_t l2_cache_bytes;	     /* 0: enough for 8 GiB of disk, at least 1 MiB */
 	size_t refcount_cache_bytes; /* 0: a quarter of the L2 cache */
-	bool no_backing;	     /* unallocated clusters read as zeros */
+	bool no_backing;	     /* do not open the backing file: unallocated
+				      * clusters read as zeros (inspection only) */
 	bool skip_repair;	     /* open a dirty image without repairing it */
 };
 
@@ -82,6 +83,10 @@ struct tern_qcow2_info {
 	char backing_format[64];
 };
 void tern_qcow2_get_info(struct tern_qcow2 *q, struct tern_qcow2_info *info);
+/* The backing file this handle opened: *path is its path (NULL when none
+ * was opened: no backing file, or no_backing) and *size its size; returns
+ * its qcow2 handle, or NULL for a raw file. */
+struct tern_qcow2 *tern_qcow2_backing(struct tern_qcow2 *q, const char **path, uint64_t *size);
 
 enum tern_qcow2_status {
 	TERN_QCOW2_UNALLOCATED, /* reads from the backing file, or zeros */
@@ -120,6 +125,10 @@ enum tern_qcow2_repair {
 struct tern_qcow2_check {
 	uint64_t corruptions, leaks, check_errors;
 	uint64_t corruptions_fixed, leaks_fixed;
+	/* Clusters used as two things at once (two tables, or a table and
+	 * data): counted in corruptions, never repaired; with any, a repair
+	 * changes nothing but the corrupt bit, which it sets. */
+	uint64_t overlaps;
 	uint64_t allocated_clusters, total_clusters, fragmented_clusters, compressed_clusters;
 	uint64_t image_end_offset;
 	/* Called for each problem found, with a one-line description. */
