@@ -124,6 +124,7 @@ struct corruption {
 
 static const struct corruption corruptions[] = {
 	{ "L2 table with refcount 0", 0x20000 + 2 * 4, 2, 0, true },
+	{ "data cluster with refcount 0", 0x20000 + 2 * 5, 2, 0, true },
 	{ "L1 entry pointing at the header", 0x30000, 8, 0x8000000000000000ull, true },
 	{ "L1 entry pointing at the refcount table", 0x30000, 8, 0x8000000000010000ull, false },
 	{ "L1 entry pointing at the L1 table", 0x30000, 8, 0x8000000000030000ull, false },

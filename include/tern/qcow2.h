@@ -16,6 +16,13 @@
  * files, extended L2 entries (subclusters), writing compressed clusters.
  * Persistent bitmaps are not kept up: writing to an image that has them
  * clears their autoclear bit, as the format prescribes.
+ *
+ * Corruption found through a handle open for writing (-EUCLEAN: tables
+ * that overlap, a table or cluster changed in place whose refcount is not
+ * 1) sets the header's corrupt bit, as QEMU does; from then on neither
+ * tern nor QEMU writes to the image until check with REPAIR_ALL repairs
+ * it.  Images and backing files must be regular files; loops of backing
+ * files and chains deeper than 16 are refused.
  */
 #ifndef TERN_QCOW2_H
 #define TERN_QCOW2_H
