@@ -1,7 +1,9 @@
 /* libFuzzer target: a qcow2 image from an untrusted source.  The input is
  * the image file: header and extensions, refcount table and blocks, L1 and
  * L2 tables, snapshot table.  It is opened, read, mapped, checked, written
- * and snapshotted; every failure must be a clean error. */
+ * and snapshotted, then repaired with check -r all; every failure must be a
+ * clean error, and a repair that says it fixed everything must leave an
+ * image the next check calls clean. */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,6 +64,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			tern_qcow2_write(q, buf, 512, 100, NULL);
 		tern_qcow2_discard(q, 0, 1 << 20, NULL);
 		read_around(q);
+		tern_qcow2_close(q, NULL);
+	}
+	struct tern_qcow2_open_opts fix = rw;
+	fix.skip_repair = true;
+	if (tern_qcow2_open(path, &fix, &q, NULL) == 0) {
+		struct tern_qcow2_check res = { 0 };
+		if (tern_qcow2_check(q, TERN_QCOW2_REPAIR_ALL, &res, NULL) == 0 &&
+		    res.corruptions == res.corruptions_fixed && res.leaks == res.leaks_fixed) {
+			struct tern_qcow2_check again = { 0 };
+			if (tern_qcow2_check(q, TERN_QCOW2_REPAIR_NONE, &again, NULL) == 0 &&
+			    (again.corruptions || again.leaks))
+				abort(); /* repaired, yet not clean */
+		}
 		tern_qcow2_close(q, NULL);
 	}
 	close(fd);

@@ -16,6 +16,13 @@
  * files, extended L2 entries (subclusters), writing compressed clusters.
  * Persistent bitmaps are not kept up: writing to an image that has them
  * clears their autoclear bit, as the format prescribes.
+ *
+ * Corruption found through a handle open for writing (-EUCLEAN: tables
+ * that overlap, a table or cluster changed in place whose refcount is not
+ * 1) sets the header's corrupt bit, as QEMU does; from then on neither
+ * tern nor QEMU writes to the image until check with REPAIR_ALL repairs
+ * it.  Images and backing files must be regular files; loops of backing
+ * files and chains deeper than 16 are refused.
  */
 #ifndef TERN_QCOW2_H
 #define TERN_QCOW2_H
@@ -46,7 +53,8 @@ struct tern_qcow2_open_opts {
 	bool writable;
 	size_t l2_cache_bytes;	     /* 0: enough for 8 GiB of disk, at least 1 MiB */
 	size_t refcount_cache_bytes; /* 0: a quarter of the L2 cache */
-	bool no_backing;	     /* unallocated clusters read as zeros */
+	bool no_backing;	     /* do not open the backing file: unallocated
+				      * clusters read as zeros (inspection only) */
 	bool skip_repair;	     /* open a dirty image without repairing it */
 };
 
@@ -82,6 +90,10 @@ struct tern_qcow2_info {
 	char backing_format[64];
 };
 void tern_qcow2_get_info(struct tern_qcow2 *q, struct tern_qcow2_info *info);
+/* The backing file this handle opened: *path is its path (NULL when none
+ * was opened: no backing file, or no_backing) and *size its size; returns
+ * its qcow2 handle, or NULL for a raw file. */
+struct tern_qcow2 *tern_qcow2_backing(struct tern_qcow2 *q, const char **path, uint64_t *size);
 
 enum tern_qcow2_status {
 	TERN_QCOW2_UNALLOCATED, /* reads from the backing file, or zeros */
@@ -120,6 +132,10 @@ enum tern_qcow2_repair {
 struct tern_qcow2_check {
 	uint64_t corruptions, leaks, check_errors;
 	uint64_t corruptions_fixed, leaks_fixed;
+	/* Clusters used as two things at once (two tables, or a table and
+	 * data): counted in corruptions, never repaired; with any, a repair
+	 * changes nothing but the corrupt bit, which it sets. */
+	uint64_t overlaps;
 	uint64_t allocated_clusters, total_clusters, fragmented_clusters, compressed_clusters;
 	uint64_t image_end_offset;
 	/* Called for each problem found, with a one-line description. */

@@ -12,13 +12,24 @@
 
 #include "refmodel.h"
 
+/* What a cluster is used as: a cluster used as two of these (other than
+ * data shared by snapshots, or an L2 table shared by L1 tables) overlaps. */
+enum use { USE_NONE, USE_HEADER, USE_L1, USE_REFTABLE, USE_REFBLOCK, USE_SNAPTABLE, USE_SNAPL1,
+	   USE_L2, USE_DATA, USE_OVERLAP };
+static const char *const use_names[] = {
+	"", "header", "L1 table", "refcount table", "refcount block", "snapshot table",
+	"snapshot L1 table", "L2 table", "data cluster",
+};
+
 struct counter {
 	struct tern_qcow2 *q;
 	struct tern_qcow2_check *res;
 	uint32_t *expected;
+	uint8_t *use;
 	uint64_t n;
 	bool active;
 	uint64_t last_data; /* for fragmentation: host cluster of the previous data cluster */
+	uint64_t header_l1; /* active L1 entries with offset 0 but flags: cleared by -r all */
 };
 
 static void report(struct tern_qcow2_check *res, const char *fmt, ...)
@@ -36,8 +47,9 @@ static void report(struct tern_qcow2_check *res, const char *fmt, ...)
 }
 
 /* One more reference to each cluster of [off, off+bytes). */
-static void reference(struct counter *c, uint64_t off, uint64_t bytes, const char *what)
+static void reference(struct counter *c, uint64_t off, uint64_t bytes, enum use use)
 {
+	const char *what = use_names[use];
 	if (!bytes)
 		return;
 	uint64_t first = off >> c->q->cluster_bits;
@@ -48,6 +60,17 @@ static void reference(struct counter *c, uint64_t off, uint64_t bytes, const cha
 			       k << c->q->cluster_bits);
 			c->res->corruptions++;
 			return;
+		}
+		uint8_t was = c->use[k];
+		if (was == USE_NONE || (was == use && (use == USE_L2 || use == USE_DATA))) {
+			c->use[k] = (uint8_t)use;
+		} else if (was != USE_OVERLAP) {
+			/* Not a matter of counts: writing one would destroy the other. */
+			report(c->res, "ERROR cluster %" PRIu64 " is used as %s and as %s", k,
+			       use_names[was], what);
+			c->use[k] = USE_OVERLAP;
+			c->res->corruptions++;
+			c->res->overlaps++;
 		}
 		if (c->expected[k] == UINT32_MAX) {
 			c->res->corruptions++;
@@ -74,7 +97,7 @@ static int count_l2(void *opaque, uint64_t i, uint64_t l2_off, uint8_t *table,
 				c->res->corruptions++;
 				continue;
 			}
-			reference(c, host, bytes, "compressed cluster");
+			reference(c, host, bytes, USE_DATA);
 			if (c->active)
 				c->res->compressed_clusters++, c->res->allocated_clusters++;
 			continue;
@@ -88,7 +111,7 @@ static int count_l2(void *opaque, uint64_t i, uint64_t l2_off, uint8_t *table,
 		}
 		if (!off)
 			continue;
-		reference(c, off, q->cluster_size, "data cluster");
+		reference(c, off, q->cluster_size, USE_DATA);
 		if (c->active) {
 			c->res->allocated_clusters++;
 			if (c->last_data && off >> q->cluster_bits != c->last_data + 1)
@@ -116,7 +139,17 @@ static uint64_t *checked_l1(struct counter *c, const uint64_t *l1, uint32_t size
 			t[i] = 0;
 			continue;
 		}
-		reference(c, off, off ? q->cluster_size : 0, "L2 table");
+		if (l1[i] && !off) {
+			/* I/O reads it as unallocated, QEMU's check as an L2 table in
+			 * the header: -r all clears it (no read changes). */
+			report(c->res, "ERROR L1 entry %u (0x%" PRIx64 ") points at the header", i, l1[i]);
+			c->res->corruptions++;
+			if (c->active)
+				c->header_l1++;
+			t[i] = 0;
+			continue;
+		}
+		reference(c, off, off ? q->cluster_size : 0, USE_L2);
 	}
 	return t;
 }
@@ -124,10 +157,10 @@ static uint64_t *checked_l1(struct counter *c, const uint64_t *l1, uint32_t size
 static int count_tree(struct counter *c, const uint64_t *l1, uint32_t size, bool active,
 		      struct tern_error *err)
 {
+	c->active = active;
 	uint64_t *t = checked_l1(c, l1, size);
 	if (!t)
 		return tern_errorf(err, -ENOMEM, "out of memory");
-	c->active = active;
 	int r = qcow2_for_each_l2(c->q, t, size, count_l2, c, err);
 	free(t);
 	return r;
@@ -192,18 +225,18 @@ static int count_everything(struct counter *c, struct tern_error *err)
 {
 	struct tern_qcow2 *q = c->q;
 	uint64_t cs = q->cluster_size;
-	reference(c, 0, cs, "header");
-	reference(c, q->h.l1_table_offset, (uint64_t)q->l1_size * 8, "L1 table");
+	reference(c, 0, cs, USE_HEADER);
+	reference(c, q->h.l1_table_offset, (uint64_t)q->l1_size * 8, USE_L1);
 	reference(c, q->h.refcount_table_offset, (uint64_t)q->h.refcount_table_clusters * cs,
-		  "refcount table");
+		  USE_REFTABLE);
 	for (uint64_t i = 0; i < q->reftable_size; i++)
-		reference(c, q->reftable[i], q->reftable[i] ? cs : 0, "refcount block");
+		reference(c, q->reftable[i], q->reftable[i] ? cs : 0, USE_REFBLOCK);
 	if (q->nb_snapshots)
-		reference(c, q->h.snapshots_offset, q->snapshots_bytes, "snapshot table");
+		reference(c, q->h.snapshots_offset, q->snapshots_bytes, USE_SNAPTABLE);
 	int r = count_tree(c, q->l1, q->l1_size, true, err);
 	for (uint32_t s = 0; r == 0 && s < q->nb_snapshots; s++) {
 		struct qcow2_snapshot *sn = &q->snapshots[s];
-		reference(c, sn->l1_table_offset, (uint64_t)sn->l1_size * 8, "snapshot L1 table");
+		reference(c, sn->l1_table_offset, (uint64_t)sn->l1_size * 8, USE_SNAPL1);
 		uint64_t *l1;
 		r = qcow2_read_table(q, sn->l1_table_offset, sn->l1_size, &l1, err);
 		if (r == 0) {
@@ -212,6 +245,26 @@ static int count_everything(struct counter *c, struct tern_error *err)
 		}
 	}
 	return r;
+}
+
+/* Nothing to rewrite: the corrupt bit still follows what check found. */
+static int finish_flags(struct tern_qcow2 *q, struct tern_qcow2_check *res, bool refuse, bool all,
+			struct tern_error *err)
+{
+	uint64_t flags = q->h.incompatible;
+	if (refuse) {
+		report(res, "ERROR %" PRIu64 " clusters are used for two things at once, which "
+		       "cannot be repaired", res->overlaps);
+		flags |= QCOW2_INCOMPAT_CORRUPT;
+	} else if (all && res->corruptions == res->corruptions_fixed) {
+		flags &= ~(QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY);
+	}
+	if (!q->writable || q->h.version != 3 || flags == q->h.incompatible)
+		return 0;
+	q->h.incompatible = flags;
+	q->corrupt = flags & QCOW2_INCOMPAT_CORRUPT;
+	int r = qcow2_header_update(q, err);
+	return r < 0 ? r : qcow2_sync(q, err);
 }
 
 int tern_qcow2_check(struct tern_qcow2 *q, enum tern_qcow2_repair repair,
@@ -229,11 +282,21 @@ int tern_qcow2_check(struct tern_qcow2 *q, enum tern_qcow2_repair repair,
 		return r;
 	struct counter c = { .q = q, .res = res, .n = qcow2_clusters_in_file(q) };
 	c.expected = calloc(c.n + 1, sizeof(*c.expected));
-	if (!c.expected)
+	c.use = calloc(c.n + 1, 1);
+	if (!c.expected || !c.use) {
+		free(c.expected);
+		free(c.use);
 		return tern_errorf(err, -ENOMEM, "out of memory for %" PRIu64 " clusters", c.n);
+	}
 	struct refmodel m;
 	memset(&m, 0, sizeof(m));
 	r = count_everything(&c, err);
+	free(c.use);
+	/* Overlapping metadata: no count or flag can be trusted to repair by,
+	 * and freeing "leaks" could free the only copy a bad pointer lost. */
+	bool refuse = res->overlaps != 0;
+	if (refuse)
+		repair = TERN_QCOW2_REPAIR_NONE;
 	if (r == 0)
 		r = refmodel_load(&m, q, err);
 	/* Every cluster in the file, and any past its end with a refcount. */
@@ -275,11 +338,11 @@ int tern_qcow2_check(struct tern_qcow2 *q, enum tern_qcow2_repair repair,
 	if (r == 0)
 		r = count_copied(q, &m, res, &wrong, err);
 	res->corruptions += wrong;
-	bool changed = res->leaks_fixed || res->corruptions_fixed ||
-		       (repair == TERN_QCOW2_REPAIR_ALL && wrong);
+	bool all = repair == TERN_QCOW2_REPAIR_ALL;
+	bool changed = res->leaks_fixed || res->corruptions_fixed || (all && (wrong || c.header_l1));
 	if (r < 0 || !changed) {
 		refmodel_free(&m);
-		return r;
+		return r < 0 ? r : finish_flags(q, res, refuse, all, err);
 	}
 	/* Repair: the counts in m are right now; flags follow them. */
 	uint64_t *l1 = malloc(((size_t)q->l1_size + 1) * 8), l1_off = 0;
@@ -287,16 +350,21 @@ int tern_qcow2_check(struct tern_qcow2 *q, enum tern_qcow2_repair repair,
 		r = tern_errorf(err, -ENOMEM, "out of memory");
 	if (r == 0) {
 		memcpy(l1, q->l1, (size_t)q->l1_size * 8);
-		if (repair == TERN_QCOW2_REPAIR_ALL) {
+		if (all) {
 			struct normalize_ctx n = { &m, l1 };
+			for (uint32_t i = 0; i < q->l1_size; i++)
+				if (!(l1[i] & QCOW2_OFFSET_MASK))
+					l1[i] = 0;
 			r = qcow2_for_each_l2(q, q->l1, q->l1_size, qcow2_normalize_visit, &n, err);
-			res->corruptions_fixed += wrong;
+			res->corruptions_fixed += wrong + c.header_l1;
 		}
 	}
 	if (r == 0)
 		r = qcow2_place_active_l1(&m, l1, q->l1_size, &l1_off, err);
-	if (r == 0 && repair == TERN_QCOW2_REPAIR_ALL && res->corruptions == res->corruptions_fixed)
+	if (r == 0 && all && res->corruptions == res->corruptions_fixed) {
 		q->h.incompatible &= ~(QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY);
+		q->corrupt = false;
+	}
 	if (r == 0)
 		r = qcow2_rewrite_commit(&m, l1_off, q->l1_size, q->h.snapshots_offset,
 					 q->nb_snapshots, err);

@@ -233,13 +233,55 @@ void qcow2_unload_metadata(struct tern_qcow2 *q)
 	q->nb_snapshots = 0;
 }
 
-static int open_image(const char *path, const struct tern_qcow2_open_opts *opts, int depth,
-		      struct tern_qcow2 **out, struct tern_error *err);
+static int open_image(const char *path, const struct tern_qcow2_open_opts *opts,
+		      const struct tern_qcow2 *child, struct tern_qcow2 **out, struct tern_error *err);
+
+static const char *file_kind(mode_t m)
+{
+	return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device"
+	       : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a file";
+}
+
+/* Open a regular file.  O_NONBLOCK so that a FIFO named as an image or a
+ * backing file is refused instead of waiting for a writer forever. */
+static int open_regular(const char *path, int flags, struct stat *st, struct tern_error *err)
+{
+	int fd = open(path, flags | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return tern_errorf(err, -errno, "opening %s: %s", path, strerror(errno));
+	int r = 0;
+	if (fstat(fd, st) < 0)
+		r = tern_errorf(err, -errno, "%s: %s", path, strerror(errno));
+	else if (!S_ISREG(st->st_mode))
+		r = tern_errorf(err, -EINVAL,
+				"%s is not a regular file (it is %s); qcow2 images and their backing "
+				"files must be regular files", path, file_kind(st->st_mode));
+	else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		r = tern_errorf(err, -errno, "%s: %s", path, strerror(errno));
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* A backing file that is one of the images it backs makes the chain a loop. */
+static int refuse_loop(const struct tern_qcow2 *child, const char *path, const struct stat *st,
+		       struct tern_error *err)
+{
+	for (const struct tern_qcow2 *c = child; c; c = c->child)
+		if (c->dev == st->st_dev && c->ino == st->st_ino)
+			return tern_errorf(err, -ELOOP,
+					   "backing file %s is %s itself: the backing chain is a loop",
+					   path, c->path);
+	return 0;
+}
 
 static int open_backing(struct tern_qcow2 *q, struct tern_error *err)
 {
 	char path[PATH_MAX];
-	if (q->h.backing_file[0] == '/') {
+	/* Relative to the image's directory, as QEMU combines them. */
+	if (q->h.backing_file[0] == '/' || !strchr(q->path, '/')) {
 		snprintf(path, sizeof(path), "%s", q->h.backing_file);
 	} else {
 		char dir[PATH_MAX];
@@ -247,20 +289,25 @@ static int open_backing(struct tern_qcow2 *q, struct tern_error *err)
 		snprintf(path, sizeof(path), "%s/%s", dirname(dir), q->h.backing_file);
 	}
 	if (q->depth >= MAX_BACKING_DEPTH)
-		return tern_errorf(err, -ELOOP, "backing chain deeper than %d images",
-				   MAX_BACKING_DEPTH);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+		return tern_errorf(err, -ELOOP, "the backing chain of %s is deeper than %d images",
+				   q->path, MAX_BACKING_DEPTH);
+	struct stat st;
+	int fd = open_regular(path, O_RDONLY, &st, err);
 	if (fd < 0)
-		return tern_errorf(err, -errno, "opening backing file %s: %s", path, strerror(errno));
+		return fd;
+	int r = refuse_loop(q, path, &st, err);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
 	uint8_t magic[4] = { 0 };
 	bool is_qcow2 = pread(fd, magic, 4, 0) == 4 && qcow2_be32(magic) == QCOW2_MAGIC &&
 			strcmp(q->h.backing_format, "raw") != 0;
+	if (!(q->backing_path = strdup(path))) {
+		close(fd);
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	}
 	if (!is_qcow2) {
-		struct stat st;
-		if (fstat(fd, &st) < 0) {
-			close(fd);
-			return tern_errorf(err, -errno, "backing file %s: %s", path, strerror(errno));
-		}
 		q->backing_fd = fd;
 		q->backing_size = (uint64_t)st.st_size;
 		return 0;
@@ -268,9 +315,11 @@ static int open_backing(struct tern_qcow2 *q, struct tern_error *err)
 	close(fd);
 	struct tern_qcow2_open_opts o = { .l2_cache_bytes = 1 << 20 };
 	struct tern_qcow2 *b;
-	int r = open_image(path, &o, q->depth + 1, &b, err);
+	r = open_image(path, &o, q, &b, err);
 	if (r < 0) {
-		tern_error_prefix(err, "backing file %s", path);
+		/* Deeper images' errors name their own files. */
+		if (q->depth == 0)
+			tern_error_prefix(err, "backing file %s", path);
 		return r;
 	}
 	q->backing = b;
@@ -285,6 +334,8 @@ static int open_fd(struct tern_qcow2 *q, const struct tern_qcow2_open_opts *opts
 	if (fstat(q->fd, &st) < 0)
 		return tern_errorf(err, -errno, "stat: %s", strerror(errno));
 	q->file_size = (uint64_t)st.st_size;
+	q->dev = st.st_dev;
+	q->ino = st.st_ino;
 	/* The header cluster: read 64 KiB, more only for larger clusters. */
 	size_t first = 1u << 16;
 	uint8_t *buf = calloc(1, 1u << QCOW2_MAX_CLUSTER_BITS);
@@ -311,6 +362,11 @@ static int open_fd(struct tern_qcow2 *q, const struct tern_qcow2_open_opts *opts
 		return tern_errorf(err, -EUCLEAN,
 				   "image is marked corrupt; repair it with `tern-img check -r all`");
 	r = qcow2_load_metadata(q, err);
+	/* Cheap, from the tables just loaded: nothing is written into an image
+	 * whose L1 entries or tables point at each other.  check -r all
+	 * (skip_repair) opens it to say what it can and cannot repair. */
+	if (r == 0 && q->writable && !opts->skip_repair)
+		r = qcow2_signal_corruption(q, qcow2_guard_layout(q, err), err);
 	if (r < 0)
 		return r;
 	size_t l2_bytes = opts->l2_cache_bytes;
@@ -349,6 +405,11 @@ static int open_fd(struct tern_qcow2 *q, const struct tern_qcow2_open_opts *opts
 		/* Left dirty with lazy refcounts: rebuild them before any write. */
 		struct tern_qcow2_check res = { 0 };
 		r = tern_qcow2_check(q, TERN_QCOW2_REPAIR_ALL, &res, err);
+		if (r == 0 && res.corruptions > res.corruptions_fixed)
+			r = qcow2_signal_corruption(
+				q, tern_errorf(err, -EUCLEAN,
+					       "image is corrupt: rebuilding its refcounts (it was "
+					       "left dirty) found damage that cannot be repaired"), err);
 		if (r < 0)
 			return r;
 		q->h.incompatible &= ~QCOW2_INCOMPAT_DIRTY;
@@ -361,23 +422,25 @@ static int open_fd(struct tern_qcow2 *q, const struct tern_qcow2_open_opts *opts
 	return 0;
 }
 
-static int open_image(const char *path, const struct tern_qcow2_open_opts *opts, int depth,
-		      struct tern_qcow2 **out, struct tern_error *err)
+static int open_image(const char *path, const struct tern_qcow2_open_opts *opts,
+		      const struct tern_qcow2 *child, struct tern_qcow2 **out, struct tern_error *err)
 {
 	struct tern_qcow2 *q = calloc(1, sizeof(*q));
 	if (!q)
 		return tern_errorf(err, -ENOMEM, "out of memory");
 	q->backing_fd = -1;
 	q->writable = opts->writable;
-	q->depth = depth;
+	q->depth = child ? child->depth + 1 : 0;
+	q->child = child;
 	q->path = strdup(path);
-	q->fd = open(path, (opts->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	int r;
+	struct stat st;
+	q->fd = q->path ? open_regular(path, opts->writable ? O_RDWR : O_RDONLY, &st, err) : -1;
+	int r = q->fd < 0 ? q->fd : 0;
 	if (!q->path)
 		r = tern_errorf(err, -ENOMEM, "out of memory");
-	else if (q->fd < 0)
-		r = tern_errorf(err, -errno, "opening %s: %s", path, strerror(errno));
-	else
+	if (r == 0)
+		r = refuse_loop(child, path, &st, err);
+	if (r == 0)
 		r = open_fd(q, opts, err);
 	if (r < 0) {
 		q->writable = false; /* nothing to write back */
@@ -392,13 +455,11 @@ int tern_qcow2_open(const char *path, const struct tern_qcow2_open_opts *opts,
 		    struct tern_qcow2 **out, struct tern_error *err)
 {
 	static const struct tern_qcow2_open_opts defaults;
-	return open_image(path, opts ? opts : &defaults, 0, out, err);
+	return open_image(path, opts ? opts : &defaults, NULL, out, err);
 }
 
-int tern_qcow2_flush(struct tern_qcow2 *q, struct tern_error *err)
+static int flush_all(struct tern_qcow2 *q, struct tern_error *err)
 {
-	if (!q->writable)
-		return 0;
 	/* Refcount increments, then the L2 tables that rely on them (the L2
 	 * cache flushes the refcount cache first), then the releases that were
 	 * waiting for those L2 tables, then everything synced. */
@@ -411,6 +472,14 @@ int tern_qcow2_flush(struct tern_qcow2 *q, struct tern_error *err)
 	if (r == 0)
 		r = qcow2_sync(q, err);
 	return r;
+}
+
+int tern_qcow2_flush(struct tern_qcow2 *q, struct tern_error *err)
+{
+	if (!q->writable)
+		return 0;
+	int r = flush_all(q, err);
+	return qcow2_signal_corruption(q, r, err);
 }
 
 int tern_qcow2_close(struct tern_qcow2 *q, struct tern_error *err)
@@ -431,6 +500,7 @@ int tern_qcow2_close(struct tern_qcow2 *q, struct tern_error *err)
 	free(q->cbuf);
 	free(q->dbuf);
 	free(q->path);
+	free(q->backing_path);
 	if (q->fd >= 0)
 		close(q->fd);
 	free(q);
@@ -455,6 +525,13 @@ void tern_qcow2_get_info(struct tern_qcow2 *q, struct tern_qcow2_info *info)
 	info->zstd = q->h.compression_type == QCOW2_COMPRESSION_ZSTD;
 	snprintf(info->backing_file, sizeof(info->backing_file), "%s", q->h.backing_file);
 	snprintf(info->backing_format, sizeof(info->backing_format), "%s", q->h.backing_format);
+}
+
+struct tern_qcow2 *tern_qcow2_backing(struct tern_qcow2 *q, const char **path, uint64_t *size)
+{
+	*path = q->backing_path;
+	*size = q->backing_size;
+	return q->backing;
 }
 
 void tern_qcow2_get_stats(struct tern_qcow2 *q, struct tern_qcow2_stats *stats)

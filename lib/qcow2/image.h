@@ -4,6 +4,8 @@
 #ifndef TERN_QCOW2_IMAGE_H
 #define TERN_QCOW2_IMAGE_H
 
+#include <sys/types.h>
+
 #include "format.h"
 #include "tern/qcow2.h"
 
@@ -106,6 +108,7 @@ struct tern_qcow2 {
 	size_t nfrees, frees_cap;
 	/* The backing file: a qcow2 image or a raw file. */
 	struct tern_qcow2 *backing;
+	char *backing_path; /* as opened */
 	int backing_fd;
 	uint64_t backing_size;
 	/* One decompressed cluster. */
@@ -113,7 +116,22 @@ struct tern_qcow2 {
 	uint64_t dbuf_entry;
 	struct tern_qcow2_stats stats;
 	int depth; /* of the backing chain */
+	bool corrupt; /* corruption found: no more writes through this handle */
+	dev_t dev;    /* the file, to find loops of backing files */
+	ino_t ino;
+	const struct tern_qcow2 *child; /* while opening: the image this backs */
 };
+
+/* Corruption guards (guard.c). */
+/* r is -EUCLEAN: refuse further writes, set the corrupt bit of a writable
+ * image, and tell the person how to repair it.  Returns r. */
+int qcow2_signal_corruption(struct tern_qcow2 *q, int r, struct tern_error *err);
+/* -EUCLEAN once corruption was found through this handle. */
+int qcow2_refuse_corrupt(struct tern_qcow2 *q, struct tern_error *err);
+/* At open for writing: tables clear of each other, L1 entries clear of them. */
+int qcow2_guard_layout(struct tern_qcow2 *q, struct tern_error *err);
+/* The table or cluster at `off`, flagged COPIED, must have refcount 1. */
+int qcow2_guard_sole(struct tern_qcow2 *q, uint64_t off, const char *what, struct tern_error *err);
 
 /* I/O that counts. */
 int qcow2_pread(struct tern_qcow2 *q, void *buf, size_t len, uint64_t off,

@@ -57,7 +57,15 @@ static int l2_writable(struct tern_qcow2 *q, uint64_t guest, uint8_t **table,
 {
 	uint64_t i = qcow2_l1_index(q, guest);
 	int r = l2_lookup(q, guest, table, err);
-	if (r < 0 || (*table && (q->l1[i] & QCOW2_OFLAG_COPIED)))
+	if (r == 0 && *table && (q->l1[i] & QCOW2_OFLAG_COPIED)) {
+		/* Changed in place: a table the refcounts call free or shared
+		 * would take the change into someone else's cluster. */
+		r = qcow2_guard_sole(q, q->l1[i] & QCOW2_OFFSET_MASK, "L2 table", err);
+		if (r < 0)
+			qcache_put(&q->l2, *table);
+		return r;
+	}
+	if (r < 0)
 		return r;
 	uint8_t *old = *table;
 	uint64_t old_off = q->l1[i] & QCOW2_OFFSET_MASK, off;
@@ -233,7 +241,7 @@ int tern_qcow2_read(struct tern_qcow2 *q, void *buf, uint64_t offset, size_t len
 		offset += n;
 		len -= n;
 	}
-	return r;
+	return qcow2_signal_corruption(q, r, err);
 }
 
 /* The current contents of the cluster holding `guest`, as `entry` maps it. */
@@ -286,10 +294,15 @@ static int write_cluster(struct tern_qcow2 *q, uint64_t guest, const uint8_t *da
 		return r;
 	}
 	if (in_place) {
+		/* Written in place: it must be data, and this image's alone. */
 		if (qcow2_overlaps_metadata(q, off, cs))
 			r = tern_errorf(err, -EUCLEAN,
 					"image is corrupt: data cluster 0x%" PRIx64 " overlaps metadata",
 					off);
+		else
+			r = qcow2_guard_sole(q, off, "data cluster", err);
+		if (r < 0)
+			;
 		else if (!(e & QCOW2_OFLAG_ZERO))
 			r = qcow2_pwrite(q, data, n, off + in, false, err);
 		else {
@@ -326,7 +339,8 @@ static int write_cluster(struct tern_qcow2 *q, uint64_t guest, const uint8_t *da
 
 static int need_writable(struct tern_qcow2 *q, struct tern_error *err)
 {
-	return q->writable ? 0 : tern_errorf(err, -EBADF, "image is open read-only");
+	return q->writable ? qcow2_refuse_corrupt(q, err)
+			   : tern_errorf(err, -EBADF, "image is open read-only");
 }
 
 int tern_qcow2_write(struct tern_qcow2 *q, const void *buf, uint64_t offset, size_t len,
@@ -349,7 +363,7 @@ int tern_qcow2_write(struct tern_qcow2 *q, const void *buf, uint64_t offset, siz
 		len -= n;
 	}
 	free(scratch);
-	return r;
+	return qcow2_signal_corruption(q, r, err);
 }
 
 /* Whole clusters become `fresh(entry)`; partial ones are written with zeros. */
@@ -421,7 +435,8 @@ int tern_qcow2_write_zeroes(struct tern_qcow2 *q, uint64_t offset, uint64_t len,
 	int r = need_writable(q, err);
 	if (r == 0)
 		r = check_range(q, offset, len, err);
-	return r < 0 ? r : rewrite_entries(q, offset, len, false, err);
+	return qcow2_signal_corruption(q, r < 0 ? r : rewrite_entries(q, offset, len, false, err),
+				       err);
 }
 
 int tern_qcow2_discard(struct tern_qcow2 *q, uint64_t offset, uint64_t len,
@@ -430,5 +445,6 @@ int tern_qcow2_discard(struct tern_qcow2 *q, uint64_t offset, uint64_t len,
 	int r = need_writable(q, err);
 	if (r == 0)
 		r = check_range(q, offset, len, err);
-	return r < 0 ? r : rewrite_entries(q, offset, len, true, err);
+	return qcow2_signal_corruption(q, r < 0 ? r : rewrite_entries(q, offset, len, true, err),
+				       err);
 }

@@ -280,9 +280,17 @@ int qcow2_free_entry_later(struct tern_qcow2 *q, uint64_t entry, struct tern_err
 			return tern_errorf(err, r, "invalid compressed cluster entry");
 		uint64_t first = host >> q->cluster_bits;
 		uint64_t last = (host + bytes - 1) >> q->cluster_bits;
+		if (qcow2_overlaps_metadata(q, first << q->cluster_bits, (last - first + 1) << q->cluster_bits))
+			return tern_errorf(err, -EUCLEAN,
+					   "image is corrupt: compressed data at 0x%" PRIx64 " overlaps metadata",
+					   host);
 		return qcow2_free_later(q, first << q->cluster_bits, last - first + 1, err);
 	}
 	uint64_t off = entry & QCOW2_OFFSET_MASK;
+	/* Releasing a data cluster that is really a table would free the table. */
+	if (off && qcow2_overlaps_metadata(q, off, q->cluster_size))
+		return tern_errorf(err, -EUCLEAN,
+				   "image is corrupt: data cluster 0x%" PRIx64 " overlaps metadata", off);
 	return off ? qcow2_free_later(q, off, 1, err) : 0;
 }
 

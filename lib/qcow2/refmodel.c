@@ -121,6 +121,7 @@ void refmodel_free(struct refmodel *m)
 	free(m->new_off);
 	free(m->touched);
 	free(m->wbuf);
+	free(m->meta);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -180,8 +181,7 @@ int refmodel_ref(struct refmodel *m, uint64_t c, int64_t delta, struct tern_erro
 {
 	if (delta > 0 && refmodel_get(m, c) == 0)
 		return tern_errorf(err, -EUCLEAN,
-				   "image is corrupt: cluster %" PRIu64 " is in use but has refcount 0; "
-				   "run check -r all", c);
+				   "image is corrupt: cluster %" PRIu64 " is in use but has refcount 0", c);
 	return refmodel_add(m, c, delta, err);
 }
 
@@ -193,7 +193,8 @@ int refmodel_add_entry(struct refmodel *m, uint64_t e, int64_t delta, struct ter
 		if (qcow2_compressed_range(q, e, &host, &bytes) < 0)
 			return tern_errorf(err, -EUCLEAN, "image is corrupt: compressed entry 0x%" PRIx64, e);
 		for (uint64_t c = host >> q->cluster_bits; c <= (host + bytes - 1) >> q->cluster_bits; c++) {
-			int r = refmodel_ref(m, c, delta, err);
+			int r = refmodel_data_ok(m, c) ? refmodel_ref(m, c, delta, err)
+						       : qcow2_metamap_refused(m, c, err);
 			if (r < 0)
 				return r;
 		}
@@ -204,6 +205,8 @@ int refmodel_add_entry(struct refmodel *m, uint64_t e, int64_t delta, struct ter
 		return 0;
 	if (off & (q->cluster_size - 1) || e & QCOW2_L2_RESERVED)
 		return tern_errorf(err, -EUCLEAN, "image is corrupt: L2 entry 0x%" PRIx64, e);
+	if (!refmodel_data_ok(m, off >> q->cluster_bits))
+		return qcow2_metamap_refused(m, off >> q->cluster_bits, err);
 	return refmodel_ref(m, off >> q->cluster_bits, delta, err);
 }
 
@@ -227,7 +230,7 @@ int refmodel_alloc(struct refmodel *m, uint64_t n, uint64_t *offset, struct tern
 			c += take;
 			continue;
 		}
-		if (refmodel_get(m, c) == 0 && !was_freed(m, c)) {
+		if (refmodel_get(m, c) == 0 && !was_freed(m, c) && !(m->meta && refmodel_is_meta(m, c))) {
 			if (!run)
 				start = c;
 			seen_free = true;
@@ -245,6 +248,10 @@ int refmodel_alloc(struct refmodel *m, uint64_t n, uint64_t *offset, struct tern
 		int r = refmodel_add(m, x, 1, err);
 		if (r < 0)
 			return r;
+		/* A data reference met later to a cluster handed out here was in
+		 * use with refcount 0: the walk stops before the switch. */
+		if (m->meta && x < m->meta_n)
+			m->meta[x >> 3] |= (uint8_t)(1u << (x & 7));
 	}
 	*offset = start << m->q->cluster_bits;
 	return 0;

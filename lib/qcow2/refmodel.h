@@ -27,7 +27,26 @@ struct refmodel {
 	uint8_t *wbuf;
 	size_t wlen, wcap;
 	uint64_t woff;
+	/* Whole-image rewrites: a bit per cluster of the file that is metadata
+	 * or was allocated here; no data reference may land on one (guard.c). */
+	uint8_t *meta;
+	uint64_t meta_n;
 };
+
+static inline bool refmodel_is_meta(const struct refmodel *m, uint64_t c)
+{
+	return c < m->meta_n && (m->meta[c >> 3] >> (c & 7)) & 1;
+}
+/* A data reference to cluster c: refused when it is metadata, was handed
+ * out by this rewrite, or lies past the end of the file. */
+static inline bool refmodel_data_ok(const struct refmodel *m, uint64_t c)
+{
+	return !m->meta || (c < m->meta_n && !refmodel_is_meta(m, c));
+}
+int qcow2_metamap_refused(struct refmodel *m, uint64_t c, struct tern_error *err);
+/* Map every table of the image, refusing overlaps and tables whose
+ * refcount is 0 (guard.c). */
+int qcow2_metamap_build(struct refmodel *m, struct tern_error *err);
 
 int refmodel_load(struct refmodel *m, struct tern_qcow2 *q, struct tern_error *err);
 void refmodel_free(struct refmodel *m);
@@ -39,6 +58,8 @@ int refmodel_ref(struct refmodel *m, uint64_t cluster, int64_t delta, struct ter
  * and the count neither 0 nor at its maximum. */
 static inline int refmodel_ref_inc(struct refmodel *m, uint64_t c, struct tern_error *err)
 {
+	if (!refmodel_data_ok(m, c))
+		return qcow2_metamap_refused(m, c, err);
 	uint64_t bi = c >> m->block_shift, i = c & (m->per_block - 1);
 	if (bi < m->nblocks && m->block[bi]) {
 		uint64_t v = qcow2_rc_get(m->block[bi], i, m->order);

@@ -57,7 +57,7 @@ int qcow2_rewrite_finish(struct tern_qcow2 *q, struct refmodel *m, int r, struct
 	refmodel_free(m);
 	struct tern_error e2;
 	int r2 = qcow2_reload(q, r < 0 ? &e2 : err);
-	return r < 0 ? r : r2;
+	return qcow2_signal_corruption(q, r < 0 ? r : r2, err);
 }
 
 int qcow2_rewrite_prepare(struct tern_qcow2 *q, struct refmodel *m, struct tern_error *err)
@@ -65,9 +65,14 @@ int qcow2_rewrite_prepare(struct tern_qcow2 *q, struct refmodel *m, struct tern_
 	memset(m, 0, sizeof(*m));
 	if (!q->writable)
 		return tern_errorf(err, -EBADF, "image is open read-only");
-	int r = tern_qcow2_flush(q, err);
+	int r = qcow2_refuse_corrupt(q, err);
+	if (r == 0)
+		r = tern_qcow2_flush(q, err);
 	if (r == 0)
 		r = refmodel_load(m, q, err);
+	/* Every table mapped before anything is counted or allocated. */
+	if (r == 0)
+		r = qcow2_metamap_build(m, err);
 	return r;
 }
 

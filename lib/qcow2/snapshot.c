@@ -113,7 +113,7 @@ static int create_visit(void *opaque, uint64_t i, uint64_t l2_off, uint8_t *tabl
 	if (!changed || !(c->l1[i] & QCOW2_OFLAG_COPIED)) {
 		if (changed)
 			return tern_errorf(err, -EUCLEAN,
-					   "image is corrupt: shared L2 table 0x%" PRIx64 " has COPIED entries; run check -r all",
+					   "image is corrupt: shared L2 table 0x%" PRIx64 " has COPIED entries",
 					   l2_off);
 		c->l1[i] &= ~QCOW2_OFLAG_COPIED;
 		return refmodel_ref(m, l2_off >> q->cluster_bits, 1, err);

@@ -85,6 +85,11 @@ int img_check(int argc, char **argv)
 		if (leaks)
 			printf("\n%" PRIu64 " leaked clusters were found on the image.\n"
 			       "This means waste of disk space, but no harm to data.\n", leaks);
+		if (res.overlaps)
+			printf("\n%" PRIu64 " clusters are used for two things at once (overlapping "
+			       "metadata).\nThis cannot be repaired: check -r changes nothing in such an "
+			       "image but its corrupt bit,\nso that neither tern nor QEMU writes to it. "
+			       "Copy out what reads with `tern-img convert`.\n", res.overlaps);
 		double total = res.total_clusters ? (double)res.total_clusters : 1;
 		printf("%" PRIu64 "/%" PRIu64 " = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters\n"
 		       "Image end offset: %" PRIu64 "\n", res.allocated_clusters, res.total_clusters,

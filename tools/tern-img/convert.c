@@ -40,7 +40,7 @@ static int open_source(struct endpoint *e, const char *fmt)
 	if (fmt && strcmp(fmt, "qcow2") && strcmp(fmt, "raw"))
 		return img_usage("convert: unknown format '%s'", fmt);
 	if (qcow2) {
-		if (img_open(e->path, false, &e->q))
+		if (img_open(e->path, false, true, &e->q))
 			return 1;
 		struct tern_qcow2_info in;
 		tern_qcow2_get_info(e->q, &in);

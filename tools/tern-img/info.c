@@ -6,20 +6,26 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "img.h"
 
 int img_parse_output_args(int argc, char **argv, const char *verb, bool *json,
-			  const char **path)
+			  bool *chain, const char **path)
 {
 	static const struct option longopts[] = { { "output", required_argument, NULL, 'O' },
+						  { "backing-chain", no_argument, NULL, 'B' },
 						  { 0, 0, 0, 0 } };
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "f:U", longopts, NULL)) != -1) {
 		if (c == 'O' && img_output_json(optarg, json) == 0)
 			continue;
+		if (c == 'B' && chain) {
+			*chain = true;
+			continue;
+		}
 		if (c != 'f' && c != 'U')
 			return img_usage("%s: bad option", verb);
 	}
@@ -94,63 +100,113 @@ static json_t *snapshots_json(struct tern_qcow2 *q)
 	return a;
 }
 
+static json_t *qcow2_json(struct tern_qcow2 *q, const char *path)
+{
+	struct tern_qcow2_info in;
+	tern_qcow2_get_info(q, &in);
+	json_t *data = json_pack("{s:s, s:s, s:b, s:i, s:b, s:b}", "compat",
+				 in.version == 3 ? "1.1" : "0.10", "compression-type",
+				 in.zstd ? "zstd" : "zlib", "lazy-refcounts", in.lazy_refcounts,
+				 "refcount-bits", in.refcount_bits, "corrupt", in.corrupt, "extended-l2", 0);
+	json_t *o = json_pack("{s:I, s:s, s:I, s:s, s:I, s:b, s:{s:s, s:o}}", "virtual-size",
+			      (json_int_t)in.size, "filename", path, "cluster-size",
+			      (json_int_t)in.cluster_size, "format", "qcow2", "actual-size",
+			      (json_int_t)in.allocated, "dirty-flag", in.dirty, "format-specific",
+			      "type", "qcow2", "data", data);
+	if (in.nb_snapshots)
+		json_object_set_new(o, "snapshots", snapshots_json(q));
+	if (in.backing_file[0]) {
+		json_object_set_new(o, "backing-filename", json_string(in.backing_file));
+		if (in.backing_format[0])
+			json_object_set_new(o, "backing-filename-format", json_string(in.backing_format));
+	}
+	return o;
+}
+
+static void qcow2_text(struct tern_qcow2 *q, const char *path)
+{
+	struct tern_qcow2_info in;
+	tern_qcow2_get_info(q, &in);
+	char vsize[32], dsize[32];
+	human_size(in.size, vsize, sizeof(vsize));
+	human_size(in.allocated, dsize, sizeof(dsize));
+	printf("image: %s\nfile format: qcow2\nvirtual size: %s (%" PRIu64 " bytes)\n"
+	       "disk size: %s\ncluster_size: %" PRIu64 "\n", path, vsize, in.size, dsize,
+	       in.cluster_size);
+	if (in.backing_file[0]) {
+		printf("backing file: %s\n", in.backing_file);
+		if (in.backing_format[0])
+			printf("backing file format: %s\n", in.backing_format);
+	}
+	if (in.nb_snapshots) {
+		printf("Snapshot list:\n");
+		img_print_snapshots(q);
+	}
+	printf("Format specific information:\n    compat: %s\n    compression type: %s\n"
+	       "    lazy refcounts: %s\n    refcount bits: %u\n    corrupt: %s\n"
+	       "    extended l2: false\n", in.version == 3 ? "1.1" : "0.10",
+	       in.zstd ? "zstd" : "zlib", in.lazy_refcounts ? "true" : "false", in.refcount_bits,
+	       in.corrupt ? "true" : "false");
+}
+
+/* A raw backing file at the end of a chain. */
+static json_t *raw_info(const char *path, uint64_t size, bool json)
+{
+	struct stat st;
+	uint64_t allocated = stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+	if (json)
+		return json_pack("{s:I, s:s, s:s, s:I}", "virtual-size", (json_int_t)size, "filename",
+				 path, "format", "raw", "actual-size", (json_int_t)allocated);
+	char vsize[32], dsize[32];
+	human_size(size, vsize, sizeof(vsize));
+	human_size(allocated, dsize, sizeof(dsize));
+	printf("image: %s\nfile format: raw\nvirtual size: %s (%" PRIu64 " bytes)\ndisk size: %s\n",
+	       path, vsize, size, dsize);
+	return NULL;
+}
+
+/* Like qemu-img info: the backing file is not opened, unless
+ * --backing-chain asks for every image of the chain in turn (which the
+ * engine opens whole first, refusing loops and files that are not
+ * regular files). */
 int img_info(int argc, char **argv)
 {
-	bool json = false;
+	bool json = false, chain = false;
 	const char *path;
-	int r = img_parse_output_args(argc, argv, "info", &json, &path);
+	int r = img_parse_output_args(argc, argv, "info", &json, &chain, &path);
 	if (r)
 		return r;
 	struct tern_qcow2 *q;
-	if (img_open(path, false, &q))
+	if (img_open(path, false, chain, &q))
 		return 1;
-	struct tern_qcow2_info in;
-	tern_qcow2_get_info(q, &in);
-	const char *compat = in.version == 3 ? "1.1" : "0.10";
-	const char *ctype = in.zstd ? "zstd" : "zlib";
-	if (json) {
-		json_t *data = json_pack("{s:s, s:s, s:b, s:i, s:b, s:b}", "compat", compat,
-					 "compression-type", ctype, "lazy-refcounts", in.lazy_refcounts,
-					 "refcount-bits", in.refcount_bits, "corrupt", in.corrupt,
-					 "extended-l2", 0);
-		json_t *o = json_pack("{s:I, s:s, s:I, s:s, s:I, s:b, s:{s:s, s:o}}", "virtual-size",
-				      (json_int_t)in.size, "filename", path, "cluster-size",
-				      (json_int_t)in.cluster_size, "format", "qcow2", "actual-size",
-				      (json_int_t)in.allocated, "dirty-flag", in.dirty,
-				      "format-specific", "type", "qcow2", "data", data);
-		if (in.nb_snapshots)
-			json_object_set_new(o, "snapshots", snapshots_json(q));
-		if (in.backing_file[0]) {
-			json_object_set_new(o, "backing-filename", json_string(in.backing_file));
-			if (in.backing_format[0])
-				json_object_set_new(o, "backing-filename-format",
-						    json_string(in.backing_format));
+	json_t *list = json_array();
+	const char *name = path;
+	for (struct tern_qcow2 *cur = q; cur;) {
+		if (json)
+			json_array_append_new(list, qcow2_json(cur, name));
+		else
+			qcow2_text(cur, name);
+		if (!chain)
+			break;
+		uint64_t size = 0;
+		struct tern_qcow2 *next = tern_qcow2_backing(cur, &name, &size);
+		if (name && !json)
+			printf("\n");
+		if (name && !next) {
+			json_t *raw = raw_info(name, size, json);
+			if (raw)
+				json_array_append_new(list, raw);
 		}
-		char *s = json_dumps(o, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+		cur = next;
+	}
+	if (json) {
+		json_t *out = chain ? json_incref(list) : json_incref(json_array_get(list, 0));
+		char *s = json_dumps(out, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
 		printf("%s\n", s);
 		free(s);
-		json_decref(o);
-	} else {
-		char vsize[32], dsize[32];
-		human_size(in.size, vsize, sizeof(vsize));
-		human_size(in.allocated, dsize, sizeof(dsize));
-		printf("image: %s\nfile format: qcow2\nvirtual size: %s (%" PRIu64 " bytes)\n"
-		       "disk size: %s\ncluster_size: %" PRIu64 "\n", path, vsize, in.size, dsize,
-		       in.cluster_size);
-		if (in.backing_file[0]) {
-			printf("backing file: %s\n", in.backing_file);
-			if (in.backing_format[0])
-				printf("backing file format: %s\n", in.backing_format);
-		}
-		if (in.nb_snapshots) {
-			printf("Snapshot list:\n");
-			img_print_snapshots(q);
-		}
-		printf("Format specific information:\n    compat: %s\n    compression type: %s\n"
-		       "    lazy refcounts: %s\n    refcount bits: %u\n    corrupt: %s\n"
-		       "    extended l2: false\n", compat, ctype, in.lazy_refcounts ? "true" : "false",
-		       in.refcount_bits, in.corrupt ? "true" : "false");
+		json_decref(out);
 	}
+	json_decref(list);
 	tern_qcow2_close(q, NULL);
 	return 0;
 }
@@ -159,11 +215,12 @@ int img_map(int argc, char **argv)
 {
 	bool json = false;
 	const char *path;
-	int r = img_parse_output_args(argc, argv, "map", &json, &path);
+	int r = img_parse_output_args(argc, argv, "map", &json, NULL, &path);
 	if (r)
 		return r;
+	/* Only this image's clusters are mapped: no backing file opened. */
 	struct tern_qcow2 *q;
-	if (img_open(path, false, &q))
+	if (img_open(path, false, false, &q))
 		return 1;
 	struct tern_qcow2_info in;
 	tern_qcow2_get_info(q, &in);

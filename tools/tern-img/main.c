@@ -13,7 +13,7 @@ static const char usage[] =
 	"  create [-f qcow2] [-o OPTIONS] [-b BACKING [-F FMT]] FILE [SIZE]\n"
 	"      OPTIONS: cluster_size=, refcount_bits=, preallocation=off|metadata,\n"
 	"               lazy_refcounts=on|off, compression_type=zlib|zstd, compat=1.1\n"
-	"  info [--output=human|json] FILE\n"
+	"  info [--backing-chain] [--output=human|json] FILE\n"
 	"  map [--output=human|json] FILE\n"
 	"  check [-r leaks|all] [--output=human|json] FILE\n"
 	"  snapshot [-q] -c NAME | -l | -a NAME | -d NAME FILE\n"
@@ -37,10 +37,10 @@ int img_fail(const char *what, const struct tern_error *err)
 	return 1;
 }
 
-int img_open(const char *path, bool writable, struct tern_qcow2 **q)
+int img_open(const char *path, bool writable, bool backing, struct tern_qcow2 **q)
 {
 	struct tern_error err = { { 0 } };
-	struct tern_qcow2_open_opts o = { .writable = writable };
+	struct tern_qcow2_open_opts o = { .writable = writable, .no_backing = !backing };
 	if (tern_qcow2_open(path, &o, q, &err) < 0)
 		return img_fail(path, &err);
 	return 0;

@@ -35,7 +35,7 @@ int img_snapshot(int argc, char **argv)
 		return img_usage("snapshot: no file name");
 	const char *path = argv[optind];
 	struct tern_qcow2 *q;
-	if (img_open(path, action != 'l', &q))
+	if (img_open(path, action != 'l', false, &q))
 		return 1;
 	struct tern_error err = { { 0 } };
 	int r = 0;
