@@ -293,7 +293,7 @@ void cpr_resumed(struct runner *r)
 	c->status = TERN_MIG_COMPLETED;
 	if (r->cpr_fallback) {
 		c->status = TERN_MIG_FAILED;
-		snprintf(c->error, sizeof c->error, "the new tern could not take the guest (%s); "
+		snprintf(c->error, sizeof c->error, "the update did not complete (%s); "
 			 "the previous binary resumed it", r->cpr_fallback_error);
 	}
 	if (r->vm.kvm.defer_reinject)
