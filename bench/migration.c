@@ -33,7 +33,8 @@
  * them, here; destinations run with their defaults.  A run that would not
  * fit in the memory available now is not run, and says so.  A migration
  * that has not converged after 60 s is cancelled and counted as not
- * converged.  Each figure is the median of N runs.
+ * converged, with the bytes and pages it had sent by then.  Each figure
+ * is the median of N runs.
  */
 #include <math.h>
 #include <stdio.h>
@@ -135,6 +136,13 @@ static void record(int vmm, const struct scenario *s, json_t *info, int converge
 	}
 }
 
+static void keep_last(json_t *info, void *opaque)
+{
+	json_t **last = opaque;
+	json_decref(*last);
+	*last = json_incref(info);
+}
+
 /* Migrate from src to dst (which listens on uri); t_incoming is when
  * migrate-incoming was sent.  0, or -1 with why. */
 static int migrate(int vmm, const struct scenario *s, struct mig_vm *src, struct mig_vm *dst,
@@ -147,17 +155,25 @@ static int migrate(int vmm, const struct scenario *s, struct mig_vm *src, struct
 		snprintf(why, len, "the source refused migrate");
 		return -1;
 	}
-	json_t *info = mig_wait(&src->q, 20, CONVERGE_MS, NULL, NULL);
+	json_t *last = NULL;
+	json_t *info = mig_wait(&src->q, 20, CONVERGE_MS, keep_last, &last);
 	int converged = info != NULL && strcmp(mig_status(info), "completed") == 0;
 	if (info == NULL) { /* not converged in time: cancel */
 		qmp_do(&src->q, "migrate_cancel", NULL, NULL, 10000);
 		info = mig_wait(&src->q, 20, 30000, NULL, NULL);
+		/* What it had sent by then: a cancelled QEMU says nothing. */
+		if (info != NULL && strcmp(mig_status(info), "cancelled") == 0 && last != NULL) {
+			json_decref(info);
+			info = json_incref(last);
+		}
 	}
+	json_decref(last);
 	if (info == NULL) {
 		snprintf(why, len, "the source gave no final status");
 		return -1;
 	}
-	if (!converged && strcmp(mig_status(info), "cancelled") != 0) {
+	if (!converged && strcmp(mig_status(info), "cancelled") != 0 &&
+	    strcmp(mig_status(info), "active") != 0) {
 		const char *desc = json_string_value(json_object_get(info, "error-desc"));
 		snprintf(why, len, "the migration %s: %s", mig_status(info), desc ? desc : "?");
 		json_decref(info);
@@ -381,10 +397,15 @@ int main(int argc, char **argv)
 				for (int i = 0; i < METRICS; i++)
 					res.samples[s][flow][v][i][*n] = m[i];
 				(*n)++;
-				fprintf(stderr, "  %s %s %s rep %d: total %.0f ms, running on the "
-					"destination after %.0f ms, downtime %.0f ms, %.0f MiB\n",
-					sc->name, flow_names[flow], mig_vmm_names[v], r + 1, m[M_TOTAL],
-					m[M_RUNNING], m[M_DOWNTIME], m[M_BYTES]);
+				if (m[M_CONVERGED] > 0)
+					fprintf(stderr, "  %s %s %s rep %d: total %.0f ms, running on the "
+						"destination after %.0f ms, downtime %.0f ms, %.0f MiB\n",
+						sc->name, flow_names[flow], mig_vmm_names[v], r + 1,
+						m[M_TOTAL], m[M_RUNNING], m[M_DOWNTIME], m[M_BYTES]);
+				else
+					fprintf(stderr, "  %s %s %s rep %d: not converged in %d s (%.0f "
+						"MiB sent)\n", sc->name, flow_names[flow],
+						mig_vmm_names[v], r + 1, CONVERGE_MS / 1000, m[M_BYTES]);
 			}
 		}
 	res.reps = reps;

@@ -108,7 +108,8 @@ void table_print(const struct results *r)
 	       "       the source starts; migrate once the source is ready, at least %d ms later\n",
 	       r->ahead_ms);
 	printf("running on dst: from migrate to the destination's RESUME event; dst start->"
-	       "running:\n       from starting the destination to then (users' flow only)\n");
+	       "running:\n       from starting the destination to then (users' flow only)\n"
+	       "not converged in 60 s: cancelled; its bytes and pages are those sent by then\n");
 	for (size_t s = 0; s < r->count; s++) {
 		if (!r->wanted[s])
 			continue;
