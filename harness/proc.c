@@ -163,6 +163,11 @@ int proc_wait(struct proc *p, int timeout_ms)
 	return p->status;
 }
 
+int proc_exited(struct proc *p)
+{
+	return p->pid > 0 && reap(p, WNOHANG);
+}
+
 void proc_kill(struct proc *p, int sig)
 {
 	if (!p->exited && p->pid > 0)

@@ -26,6 +26,8 @@ long proc_wait_for(struct proc *p, const char *needle, size_t from, int timeout_
 /* Wait for exit; returns the status, or -1 on timeout (the child is killed). */
 int proc_wait(struct proc *p, int timeout_ms);
 void proc_kill(struct proc *p, int sig);
+/* Nonzero once the child has exited (reaped, status set); never waits. */
+int proc_exited(struct proc *p);
 /* Everything captured so far (NUL-terminated). */
 const char *proc_output(struct proc *p);
 void proc_free(struct proc *p);

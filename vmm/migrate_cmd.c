@@ -159,16 +159,36 @@ static const char *count_text(double v, char *buf, size_t len)
 	return buf;
 }
 
-static void progress(json_t *info, int tty)
+/*
+ * The rate the stream moves at, from transferred bytes over total-time
+ * (both VMMs' own clock), over windows of at least 500 ms: query-migrate's
+ * mbps is no such figure (tern's is its estimate of the link that it plans
+ * the switchover with, 0 until the bulk stage ends; QEMU's the last 100 ms).
+ */
+struct rate {
+	double bytes, ms, gbps;
+};
+
+static double rate_update(struct rate *r, json_t *info)
+{
+	double bytes = num(info, "ram", "transferred"), ms = num(info, NULL, "total-time");
+	if (ms > r->ms && (ms - r->ms >= 500 || r->gbps == 0)) {
+		r->gbps = (bytes - r->bytes) * 8 / (ms - r->ms) / 1e6;
+		r->bytes = bytes;
+		r->ms = ms;
+	}
+	return r->gbps;
+}
+
+static void progress(json_t *info, int tty, double gbps)
 {
 	char a[32], b[32], c[32];
 	const char *status = json_string_value(json_object_get(info, "status"));
-	double mbps = num(info, "ram", "mbps");
 	fprintf(stdout, "%s  %-9s %6.2f s | sent %9s | left %9s | %5.2f Gbit/s | dirty %s pages/s "
 		"| syncs %.0f | downtime est. %.0f ms%s", tty ? "\r" : "", status ? status : "?",
 		num(info, NULL, "total-time") / 1000, bytes_text(num(info, "ram", "transferred"), a,
 								 sizeof a),
-		bytes_text(num(info, "ram", "remaining"), b, sizeof b), mbps / 1000,
+		bytes_text(num(info, "ram", "remaining"), b, sizeof b), gbps,
 		count_text(num(info, "ram", "dirty-pages-rate"), c, sizeof c),
 		num(info, "ram", "dirty-sync-count"), num(info, NULL, "expected-downtime"),
 		tty ? "\033[K" : "\n");
@@ -207,8 +227,17 @@ static void table(json_t *info)
 		row("whole pages", line);
 		row("unchanged, not sent", count_text(num(info, "ram", "skipped"), a, sizeof a));
 		row("dirty syncs", count_text(num(info, "ram", "dirty-sync-count"), a, sizeof a));
+		/* The average while sending (QEMU's mbps once completed), and
+		 * the VMM's own last figure, which for tern is its estimate. */
+		double ms = num(info, NULL, "total-time") - num(info, NULL, "setup-time");
+		if (ms > 0) {
+			double bytes = num(info, "ram", "transferred");
+			snprintf(line, sizeof line, "%.2f Gbit/s average (%s in %.0f ms)",
+				 bytes * 8 / ms / 1e6, bytes_text(bytes, a, sizeof a), ms);
+			row("bandwidth", line);
+		}
 		snprintf(line, sizeof line, "%.2f Gbit/s", num(info, "ram", "mbps") / 1000);
-		row("bandwidth", line);
+		row("last measured rate", line);
 	}
 	json_t *x = json_object_get(info, "xbzrle-cache");
 	if (x != NULL) {
@@ -274,6 +303,7 @@ static int watch(struct qmp_conn *q, const struct migrate_options *o)
 {
 	int tty = isatty(STDOUT_FILENO);
 	unsigned since_line = 0;
+	struct rate rate = { 0, 0, 0 };
 	for (;;) {
 		json_t *r = qmp_execute(q, "query-migrate", NULL, QMP_TIMEOUT_MS);
 		json_t *info = qmp_return(r);
@@ -285,8 +315,9 @@ static int watch(struct qmp_conn *q, const struct migrate_options *o)
 					      strcmp(status, "cancelled") == 0);
 		/* On a terminal one line, redrawn; elsewhere a line a second. */
 		int setup = status != NULL && strcmp(status, "setup") == 0;
+		double gbps = rate_update(&rate, info);
 		if (!o->quiet && !done && !setup && (tty || since_line == 0))
-			progress(info, tty);
+			progress(info, tty, gbps);
 		since_line = (since_line + o->interval_ms) >= 1000 ? 0 : since_line + o->interval_ms;
 		if (done) {
 			if (!o->quiet && tty)
