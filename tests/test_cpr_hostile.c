@@ -188,6 +188,18 @@ static int count_fds(pid_t pid)
 	return n;
 }
 
+/* The VMM as last seen: after a fallback by the guardian it is no child of
+ * this test, so a failed test ends it here (the group's teardown). */
+static pid_t last_vmm;
+
+static int end_last_vmm(void **state)
+{
+	(void)state;
+	if (last_vmm > 0)
+		kill(last_vmm, SIGKILL);
+	return 0;
+}
+
 /* The signals the VMM's main thread blocks (a guardian blocks them all:
  * its fallback must not pass that on). */
 static unsigned long long blocked_signals(pid_t pid)
@@ -210,6 +222,8 @@ static int settled_fds(const char *ram, pid_t *pid)
 	int last = -1;
 	for (int i = 0; i < 100 * time_scale(); i++) {
 		*pid = vmm_pid(ram);
+		if (*pid > 0)
+			last_vmm = *pid;
 		int n = *pid > 0 ? count_fds(*pid) : -1;
 		if (n >= 0 && n == last && i >= 5)
 			return n;
@@ -304,6 +318,7 @@ static void hostile_programs_never_lose_the_guest(void **state)
 	qmp_close(&q);
 	for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
 		usleep(50000);
+	last_vmm = 0;
 	text_stream_free(&g.serial);
 	close(g.fd);
 	tern_vm_end(&g.vm);
@@ -356,5 +371,5 @@ int main(void)
 		cmocka_unit_test(hostile_programs_never_lose_the_guest),
 		cmocka_unit_test(qmp_is_served_while_the_new_tern_is_reached),
 	};
-	return cmocka_run_group_tests(tests, cpr_setup, NULL);
+	return cmocka_run_group_tests(tests, cpr_setup, end_last_vmm);
 }
