@@ -24,30 +24,15 @@
 #include "../harness/rng.h"
 #include "../harness/shell.h"
 #include "tern/qcow2.h"
+#include "tmpdir_support.h"
 
 #define DISK (8u << 20)
 #define MAX_SNAPS 4
 
-static char *dir;
-
-static int setup(void **state)
-{
-	(void)state;
-	dir = harness_tmpdir();
-	return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	harness_rmtree(dir);
-	free(dir);
-	return 0;
-}
 
 static void path_in(char *buf, size_t len, const char *name)
 {
-	snprintf(buf, len, "%s/%s", dir, name);
+	snprintf(buf, len, "%s/%s", test_dir, name);
 }
 
 static struct tern_qcow2 *open_rw(const char *path, size_t l2_cache)
@@ -481,5 +466,5 @@ int main(void)
 		cmocka_unit_test(hostile_tables_refused),
 		cmocka_unit_test(crash_at_random_points_never_corrupts),
 	};
-	return cmocka_run_group_tests_name("qcow2", tests, setup, teardown);
+	return cmocka_run_group_tests_name("qcow2", tests, test_dir_setup, test_dir_teardown);
 }

@@ -23,23 +23,8 @@
 #include "../harness/env.h"
 #include "../harness/shell.h"
 #include "tern/qcow2.h"
+#include "tmpdir_support.h"
 
-static char *dir;
-
-static int setup(void **state)
-{
-	(void)state;
-	dir = harness_tmpdir();
-	return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	harness_rmtree(dir);
-	free(dir);
-	return 0;
-}
 
 static bool have_qemu(void)
 {
@@ -55,7 +40,7 @@ static int sh(char **out, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(cmd, sizeof(cmd), fmt, ap);
 	va_end(ap);
-	return harness_sh(out, "cd '%s' && %s", dir, cmd);
+	return harness_sh(out, "cd '%s' && %s", test_dir, cmd);
 }
 
 static void patch(const char *path, uint64_t off, int bytes, uint64_t v)
@@ -146,7 +131,7 @@ static void corrupt_images_refuse_writes(void **state)
 {
 	(void)state;
 	char path[512];
-	snprintf(path, sizeof(path), "%s/c.qcow2", dir);
+	snprintf(path, sizeof(path), "%s/c.qcow2", test_dir);
 	for (size_t i = 0; i < NCORRUPTIONS; i++) {
 		const struct corruption *c = &corruptions[i];
 		for (int op = 0; op < 2; op++) {
@@ -199,7 +184,7 @@ static void check_repairs_or_refuses(void **state)
 {
 	(void)state;
 	char path[512];
-	snprintf(path, sizeof(path), "%s/r.qcow2", dir);
+	snprintf(path, sizeof(path), "%s/r.qcow2", test_dir);
 	const char *ti = harness_tern_img();
 	for (size_t i = 0; i < NCORRUPTIONS; i++) {
 		const struct corruption *c = &corruptions[i];
@@ -245,7 +230,7 @@ static void corrupt_bit_cleared_by_repair(void **state)
 {
 	(void)state;
 	char path[512];
-	snprintf(path, sizeof(path), "%s/b.qcow2", dir);
+	snprintf(path, sizeof(path), "%s/b.qcow2", test_dir);
 	make_base(path);
 	patch(path, 79, 1, 2);
 	struct tern_error err = { { 0 } };
@@ -379,5 +364,5 @@ int main(void)
 		cmocka_unit_test(hostile_backing_files_refused),
 		cmocka_unit_test(info_does_not_follow_backing),
 	};
-	return cmocka_run_group_tests_name("qcow2_corrupt", tests, setup, teardown);
+	return cmocka_run_group_tests_name("qcow2_corrupt", tests, test_dir_setup, test_dir_teardown);
 }

@@ -18,23 +18,8 @@
 #include "../harness/env.h"
 #include "../harness/shell.h"
 #include "tern/qcow2.h"
+#include "tmpdir_support.h"
 
-static char *dir;
-
-static int setup(void **state)
-{
-	(void)state;
-	dir = harness_tmpdir();
-	return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	harness_rmtree(dir);
-	free(dir);
-	return 0;
-}
 
 static bool need_qemu(void)
 {
@@ -54,7 +39,7 @@ static char *run(const char *fmt, ...)
 	vsnprintf(cmd, sizeof(cmd), fmt, ap);
 	va_end(ap);
 	char *out = NULL;
-	int rc = harness_sh(&out, "cd '%s' && %s", dir, cmd);
+	int rc = harness_sh(&out, "cd '%s' && %s", test_dir, cmd);
 	if (rc != 0)
 		fail_msg("`%s` exited %d:\n%s", cmd, rc, out ? out : "");
 	return out;
@@ -67,7 +52,7 @@ static void run_quiet(const char *cmd)
 
 static int run_status(const char *cmd)
 {
-	return harness_sh(NULL, "cd '%s' && %s", dir, cmd);
+	return harness_sh(NULL, "cd '%s' && %s", test_dir, cmd);
 }
 
 #define TI harness_tern_img()
@@ -82,7 +67,7 @@ static void tern_written_qemu_reads(void **state)
 	static const struct { unsigned cb, rb; } configs[] = { { 16, 16 }, { 9, 64 }, { 21, 4 } };
 	for (size_t c = 0; c < 3; c++) {
 		char path[512];
-		snprintf(path, sizeof(path), "%s/t.qcow2", dir);
+		snprintf(path, sizeof(path), "%s/t.qcow2", test_dir);
 		struct tern_error err = { { 0 } };
 		struct tern_qcow2_create_opts co = { .size = 48 << 20, .cluster_bits = configs[c].cb,
 						     .refcount_bits = configs[c].rb };
@@ -104,7 +89,7 @@ static void tern_written_qemu_reads(void **state)
 		assert_non_null(f);
 		fclose(f);
 		char rawpath[512];
-		snprintf(rawpath, sizeof(rawpath), "%s/model.raw", dir);
+		snprintf(rawpath, sizeof(rawpath), "%s/model.raw", test_dir);
 		f = fopen(rawpath, "w");
 		fwrite(raw, 1, 48 << 20, f);
 		fclose(f);
@@ -231,7 +216,7 @@ static void compressed_and_backing_read(void **state)
 	run_quiet(cmd);
 	/* Writing into a compressed cluster copies it out first. */
 	char path[512];
-	snprintf(path, sizeof(path), "%s/zlib.qcow2", dir);
+	snprintf(path, sizeof(path), "%s/zlib.qcow2", test_dir);
 	struct tern_error err = { { 0 } };
 	struct tern_qcow2_open_opts o = { .writable = true };
 	struct tern_qcow2 *q;
@@ -246,7 +231,7 @@ static void compressed_and_backing_read(void **state)
 	snprintf(cmd, sizeof(cmd), "%s create -b src.qcow2 -F qcow2 over.qcow2 && "
 		 "qemu-img info over.qcow2 | grep -q 'backing file: src.qcow2'", TI);
 	run_quiet(cmd);
-	snprintf(path, sizeof(path), "%s/over.qcow2", dir);
+	snprintf(path, sizeof(path), "%s/over.qcow2", test_dir);
 	assert_int_equal(tern_qcow2_open(path, &o, &q, &err), 0);
 	uint8_t buf[100];
 	memset(buf, 0x70, sizeof(buf));
@@ -272,7 +257,7 @@ static void version2_images(void **state)
 	run_quiet("qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 8M && "
 		  "qemu-io -c 'write -P 0x21 0 1M' v2.qcow2");
 	char path[512];
-	snprintf(path, sizeof(path), "%s/v2.qcow2", dir);
+	snprintf(path, sizeof(path), "%s/v2.qcow2", test_dir);
 	struct tern_error err = { { 0 } };
 	struct tern_qcow2_open_opts o = { .writable = true };
 	struct tern_qcow2 *q;
@@ -367,5 +352,5 @@ int main(void)
 		cmocka_unit_test(dirty_lazy_refcounts_repaired),
 		cmocka_unit_test(check_exit_codes_and_repair),
 	};
-	return cmocka_run_group_tests_name("qcow2_interop", tests, setup, teardown);
+	return cmocka_run_group_tests_name("qcow2_interop", tests, test_dir_setup, test_dir_teardown);
 }
