@@ -26,11 +26,11 @@
 #include <cmocka.h>
 
 #include "tern/cprguard.h"
+#include "tmpdir_support.h"
 
 #define STATE_TEXT "the state"
 
 static char self[4096];
-static char dir[] = "/tmp/tern-cprguard-XXXXXX";
 
 static uint64_t mono_ns(void)
 {
@@ -41,7 +41,7 @@ static uint64_t mono_ns(void)
 
 static void path_of(const char *name, char *out, size_t len)
 {
-	snprintf(out, len, "%s/%s", dir, name);
+	snprintf(out, len, "%s/%s", test_dir, name);
 }
 
 /* In a child: start a guardian with `timeout_ms`, then exec argv (or,
@@ -60,7 +60,7 @@ static pid_t guarded_exec(const char *tag, uint32_t timeout_ms, char *const *arg
 	static char script[8192], state_env[64], reason[600] = "REASON=";
 	snprintf(script, sizeof script,
 		 "{ echo \"$REASON\"; cat /proc/self/fd/$STATE; } > %s/%s.tmp && mv %s/%s.tmp %s/%s",
-		 dir, tag, dir, tag, dir, tag);
+		 test_dir, tag, test_dir, tag, test_dir, tag);
 	snprintf(state_env, sizeof state_env, "STATE=%d", state);
 	static char *fb_argv[] = { "sh", "-c", script, NULL };
 	static char *fb_envp[] = { "PATH=/usr/bin:/bin", state_env, reason, NULL };
@@ -215,7 +215,7 @@ int main(int argc, char **argv)
 	if (argc == 2 && strcmp(argv[1], "--take") == 0)
 		return take();
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	if (n <= 0 || mkdtemp(dir) == NULL)
+	if (n <= 0)
 		return 1;
 	self[n] = '\0';
 	const struct CMUnitTest tests[] = {
@@ -226,10 +226,5 @@ int main(int argc, char **argv)
 		cmocka_unit_test(a_take_after_the_deadline_is_refused),
 		cmocka_unit_test(a_forged_fd_is_not_written),
 	};
-	int rc = cmocka_run_group_tests(tests, NULL, NULL);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
-	return rc;
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

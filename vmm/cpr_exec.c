@@ -188,8 +188,9 @@ static int old_vm_fd(void)
 	return strcmp(target, "anon_inode:kvm-vm") == 0 ? fd : -1;
 }
 
-/* The state and the previous binary: from the guardian, or (the
- * guardian's own fallback) from the environment. */
+/* The state and the previous binary: from the guardian, or from the
+ * environment -- the guardian's own fallback (no previous binary then), or
+ * an update from a tern older than the guardian, which passes both there. */
 static int find_state(struct tern_error *err)
 {
 	if (getenv(ENV_GUARDIAN) == NULL) {
