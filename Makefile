@@ -18,7 +18,7 @@ endif
 CC ?= gcc
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wvla -Wformat=2
-CFLAGS := -std=c11 -O2 -g -D_GNU_SOURCE -pthread $(WARN) $(SAN_FLAGS) -Iinclude -MMD -MP
+CFLAGS := -std=c11 -O2 -g -D_GNU_SOURCE -pthread $(WARN) $(SAN_FLAGS) -Iinclude -Ivmm -MMD -MP
 LDFLAGS := -pthread $(SAN_FLAGS)
 LIBS := -ljansson -lzstd -lz
 
@@ -65,10 +65,10 @@ $(B)/libtern.a: $(LIB_OBJS)
 
 # ---------------------------------------------------------------- the VMM
 # Everything but main.c goes into an archive that tests link too.
-VMM_SRCS := $(filter-out vmm/main.c,$(wildcard vmm/*.c))
-VMM_OBJS := $(patsubst %.c,$(B)/%.o,$(VMM_SRCS)) $(B)/vmm/builtin_guest.o
+VMM_SRCS := $(filter-out vmm/main.c,$(wildcard vmm/*.c vmm/*/*.c))
+VMM_OBJS := $(patsubst %.c,$(B)/%.o,$(VMM_SRCS)) $(B)/vmm/machine/builtin_guest.o
 
-$(B)/vmm/builtin_guest.o: vmm/builtin_guest.S $(B)/guest/guest.elf
+$(B)/vmm/machine/builtin_guest.o: vmm/machine/builtin_guest.S $(B)/guest/guest.elf
 	@mkdir -p $(dir $@)
 	$(CC) -c -DGUEST_ELF='"$(B)/guest/guest.elf"' $< -o $@
 
@@ -82,20 +82,20 @@ $(B)/tern: $(B)/vmm/main.o $(B)/libvmm.a $(B)/libtern.a
 # A tern whose live-update state format is newer than this one's, so tests
 # can show an update to a binary that cannot load the state never loses
 # the guest.  (Its cpr_state object comes first and wins over the archive's.)
-$(B)/vmm/cpr_state_next.o: vmm/cpr_state.c
+$(B)/vmm/cpr/cpr_state_next.o: vmm/cpr/cpr_state.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DCPR_FORMAT_VERSION=99 -DCPR_FORMAT_MIN=99 -c $< -o $@
 
-$(B)/tern-cpr-next: $(B)/vmm/main.o $(B)/vmm/cpr_state_next.o $(B)/libvmm.a $(B)/libtern.a
+$(B)/tern-cpr-next: $(B)/vmm/main.o $(B)/vmm/cpr/cpr_state_next.o $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Terns that crash or hang right after taking in a cpr-exec's state, for
 # tests that the guest survives them (their fault point wins likewise).
-$(B)/vmm/cpr_fault_%.o: vmm/cpr_fault.c
+$(B)/vmm/cpr/cpr_fault_%.o: vmm/cpr/cpr_fault.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DCPR_FAULT_$(shell echo $* | tr a-z A-Z) -c $< -o $@
 
-$(B)/tern-cpr-crash $(B)/tern-cpr-hang: $(B)/tern-cpr-%: $(B)/vmm/main.o $(B)/vmm/cpr_fault_%.o \
+$(B)/tern-cpr-crash $(B)/tern-cpr-hang: $(B)/tern-cpr-%: $(B)/vmm/main.o $(B)/vmm/cpr/cpr_fault_%.o \
 		$(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -142,24 +142,25 @@ $(B)/bench/fdstore: LIBS += $(GLIB_LIBS)
 # ---------------------------------------------------------------- fuzzers
 # libFuzzer targets, built with clang from the sources they exercise.
 FUZZ_CC := clang
-FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
+FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -Ivmm -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all
 # Each target: its file, libtern, and what else it exercises.
-FUZZ_EXTRA_qmp := vmm/qmp.c vmm/qmp_server.c vmm/unix_listen.c vmm/qmp_framer.c vmm/loop.c vmm/kept_fds.c
-STREAM_STATE := harness/memio.c harness/frames.c vmm/vm_state.c vmm/vcpu_state.c \
-	vmm/kvm_state.c vmm/uart.c
+FUZZ_EXTRA_qmp := vmm/qmp/qmp.c vmm/qmp/qmp_server.c vmm/qmp/unix_listen.c vmm/qmp/qmp_framer.c vmm/loop.c \
+	vmm/cpr/kept_fds.c
+STREAM_STATE := harness/memio.c harness/frames.c vmm/machine/vm_state.c vmm/kvm/vcpu_state.c \
+	vmm/kvm/kvm_state.c vmm/devices/uart.c
 FUZZ_EXTRA_stream := $(STREAM_STATE)
-FUZZ_EXTRA_cpr_state := vmm/cpr_state.c
+FUZZ_EXTRA_cpr_state := vmm/cpr/cpr_state.c
 FUZZERS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
-build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard vmm/*.c vmm/*.h harness/*.c)
+build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard vmm/*.[ch] vmm/*/*.[ch] harness/*.c)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) -ljansson -lzstd -lz -lpthread
 
 # Seeds for fuzz_stream, generated rather than committed (fuzz/run runs it).
 build-fuzz/stream_seeds: fuzz/stream_seeds.c $(LIB_SRCS) $(STREAM_STATE)
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -o $@ $< $(LIB_SRCS) $(STREAM_STATE) \
+	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Ivmm -o $@ $< $(LIB_SRCS) $(STREAM_STATE) \
 		-lzstd -lz -lpthread
 .PHONY: fuzz
 fuzz: $(FUZZERS) build-fuzz/stream_seeds

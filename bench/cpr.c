@@ -27,7 +27,7 @@
 #include "../harness/migrate.h"
 #include "../harness/stats.h"
 #include "../harness/tern.h"
-#include "../vmm/qmp_client.h"
+#include "qmp/qmp_client.h"
 
 #define MAX_REPS 15
 #define MAX_LIST 8

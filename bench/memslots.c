@@ -26,7 +26,7 @@
 #include <time.h>
 
 #include "../harness/stats.h"
-#include "../vmm/kvm.h"
+#include "kvm/kvm.h"
 
 #include "baselines/kvm_memslot_array.h"
 #include "tern/memslots.h"

@@ -14,7 +14,7 @@
 
 #include "../harness/frames.h"
 #include "../harness/memio.h"
-#include "../vmm/vm_state.h"
+#include "machine/vm_state.h"
 #include "tern/migration.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -11,8 +11,8 @@
 
 #include "../harness/frames.h"
 #include "../harness/memio.h"
-#include "../vmm/vm.h"
-#include "../vmm/vm_state.h"
+#include "machine/vm.h"
+#include "machine/vm_state.h"
 #include "tern/stream.h"
 
 static void section(struct tern_stream_writer *w, const char *name,

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "../vmm/qmp_client.h"
+#include "qmp/qmp_client.h"
 #include "proc.h"
 
 enum { MIG_QEMU, MIG_TERN, MIG_VMMS };

@@ -4,7 +4,7 @@
 
 #include <jansson.h>
 
-#include "../vmm/qmp_client.h"
+#include "qmp/qmp_client.h"
 #include "tern.h"
 
 /* A TCP port nobody listens on right now (on 127.0.0.1), or -1. */

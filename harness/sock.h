@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../vmm/qmp_client.h" /* unix_connect_retry */
+#include "qmp/qmp_client.h" /* unix_connect_retry */
 
 /* Text arriving on a socket, kept whole so tests can search it. */
 struct text_stream {

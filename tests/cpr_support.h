@@ -10,7 +10,7 @@
 
 #include "../harness/sock.h"
 #include "../harness/tern.h"
-#include "../vmm/qmp_client.h"
+#include "qmp/qmp_client.h"
 
 #define CPR_BANK_BASE 0xe0000000ULL /* the ioeventfd-bank's doorbells */
 

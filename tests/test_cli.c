@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "../vmm/cli.h"
+#include "cli.h"
 
 static int parse(struct run_options *o, struct tern_error *err, ...)
 {

@@ -15,9 +15,9 @@
 #include <cmocka.h>
 
 #include "../harness/rng.h"
-#include "../vmm/cpr_settings.h"
-#include "../vmm/migration.h"
-#include "../vmm/qmp_migration.h"
+#include "cpr/cpr_settings.h"
+#include "migration/migration.h"
+#include "qmp/qmp_migration.h"
 
 /* A QMP server with the migration commands of a VM that does not run. */
 struct settings_host {

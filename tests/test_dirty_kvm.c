@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "../vmm/qmp_client.h"
+#include "qmp/qmp_client.h"
 #include "../harness/sock.h"
 #include "../harness/tern.h"
 #include "kvm_skip.h"

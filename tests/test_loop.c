@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "../vmm/loop.h"
+#include "loop.h"
 
 struct ctx {
 	struct loop *loop;

@@ -19,9 +19,9 @@
 #include <cmocka.h>
 
 #include "../harness/rng.h"
-#include "../vmm/kept_fds.h"
-#include "../vmm/memmap.h"
-#include "../vmm/vm.h"
+#include "cpr/kept_fds.h"
+#include "machine/memmap.h"
+#include "machine/vm.h"
 
 #define MIB (1ULL << 20)
 #define RAM_BYTES (64 * MIB)

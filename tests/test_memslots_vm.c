@@ -20,7 +20,7 @@
 
 #include "../harness/sock.h"
 #include "../harness/tern.h"
-#include "../vmm/qmp_client.h"
+#include "qmp/qmp_client.h"
 #include "kvm_skip.h"
 
 #define RUN_ARGS "workload=random ws=64M writes=100000"

@@ -21,7 +21,7 @@
 #include "../harness/env.h"
 #include "../harness/migrate.h"
 #include "../harness/tern.h"
-#include "../vmm/qmp_client.h"
+#include "qmp/qmp_client.h"
 #include "kvm_skip.h"
 
 #define MEMORY "1280M"

@@ -22,7 +22,7 @@
 
 #include "../harness/env.h"
 #include "../harness/migrate.h"
-#include "../vmm/qmp_client.h"
+#include "qmp/qmp_client.h"
 #include "../harness/tern.h"
 #include "kvm_skip.h"
 

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "../vmm/builtin_guest.h"
+#include "machine/builtin_guest.h"
 #include "tern/multiboot.h"
 
 #define MB_MAGIC 0x1BADB002u

@@ -20,7 +20,7 @@
 #include "../harness/env.h"
 #include "../harness/proc.h"
 #include "../harness/sock.h"
-#include "../vmm/qmp.h"
+#include "qmp/qmp.h"
 
 static int calls;
 

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "../vmm/qmp_framer.h"
+#include "qmp/qmp_framer.h"
 
 /* Texts (joined by '|'; "<big>" for one too large, "<deep>" for one nested
  * too deeply) from what f yields now, appended to *out. */

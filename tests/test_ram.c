@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "../vmm/ram.h"
+#include "machine/ram.h"
 
 #define MIB (1ULL << 20)
 #define GIB (1ULL << 30)

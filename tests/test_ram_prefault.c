@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "../vmm/ram_prefault.h"
+#include "machine/ram_prefault.h"
 
 #define RAM_BYTES (512ULL << 20)
 #define CHUNKS (RAM_BYTES / RAM_PREFAULT_CHUNK)

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "../vmm/uart.h"
+#include "devices/uart.h"
 
 struct sink {
 	uint8_t out[64];

@@ -15,8 +15,8 @@
 #include <cmocka.h>
 
 #include "../harness/memio.h"
-#include "../vmm/vm.h"
-#include "../vmm/vm_state.h"
+#include "machine/vm.h"
+#include "machine/vm_state.h"
 #include "tern/stream.h"
 
 /* The shape's section in the stream a source with `vcpus` vCPUs begins

@@ -1,6 +1,6 @@
 /* Option parsing for `tern run`; see cli.h. */
 #include "cli.h"
-#include "ioeventfd_bank.h"
+#include "devices/ioeventfd_bank.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "dirty_track.h"
+#include "kvm/dirty_track.h"
 #include "tern/error.h"
 
 #define CLI_APPEND_MAX 4096

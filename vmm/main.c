@@ -5,10 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "builtin_guest.h"
+#include "machine/builtin_guest.h"
 #include "cli.h"
-#include "cpr.h"
-#include "migrate_cmd.h"
+#include "cpr/cpr.h"
+#include "migration/migrate_cmd.h"
 #include "run.h"
 #include "version.h"
 

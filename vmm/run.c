@@ -13,11 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "builtin_guest.h"
-#include "cpr.h"
-#include "cpr_state.h"
-#include "qmp_cpr.h"
-#include "qmp_migration.h"
+#include "machine/builtin_guest.h"
+#include "cpr/cpr.h"
+#include "cpr/cpr_state.h"
+#include "qmp/qmp_cpr.h"
+#include "qmp/qmp_migration.h"
 #include "runner.h"
 
 #define KERNEL_MAX_BYTES (512u << 20)

@@ -5,13 +5,13 @@
 #ifndef VMM_RUNNER_H
 #define VMM_RUNNER_H
 
-#include "ioeventfd_bank.h"
+#include "devices/ioeventfd_bank.h"
 #include "loop.h"
-#include "migration.h"
-#include "qmp.h"
-#include "qmp_commands.h"
+#include "migration/migration.h"
+#include "qmp/qmp.h"
+#include "qmp/qmp_commands.h"
 #include "tern/fdstore.h"
-#include "vm.h"
+#include "machine/vm.h"
 
 struct cpr_blob_in;
 

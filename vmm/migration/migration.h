@@ -1,0 +1,118 @@
+/*
+ * Live migration of this VM: libtern's precopy engine and loader wired to
+ * KVM (guest RAM, dirty tracking, vCPU and device state), each in a thread
+ * of its own while the main loop keeps serving QMP and the serial port.
+ *
+ * Outgoing: vm_migration_start connects to the URI and migrates; the guest
+ * runs meanwhile.  On success the source stays stopped in `postmigrate`;
+ * on failure or cancel it runs on as before.
+ *
+ * Incoming: a VM created with `incoming` waits in `inmigrate`;
+ * vm_migration_incoming listens on (or opens) the URI and loads what
+ * arrives.  The guest runs only when the whole stream was good and the
+ * source said GO; otherwise `done` hears why and the guest never ran.
+ */
+#ifndef VMM_MIGRATION_H
+#define VMM_MIGRATION_H
+
+#include <pthread.h>
+
+#include "loop.h"
+#include "machine/ram_prefault.h"
+#include "tern/migration.h"
+#include "machine/vm.h"
+#include "machine/vm_state.h"
+
+/* migrate-set-parameters "mode", in QEMU's names. */
+enum vm_migration_mode { MIG_MODE_NORMAL, MIG_MODE_CPR_EXEC, MIG_MODE_CPR_TRANSFER };
+
+#define CPR_EXEC_ARGS_MAX 64
+/* x-cpr-timeout: the longest a live update keeps the guest stopped before
+ * the old binary (or cpr-exec's guardian) takes it back, in ms. */
+#define CPR_TIMEOUT_DEFAULT_MS 5000
+#define CPR_TIMEOUT_MIN_MS 10
+#define CPR_TIMEOUT_MAX_MS 3600000
+
+/* A live update as query-migrate reports it (on the new process; on the
+ * old one only while it runs or when it failed). */
+struct cpr_report {
+	int used;
+	enum tern_mig_status status;
+	enum vm_migration_mode mode;
+	uint64_t downtime_us, save_us, transfer_us, load_us;
+	uint64_t memslots_us; /* of load_us: KVM registering the RAM's memslots */
+	int address_space_kept; /* cpr-exec: a keeper spared the exec its teardown */
+	uint32_t fds;
+	uint64_t state_bytes;
+	char error[TERN_ERROR_MAX + 256]; /* room for a fallback's reason in a sentence */
+};
+
+struct vm_migration {
+	struct vm *vm;
+	struct loop *loop;
+	enum vm_migration_mode mode;
+	char *cpr_exec_argv[CPR_EXEC_ARGS_MAX + 1]; /* cpr-exec-command, NULL-terminated */
+	uint32_t cpr_timeout_ms;  /* x-cpr-timeout */
+	struct cpr_report cpr;
+	/* Starts a live update (the runner's cpr_start), for migrate in a cpr mode. */
+	int (*cpr_start)(void *opaque, const char *uri, struct tern_error *err);
+	void *cpr_opaque;
+	/* For the next migration (migrate-set-capabilities / -parameters). */
+	struct tern_mig_params params;
+	int events;        /* capability "events": send MIGRATION events */
+	int prefault_ram;  /* incoming: populate all RAM in the background (default) */
+	/* Hears MIGRATION events (main thread). */
+	void (*on_status)(void *opaque, enum tern_mig_status status);
+	void *status_opaque;
+	/* Hears how an incoming migration ended (main thread); 0 = running. */
+	void (*on_incoming_done)(void *opaque, int rc, const char *error);
+	void *done_opaque;
+
+	/* outgoing */
+	int out_used;       /* `out` holds a migration (running or finished) */
+	int out_thread;     /* its thread is still to be joined */
+	pthread_t out_tid;
+	struct tern_migration out;
+	struct tern_channel out_ch;
+	char out_uri[256];
+	int stopped_guest;  /* switchover paused a running guest */
+
+	/* incoming */
+	int in_used;
+	int in_thread;
+	pthread_t in_tid;
+	struct tern_incoming in;
+	struct tern_channel in_ch;
+	int in_listen_fd;
+	char in_uri[256];
+	struct vm_state_in state_in;
+	struct ram_prefault prefault;
+	int in_rc;
+	struct tern_error in_err;
+};
+
+void vm_migration_init(struct vm_migration *m, struct vm *vm, struct loop *loop);
+const char *vm_migration_mode_name(enum vm_migration_mode mode);
+/* The reasons no migration or update may start now, as an error; else 0. */
+int vm_migration_may_start(struct vm_migration *m, struct tern_error *err);
+/* Cancels what runs and waits for it (main thread). */
+void vm_migration_destroy(struct vm_migration *m);
+
+/* Is a migration (either way) under way? */
+int vm_migration_busy(struct vm_migration *m);
+/* What query-migrate shows: the outgoing migration, or else the incoming
+ * one; 0 when there has been none. */
+int vm_migration_stats(struct vm_migration *m, struct tern_mig_stats *out, int *incoming);
+
+int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_error *err);
+void vm_migration_cancel(struct vm_migration *m);
+/* migrate-set-parameters while one runs: the limits change at once. */
+void vm_migration_params_changed(struct vm_migration *m);
+
+int vm_migration_incoming(struct vm_migration *m, const char *uri, struct tern_error *err);
+/* A destination just made (--incoming URI or defer): start allocating
+ * guest RAM in the background now, so that a stream that comes right after
+ * migrate-incoming (as libvirt sends it) finds as much of it as possible. */
+int vm_migration_prepare_incoming(struct vm_migration *m, struct tern_error *err);
+
+#endif

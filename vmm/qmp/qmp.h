@@ -1,0 +1,110 @@
+/*
+ * A QMP server on a unix socket, speaking QEMU's protocol: a greeting,
+ * capabilities negotiation, {"execute", "arguments", "id"} requests
+ * answered with {"return"} or {"error": {"class", "desc"}}, and
+ * asynchronous events.  Several clients may be connected at once; input
+ * from them is untrusted and never hurts the VM.
+ */
+#ifndef VMM_QMP_H
+#define VMM_QMP_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "qmp/qmp_framer.h"
+#include "tern/error.h"
+#include "tern/fdstore.h"
+
+#define QMP_MAX_CLIENTS 16
+#define QMP_MAX_OUTPUT (4u << 20)
+#define QMP_NEGOTIATE_MS 10000 /* from connecting to qmp_capabilities */
+
+enum qmp_arg_type { QMP_INT, QMP_BOOL, QMP_STR, QMP_NUMBER, QMP_OBJECT, QMP_ANY };
+
+struct qmp_arg {
+	const char *name;
+	enum qmp_arg_type type;
+	int optional;
+};
+
+/* A handler returns 0 with *ret set (or NULL for {}), or a negative errno
+ * with a message in *err, sent as a GenericError. */
+typedef int (*qmp_handler)(void *opaque, json_t *args, json_t **ret, struct tern_error *err);
+
+struct qmp_command {
+	const char *name;
+	qmp_handler fn;
+	const struct qmp_arg *args; /* terminated by a NULL name; NULL: none */
+};
+
+struct qmp_client {
+	int fd;
+	int64_t handle;
+	int negotiated;
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC: dropped if not negotiated by then */
+	struct qmp_framer framer;
+	char *out;
+	size_t out_len, out_cap;
+};
+
+#define QMP_MAX_TABLES 8
+
+struct qmp_server {
+	int listen_fd;
+	struct tern_fdstore *store; /* keeps the socket and clients (may be NULL) */
+	int handed_over;            /* a live update took the socket: leave its path */
+	char path[108];
+	struct loop *loop;
+	int64_t listen_handle;
+	int timer_fd; /* fires at the first negotiation deadline; -1: none */
+	int64_t timer_handle;
+	unsigned negotiate_ms; /* QMP_NEGOTIATE_MS; tests shorten it */
+	struct qmp_client client[QMP_MAX_CLIENTS];
+	unsigned tables;
+	struct {
+		const struct qmp_command *cmds;
+		void *opaque;
+	} table[QMP_MAX_TABLES];
+};
+
+/* spec: "unix:PATH" (listening, mode 0600: unix_listen_private).  The
+ * socket and clients are kept in `store`; those a previous process kept
+ * there (a live update) are served as they are.  A client that has not
+ * negotiated within negotiate_ms is dropped, and those negotiating hold at
+ * most QMP_MAX_CLIENTS - 1 slots (docs/qmp.md). */
+int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
+		    struct tern_fdstore *store, struct tern_error *err);
+void qmp_server_close(struct qmp_server *s);
+int qmp_server_add_commands(struct qmp_server *s, const struct qmp_command *cmds, void *opaque);
+/* Send an event to every client past negotiation; takes `data`'s reference. */
+void qmp_server_event(struct qmp_server *s, const char *name, json_t *data);
+/* Try hard (up to timeout_ms) to deliver queued output, e.g. before exit. */
+void qmp_server_flush(struct qmp_server *s, int timeout_ms);
+/* Names of every command, for query-commands. */
+json_t *qmp_server_command_list(const struct qmp_server *s);
+/* Run a command as a client would (arguments checked against its
+ * declaration, args an object): its return value in *ret (may be NULL), or
+ * a negative errno with the message in *err. */
+int qmp_server_call(struct qmp_server *s, const char *name, json_t *args, json_t **ret,
+		    struct tern_error *err);
+
+/* A live update: each connected client's slot, whether it had negotiated,
+ * and what it sent that no request has consumed yet (qmp_framer_save): u32
+ * count, then per client u32 slot, u8 negotiated, the framer.  Loading
+ * takes the state of the clients qmp_server_open adopted, one entry for
+ * each; it checks everything before it changes anything, and gives a
+ * client that had not negotiated a fresh negotiate_ms.  0, or -EBADMSG /
+ * -ENOMEM with a message. */
+void qmp_server_save_clients(const struct qmp_server *s, struct tern_buf *out);
+int qmp_server_load_clients(struct qmp_server *s, const uint8_t *data, size_t len,
+			    struct tern_error *err);
+
+/* {"error": {"class": cls, "desc": desc}}, desc made printable ASCII. */
+json_t *qmp_error_reply(const char *cls, const char *desc);
+
+/* Handle one request text and return the reply (NULL for none); exposed
+ * for tests and fuzzing. */
+json_t *qmp_handle_text(struct qmp_server *s, int *negotiated, const char *text, size_t len);
+
+#endif

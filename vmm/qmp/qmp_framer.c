@@ -1,0 +1,192 @@
+/* QMP stream framing; see qmp_framer.h. */
+#include "qmp/qmp_framer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void qmp_framer_init(struct qmp_framer *f)
+{
+	memset(f, 0, sizeof *f);
+}
+
+void qmp_framer_destroy(struct qmp_framer *f)
+{
+	free(f->buf);
+	memset(f, 0, sizeof *f);
+}
+
+int qmp_framer_push(struct qmp_framer *f, const char *data, size_t len)
+{
+	if (len == 0)
+		return 0; /* an empty framer has no buffer to copy into */
+	if (f->len + len > f->cap) {
+		size_t cap = f->cap ? f->cap : 4096;
+		while (cap < f->len + len)
+			cap *= 2;
+		char *b = realloc(f->buf, cap);
+		if (b == NULL)
+			return -ENOMEM;
+		f->buf = b;
+		f->cap = cap;
+	}
+	memcpy(f->buf + f->len, data, len);
+	f->len += len;
+	return 0;
+}
+
+static int is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Remove the first n bytes; the scan position moves with the data. */
+static void drop_front(struct qmp_framer *f, size_t n)
+{
+	memmove(f->buf, f->buf + n, f->len - n);
+	f->len -= n;
+	f->scan -= n;
+}
+
+static void end_text(struct qmp_framer *f)
+{
+	f->in_text = f->bracketed = f->depth = f->in_string = f->escape = 0;
+}
+
+/* Track strings and brackets; returns 1 when the bracketed text closes.
+ * A text being skipped may open brackets without end: past
+ * QMP_SKIP_MAX_DEPTH they are no longer counted (the count stays bounded;
+ * where such a text ends hardly matters, its line end ends it anyway). */
+static int advance_bracketed(struct qmp_framer *f, char c)
+{
+	if (f->in_string) {
+		if (f->escape)
+			f->escape = 0;
+		else if (c == '\\')
+			f->escape = 1;
+		else if (c == '"')
+			f->in_string = 0;
+	} else if (c == '"') {
+		f->in_string = 1;
+	} else if (c == '{' || c == '[') {
+		f->depth += f->depth < QMP_SKIP_MAX_DEPTH;
+	} else if (c == '}' || c == ']') {
+		return --f->depth == 0;
+	}
+	return 0;
+}
+
+enum qmp_frame qmp_framer_next(struct qmp_framer *f, const char **text, size_t *len)
+{
+	if (f->pending_drop != 0) {
+		drop_front(f, f->pending_drop);
+		f->pending_drop = 0;
+	}
+	while (f->scan < f->len) {
+		char c = f->buf[f->scan];
+		if (f->discarding) {
+			f->scan++;
+			/* A raw line end cannot be part of a JSON text (not even of a
+			 * string), so it ends one that broke a limit and never closed. */
+			int closed = c == '\n' ||
+				     (f->bracketed ? advance_bracketed(f, c) : is_blank(c));
+			drop_front(f, f->scan);
+			if (closed) {
+				f->discarding = 0;
+				end_text(f);
+			}
+			continue;
+		}
+		if (!f->in_text) {
+			if (is_blank(c)) {
+				f->scan++;
+				continue;
+			}
+			drop_front(f, f->scan); /* the text starts at buf[0] */
+			f->in_text = 1;
+			f->bracketed = c == '{' || c == '[';
+			f->depth = f->bracketed;
+			f->scan = 1;
+			continue;
+		}
+		if (!f->bracketed && (is_blank(c) || c == '{' || c == '[')) {
+			*text = f->buf;
+			*len = f->scan;
+			f->pending_drop = f->scan;
+			end_text(f);
+			return QMP_FRAME_TEXT;
+		}
+		f->scan++;
+		if (f->bracketed && advance_bracketed(f, c)) {
+			*text = f->buf;
+			*len = f->scan;
+			f->pending_drop = f->scan;
+			end_text(f);
+			return QMP_FRAME_TEXT;
+		}
+		if (f->scan > QMP_MAX_MESSAGE || f->depth > QMP_MAX_NESTING) {
+			f->discarding = 1;
+			drop_front(f, f->scan);
+			return f->depth > QMP_MAX_NESTING ? QMP_FRAME_TOO_DEEP : QMP_FRAME_TOO_LARGE;
+		}
+	}
+	if (!f->in_text && f->scan > 0)
+		drop_front(f, f->scan);
+	return QMP_FRAME_NONE;
+}
+
+void qmp_framer_save(const struct qmp_framer *f, struct tern_buf *out)
+{
+	int d = f->discarding;
+	tern_buf_u8(out, (uint8_t)d);
+	tern_buf_u8(out, (uint8_t)(d && f->bracketed));
+	tern_buf_u8(out, (uint8_t)(d && f->in_string));
+	tern_buf_u8(out, (uint8_t)(d && f->escape));
+	tern_buf_u32(out, d ? (uint32_t)f->depth : 0);
+	/* A text returned but not yet dropped is consumed already. */
+	size_t from = f->pending_drop <= f->len ? f->pending_drop : f->len;
+	tern_buf_u32(out, (uint32_t)(f->len - from));
+	tern_buf_put(out, f->buf + from, f->len - from);
+}
+
+int qmp_framer_load(struct qmp_framer *f, struct tern_reader *r)
+{
+	uint8_t discarding, bracketed, in_string, escape;
+	uint32_t depth, n;
+	if (tern_read_u8(r, &discarding) < 0 || tern_read_u8(r, &bracketed) < 0 ||
+	    tern_read_u8(r, &in_string) < 0 || tern_read_u8(r, &escape) < 0 ||
+	    tern_read_u32(r, &depth) < 0 || tern_read_u32(r, &n) < 0 ||
+	    n > r->len - r->at || n > QMP_MAX_MESSAGE)
+		return -EBADMSG;
+	if (discarding > 1 || bracketed > 1 || in_string > 1 || escape > 1)
+		return -EBADMSG;
+	struct qmp_framer g;
+	qmp_framer_init(&g);
+	if (discarding) {
+		/* Nothing of the skipped text is kept, and where in it we are must
+		 * be a place a bracketed (or bare) text can be. */
+		if (n != 0 || depth > QMP_SKIP_MAX_DEPTH || (escape && !in_string) ||
+		    (bracketed ? depth == 0 : (depth | in_string) != 0))
+			return -EBADMSG;
+		g.in_text = g.discarding = 1;
+		g.bracketed = bracketed;
+		g.in_string = in_string;
+		g.escape = escape;
+		g.depth = (int)depth;
+	} else {
+		/* The rest follows from the bytes, framed again. */
+		if ((bracketed | in_string | escape) != 0 || depth != 0)
+			return -EBADMSG;
+		if (n > 0 && qmp_framer_push(&g, (const char *)r->p + r->at, n) < 0)
+			return -ENOMEM;
+		const char *text;
+		size_t len;
+		if (qmp_framer_next(&g, &text, &len) != QMP_FRAME_NONE) {
+			qmp_framer_destroy(&g);
+			return -EBADMSG;
+		}
+		r->at += n;
+	}
+	*f = g;
+	return 0;
+}
