@@ -226,6 +226,22 @@ static int save_field(const struct tern_vmstate_field *f, const uint8_t *base,
 		}
 		return 0;
 	}
+	case TERN_VMS_VARRAY_PTR: {
+		uint32_t n;
+		const uint8_t *elems;
+		memcpy(&n, base + f->count_offset, sizeof n);
+		memcpy(&elems, at, sizeof elems);
+		if (n > f->count || (n > 0 && elems == NULL))
+			return -EOVERFLOW;
+		tern_buf_u32(out, n);
+		size_t step = element_size(f->elem, f);
+		for (uint32_t i = 0; i < n; i++) {
+			int rc = save_element(f->elem, f, elems + (size_t)i * step, out);
+			if (rc < 0)
+				return rc;
+		}
+		return 0;
+	}
 	case TERN_VMS_CUSTOM: {
 		/* Length-prefixed, so the loader can hand it exactly its bytes. */
 		struct tern_buf inner = { 0 };
@@ -294,6 +310,8 @@ struct loader {
 	unsigned depth;
 	struct table_swap *swaps;
 	size_t nswaps, swaps_cap;
+	void **allocs; /* VARRAY_PTR arrays made by this load: freed if it fails */
+	size_t nallocs, allocs_cap;
 };
 
 static int truncated(struct loader *l, const char *where, const char *what)
@@ -422,9 +440,48 @@ static int load_hash(struct loader *l, const struct tern_vmstate_desc *d,
 	return 0;
 }
 
+/* Elements behind a pointer: a new array (the old pointer is the caller's
+ * to free once the load has succeeded; see tern_vmstate_load). */
+static int load_varray_ptr(struct loader *l, const struct tern_vmstate_desc *d,
+			   const struct tern_vmstate_field *f, uint8_t *base)
+{
+	uint32_t n;
+	if (tern_read_u32(&l->r, &n) < 0)
+		return truncated(l, d->name, f->name);
+	size_t step = element_size(f->elem, f);
+	size_t least = f->elem == TERN_VMS_STRUCT ? object_min_bytes(f->sub) : step;
+	if (n > f->count || (size_t)n > (l->r.len - l->r.at) / (least ? least : 1))
+		return tern_errorf(l->err, -EBADMSG, "%s.%s: %u elements, at most %u allowed and "
+				   "the input holds fewer", d->name, f->name, n, f->count);
+	if (l->nallocs == l->allocs_cap) {
+		size_t cap = l->allocs_cap ? 2 * l->allocs_cap : 4;
+		void **a = realloc(l->allocs, cap * sizeof *a);
+		if (a == NULL)
+			return tern_errorf(l->err, -ENOMEM, "out of memory loading %s", d->name);
+		l->allocs = a;
+		l->allocs_cap = cap;
+	}
+	uint8_t *elems = calloc(n ? n : 1, step);
+	if (elems == NULL)
+		return tern_errorf(l->err, -ENOMEM, "out of memory loading %s.%s", d->name, f->name);
+	l->allocs[l->nallocs++] = elems;
+	memcpy(base + f->offset, &elems, sizeof elems);
+	memcpy(base + f->count_offset, &n, sizeof n);
+	for (uint32_t i = 0; i < n; i++) {
+		int rc = load_element(l, d, f, f->elem, elems + (size_t)i * step);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* The load is over: keep the new tables and drop the old, or the reverse. */
 static void finish_swaps(struct loader *l, int ok)
 {
+	for (size_t i = 0; i < l->nallocs; i++)
+		if (!ok)
+			free(l->allocs[i]);
+	free(l->allocs);
 	for (size_t i = l->nswaps; i-- > 0;) {
 		struct table_swap *sw = &l->swaps[i];
 		void *drop = ok ? sw->old : sw->fresh;
@@ -476,6 +533,8 @@ static int load_field(struct loader *l, const struct tern_vmstate_desc *d,
 	}
 	case TERN_VMS_HASH:
 		return load_hash(l, d, f, at);
+	case TERN_VMS_VARRAY_PTR:
+		return load_varray_ptr(l, d, f, base);
 	default:
 		return load_element(l, d, f, f->type, at);
 	}

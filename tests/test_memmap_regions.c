@@ -93,21 +93,40 @@ struct entry {
 	uint64_t gpa, size;
 };
 
+/* A vmstate object's header: its name and version. */
+static void put_header(struct tern_buf *b, const char *name)
+{
+	tern_buf_u8(b, (uint8_t)strlen(name));
+	tern_buf_put(b, name, strlen(name));
+	tern_buf_u32(b, 1);
+}
+
+/* The section as the wire has it, written by hand so that counts and
+ * lengths can lie. */
 static void put_section(struct tern_buf *b, uint32_t count, const struct entry *e, unsigned n)
 {
+	put_header(b, "memory-regions");
 	tern_buf_u32(b, count);
 	for (unsigned i = 0; i < n; i++) {
+		put_header(b, "memory-region");
 		tern_buf_u32(b, e[i].slot);
 		tern_buf_u32(b, e[i].flags);
 		tern_buf_u64(b, e[i].gpa);
 		tern_buf_u64(b, e[i].size);
+		tern_buf_u8(b, 0);
 	}
+	tern_buf_u8(b, 0);
+}
+
+static int load_bytes(struct vm *vm, const uint8_t *data, size_t len, struct tern_error *err)
+{
+	return vm_state_load_one(&memmap_regions_type, vm, data, len, err);
 }
 
 static int load(struct host *h, const struct tern_buf *b, char *why, size_t why_len)
 {
 	struct tern_error err = { .msg = "" };
-	int rc = memmap_load_regions(&h->vm, b->data, b->len, &err);
+	int rc = load_bytes(&h->vm, b->data, b->len, &err);
 	snprintf(why, why_len, "%s", err.msg);
 	return rc;
 }
@@ -128,16 +147,17 @@ struct hostile {
 #define GIB (1ULL << 30)
 
 static const struct hostile hostile[] = {
-	{ "truncated count", { { 0 } }, 0, 0, 4, { 0 }, { 0 }, 0, "truncated" },
-	{ "truncated entry", { R(1, 0, GIB, 2 * MIB) }, 1, 0, 3, { 1 }, { 2 * MIB }, 1, "bytes for" },
+	{ "truncated count", { { 0 } }, 0, 0, 4, { 0 }, { 0 }, 0, "input ends" },
+	{ "truncated entry", { R(1, 0, GIB, 2 * MIB) }, 1, 0, 3, { 1 }, { 2 * MIB }, 1,
+	  "input ends" },
 	{ "trailing bytes", { R(1, 0, GIB, 2 * MIB) }, 1, 0, -8, { 1 }, { 2 * MIB }, 1,
-	  "bytes for" },
+	  "left over" },
 	{ "more described than kept", { R(1, 0, GIB, 2 * MIB), R(2, 0, 2 * GIB, 2 * MIB) }, 2, 0, 0,
 	  { 1 }, { 2 * MIB }, 1, "described" },
 	{ "a kept memfd undescribed", { R(1, 0, GIB, 2 * MIB) }, 1, 0, 0, { 1, 2 },
 	  { 2 * MIB, 2 * MIB }, 2, "described" },
 	{ "hostile count", { R(1, 0, GIB, 2 * MIB) }, 1, 0x7fffffff, 0, { 1 }, { 2 * MIB }, 1,
-	  "described" },
+	  "input holds fewer" },
 	{ "no memfd for the slot", { R(3, 0, GIB, 2 * MIB) }, 1, 0, 0, { 1 }, { 2 * MIB }, 1,
 	  "no memfd" },
 	{ "guest RAM's slot", { R(0, 0, GIB, 2 * MIB) }, 1, 0, 0, { 0 }, { 2 * MIB }, 1,
@@ -246,7 +266,7 @@ static void damaged_sections_refused(void **state)
 		host_init(&h);
 		keep(&h, 1, 2 * MIB);
 		keep(&h, 2, 4 * MIB);
-		uint8_t bytes[64];
+		uint8_t bytes[256];
 		size_t len = good.len;
 		memcpy(bytes, good.data, len);
 		for (int flips = 1 + (int)below(&rng, 4); flips > 0; flips--)
@@ -254,7 +274,7 @@ static void damaged_sections_refused(void **state)
 		if (below(&rng, 4) == 0)
 			len = below(&rng, len);
 		struct tern_error err;
-		assert_true(memmap_load_regions(&h.vm, bytes, len, &err) < 0);
+		assert_true(load_bytes(&h.vm, bytes, len, &err) < 0);
 		expect_untouched(&h);
 		host_free(&h);
 	}

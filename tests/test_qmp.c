@@ -256,18 +256,24 @@ static void clients_carried_across_an_update(void **state)
 	say(&a, &old_loop, "{\"execute\": \"echo\", \"arguments\": {\"n\": 4");
 
 	struct tern_buf saved = { 0 };
-	qmp_server_save_clients(&old, &saved);
-	assert_false(saved.failed);
+	assert_int_equal(vm_state_save_one(&qmp_clients_type, &old, &saved, &err), 0);
 	/* The new process adopts the same sockets from the fd store. */
 	assert_int_equal(qmp_server_open(&new, spec, &new_loop, store, &err), 0);
 	qmp_server_add_commands(&new, commands, &calls);
 	new.negotiate_ms = 300 * (unsigned)time_scale(); /* set before the load, which starts it */
 	struct tern_buf wrong = { 0 };
-	tern_buf_u32(&wrong, 1); /* one client, where two were passed on */
-	assert_int_equal(qmp_server_load_clients(&new, wrong.data, wrong.len, &err), -EBADMSG);
-	assert_int_equal(qmp_server_load_clients(&new, saved.data, saved.len - 1, &err),
+	tern_buf_u8(&wrong, 11);
+	tern_buf_put(&wrong, "qmp-clients", 11);
+	tern_buf_u32(&wrong, 1);
+	tern_buf_u32(&wrong, 0); /* no client, where two were passed on */
+	tern_buf_u8(&wrong, 0);
+	assert_int_equal(vm_state_load_one(&qmp_clients_type, &new, wrong.data, wrong.len, &err),
 			 -EBADMSG);
-	assert_int_equal(qmp_server_load_clients(&new, saved.data, saved.len, &err), 0);
+	assert_non_null(strstr(err.msg, "different number"));
+	assert_int_equal(vm_state_load_one(&qmp_clients_type, &new, saved.data, saved.len - 1,
+					   &err), -EBADMSG);
+	assert_int_equal(vm_state_load_one(&qmp_clients_type, &new, saved.data, saved.len, &err),
+			 0);
 
 	say(&a, &new_loop, "2, \"name\": \"x\"}}\r\n");
 	expect_reply(&a, &at_a, "{\"return\":{\"n\":42,\"name\":\"x\"}}");

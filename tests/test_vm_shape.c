@@ -16,6 +16,7 @@
 
 #include "../harness/memio.h"
 #include "machine/vm.h"
+#include "machine/vm_shape.h"
 #include "machine/vm_state.h"
 #include "tern/stream.h"
 
@@ -35,9 +36,12 @@ static uint8_t *shape_section(unsigned vcpus, size_t *len)
 	h.range[0] = (struct tern_range){ 0, 64 << 20 };
 	assert_int_equal(tern_stream_hello(&w, &h), 0);
 	struct tern_error err = { .msg = "" };
-	assert_int_equal(vm_state_save_shape(vm, &w, &err), 0);
+	assert_int_equal(vm_state_register(&vm->states, &machine_shape_type, -1, vm, &err), 0);
+	assert_int_equal(vm_state_save_stream(&vm->states, VM_CARRY_MIGRATION, VM_STATE_PART_EARLY,
+					      &w, &err), 0);
 	assert_int_equal(tern_stream_flush(&w), 0);
 	tern_stream_writer_destroy(&w);
+	vm_state_registry_free(&vm->states);
 	free(vm);
 
 	/* HELLO first, the shape next: nothing in between. */
@@ -65,14 +69,20 @@ static uint8_t *shape_section(unsigned vcpus, size_t *len)
 static int load_into(unsigned vcpus, const uint8_t *section, size_t len, int copies,
 		     char *msg, size_t msg_len)
 {
-	struct vm_state_in in;
-	assert_int_equal(vm_state_in_init(&in, vcpus), 0);
+	struct vm *vm = calloc(1, sizeof *vm);
+	assert_non_null(vm);
+	vm->vcpus = vcpus;
 	struct tern_error err = { .msg = "" };
+	assert_int_equal(vm_state_register(&vm->states, &machine_shape_type, -1, vm, &err), 0);
+	struct vm_state_in in;
+	assert_int_equal(vm_state_in_init(&in, &vm->states, VM_CARRY_MIGRATION), 0);
 	int rc = 0;
 	for (int i = 0; i < copies && rc == 0; i++)
 		rc = vm_state_load_section(&in, "machine", section, len, &err);
 	snprintf(msg, msg_len, "%s", err.msg);
 	vm_state_in_free(&in);
+	vm_state_registry_free(&vm->states);
+	free(vm);
 	return rc;
 }
 

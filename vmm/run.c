@@ -15,6 +15,7 @@
 
 #include "machine/builtin_guest.h"
 #include "cpr/cpr.h"
+#include "cpr/cpr_settings.h"
 #include "cpr/cpr_state.h"
 #include "qmp/qmp_cpr.h"
 #include "qmp/qmp_migration.h"
@@ -163,6 +164,8 @@ static int add_bank(struct runner *r, struct tern_error *err)
 	int rc = ioeventfd_bank_create(&r->bank, r->cfg.ioeventfd_bank, r->fds, err);
 	r->have_bank = 1;
 	r->vm.bank = &r->bank;
+	if (rc == 0)
+		rc = vm_state_register(&r->vm.states, &ioeventfd_bank_type, -1, &r->bank, err);
 	/* After a live update the guest resumes first (see ioeventfd_bank.h). */
 	if (rc == 0 && r->cpr_in == NULL)
 		rc = ioeventfd_bank_register(&r->bank, r->vm.kvm.vm_fd, 0, err);
@@ -207,6 +210,10 @@ static int setup(struct runner *r, const char *incoming, int lazy_incoming,
 		    (rc = migration_qmp_register(&r->mig, &r->qmp)) < 0 ||
 		    (rc = cpr_qmp_register(r)) < 0)
 			return tern_errorf(err, rc, "registering QMP commands");
+		/* A live update carries the settings and the clients. */
+		if ((rc = vm_state_register(&r->vm.states, &cpr_settings_type, -1, &r->qmp, err)) < 0 ||
+		    (rc = vm_state_register(&r->vm.states, &qmp_clients_type, -1, &r->qmp, err)) < 0)
+			return rc;
 	}
 	if (r->cpr_in == NULL && (rc = chardev_wait_for_client(&r->vm.serial, err)) < 0)
 		return rc;

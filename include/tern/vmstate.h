@@ -10,7 +10,7 @@
  *
  * Scalars are fixed width; a buffer is its bytes; a string is a u8
  * length and its bytes (no NUL); a fixed array is its elements; a variable
- * array is a u32 count, then that many elements; a nested structure is a
+ * array (inline or behind a pointer) is a u32 count, then that many elements; a nested structure is a
  * whole object (its own name and version); a hash table is a u32 count,
  * then that many entries, each a key object and a value object.
  *
@@ -58,6 +58,9 @@ enum tern_vms_type {
 	TERN_VMS_CUSTOM, /* saved and loaded by the description's own functions */
 	TERN_VMS_STRING, /* a NUL-terminated char[size], at most 255 bytes before the NUL */
 	TERN_VMS_HASH,   /* a key -> value table behind a pointer; see tern_vmstate_hash */
+	TERN_VMS_VARRAY_PTR, /* as VARRAY, but the elements are behind a pointer at `offset`:
+			      * the loader allocates them and overwrites the pointer (load
+			      * into zeroed objects; free() it), at most `count` */
 };
 
 struct tern_vmstate_desc;

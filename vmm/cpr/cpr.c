@@ -15,8 +15,6 @@
 #include "run.h"
 #include "machine/vm_state.h"
 
-#define QMP_CLIENTS_SECTION "qmp-clients"
-
 struct cpr_process cpr = { .conn = -1, .state_fd = -1, .previous_fd = -1, .guardian_fd = -1,
 			   .old_vm_fd = -1, .old_mm = { .pidfd = -1 } };
 
@@ -27,14 +25,9 @@ static int put_section(void *ctx, const char *name, const uint8_t *data, size_t 
 	return cpr_blob_section(ctx, name, data, len);
 }
 
-/* Append b (saved with status rc) to out as section name, then empty b
- * for the next one. */
-static int put_saved(struct tern_buf *out, const char *name, struct tern_buf *b, int rc)
+static enum vm_carrier carrier_of(enum vm_migration_mode mode)
 {
-	if (rc == 0)
-		rc = b->failed ? -ENOMEM : cpr_blob_section(out, name, b->data, b->len);
-	tern_buf_free(b);
-	return rc;
+	return mode == MIG_MODE_CPR_EXEC ? VM_CARRY_CPR_EXEC : VM_CARRY_CPR_TRANSFER;
 }
 
 static int build_state(struct runner *r, enum vm_migration_mode mode, uint64_t stop_ns,
@@ -57,35 +50,10 @@ static int build_state(struct runner *r, enum vm_migration_mode mode, uint64_t s
 	int rc = cpr_blob_begin(out, &h);
 	if (rc < 0)
 		return tern_errorf(err, rc, "saving the update's state: %s", strerror(-rc));
-	if ((rc = vm_state_save_to(&r->vm, put_section, out, err)) < 0)
+	/* Everything the machine registered: devices, vCPUs, QMP clients... */
+	if ((rc = vm_state_save(&r->vm.states, carrier_of(mode), VM_STATE_PART_ALL, put_section,
+				out, err)) < 0)
 		return rc;
-	struct tern_buf b = { 0 };
-	/* Always, so that kept region memfds are always accounted for. */
-	rc = memmap_save_regions(&r->vm, &b);
-	rc = put_saved(out, MEMMAP_REGIONS_SECTION, &b, rc);
-	if (rc == 0 && r->have_bank) {
-		rc = ioeventfd_bank_save(&r->bank, &b);
-		rc = put_saved(out, "ioeventfd-bank", &b, rc);
-	}
-	if (rc == 0 && r->have_qmp) {
-		int settings = cpr_settings_save(&r->qmp, &b, err);
-		rc = put_saved(out, CPR_SETTINGS_SECTION, &b, settings);
-		if (settings < 0)
-			return settings; /* err says why */
-	}
-	if (rc == 0 && r->have_qmp) { /* what clients sent that no request consumed yet */
-		qmp_server_save_clients(&r->qmp, &b);
-		rc = put_saved(out, QMP_CLIENTS_SECTION, &b, 0);
-	}
-	uint8_t *pending = malloc(CHARDEV_OUT_CAPACITY);
-	if (rc == 0 && pending == NULL)
-		rc = -ENOMEM;
-	if (rc == 0) {
-		size_t n = chardev_take_output(&r->vm.serial, pending, CHARDEV_OUT_CAPACITY);
-		if (n > 0)
-			rc = cpr_blob_section(out, "serial-out", pending, n);
-	}
-	free(pending);
 	if (rc == 0)
 		rc = cpr_blob_finish(out);
 	return rc < 0 ? tern_errorf(err, rc, "saving the update's state: %s", strerror(-rc)) : 0;
@@ -132,6 +100,7 @@ static void stop_and_update(struct runner *r, int sock)
 		r->handed_over = 1;
 		r->qmp.handed_over = 1;
 		r->vm.serial.handed_over = 1;
+		chardev_discard_output(&r->vm.serial); /* the new tern delivers it */
 		vm_request_exit(&r->vm, VM_EXIT_QUIT, 0, "the guest moved to a new tern");
 		return;
 	}
@@ -164,7 +133,9 @@ int cpr_start(void *runner, const char *uri, struct tern_error *err)
 	if (m->mode == MIG_MODE_CPR_EXEC && m->cpr_exec_argv[0] == NULL)
 		return tern_errorf(err, -EINVAL, "cpr-exec needs cpr-exec-command (set it with "
 				   "migrate-set-parameters): the new tern to run");
-	int rc;
+	int rc = vm_state_check(&r->vm.states, carrier_of(m->mode), err);
+	if (rc < 0)
+		return rc; /* before anything stops */
 	if (m->mode == MIG_MODE_CPR_TRANSFER) {
 		if (strncmp(uri, "unix:", 5) != 0 || uri[5] == '\0' ||
 		    strlen(uri + 5) >= sizeof cpr.path)
@@ -226,44 +197,18 @@ int cpr_take_state(struct runner *r, struct tern_error *err)
 int cpr_apply(struct runner *r, struct tern_error *err)
 {
 	const struct cpr_blob_in *in = r->cpr_in;
+	enum vm_migration_mode mode = strcmp(in->hdr.mode, "cpr-exec") == 0 ? MIG_MODE_CPR_EXEC
+									 : MIG_MODE_CPR_TRANSFER;
 	struct vm_state_in st;
-	if (vm_state_in_init(&st, r->vm.vcpus) < 0)
+	if (vm_state_in_init(&st, &r->vm.states, carrier_of(mode)) < 0)
 		return tern_errorf(err, -ENOMEM, "out of memory");
-	int rc = 0, have_bank = 0, have_clients = 0, have_regions = 0;
+	int rc = 0;
 	for (unsigned i = 0; i < in->sections && rc == 0; i++) {
 		const struct cpr_section *s = &in->section[i];
-		if (strcmp(s->name, MEMMAP_REGIONS_SECTION) == 0) {
-			rc = memmap_load_regions(&r->vm, s->data, s->len, err);
-			have_regions = 1;
-		} else if (strcmp(s->name, "ioeventfd-bank") == 0) {
-			rc = r->have_bank && !have_bank
-				     ? ioeventfd_bank_load(&r->bank, s->data, s->len, err)
-				     : tern_errorf(err, -EINVAL, "an ioeventfd-bank state this "
-						   "machine has no place for");
-			have_bank = 1;
-		} else if (strcmp(s->name, CPR_SETTINGS_SECTION) == 0) {
-			rc = r->have_qmp ? cpr_settings_load(&r->qmp, s->data, s->len, err)
-					 : tern_errorf(err, -EINVAL, "migration settings for a "
-						       "machine without QMP");
-		} else if (strcmp(s->name, QMP_CLIENTS_SECTION) == 0) {
-			rc = r->have_qmp && !have_clients
-				     ? qmp_server_load_clients(&r->qmp, s->data, s->len, err)
-				     : tern_errorf(err, -EINVAL, "QMP clients this machine has no "
-						   "place for");
-			have_clients = 1;
-		} else if (strcmp(s->name, "serial-out") == 0) {
-			chardev_write(&r->vm.serial, s->data, s->len);
-		} else {
-			rc = vm_state_load_section(&st, s->name, s->data, s->len, err);
-		}
+		rc = vm_state_load_section(&st, s->name, s->data, s->len, err);
 	}
-	static const uint8_t no_regions[4];
-	if (rc == 0 && !have_regions) /* then no region memfd may have come either */
-		rc = memmap_load_regions(&r->vm, no_regions, sizeof no_regions, err);
-	if (rc == 0 && r->have_bank && !have_bank)
-		rc = tern_errorf(err, -EINVAL, "the state has no ioeventfd-bank section");
 	if (rc == 0)
-		rc = vm_state_apply(&r->vm, &st, err);
+		rc = vm_state_apply(&st, err);
 	vm_state_in_free(&st);
 	if (rc < 0)
 		return rc;

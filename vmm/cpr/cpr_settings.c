@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Far above what the settings take; a bigger section is not ours. */
@@ -76,3 +78,74 @@ int cpr_settings_load(struct qmp_server *q, const uint8_t *data, size_t len,
 		tern_error_prefix(err, "the update's migration settings");
 	return rc;
 }
+
+/* ------------------------------------------------------------ registry */
+
+/* The settings travel as the JSON the query commands give, so a parameter
+ * added to those commands is carried with no second list to update, and
+ * the new tern checks it as it checks a client's. */
+struct settings_state {
+	uint32_t len;
+	uint8_t *json;
+};
+
+static const struct tern_vmstate_field settings_fields[] = {
+	{ .name = "json", .type = TERN_VMS_VARRAY_PTR, .offset = offsetof(struct settings_state, json),
+	  .count = SETTINGS_MAX_BYTES, .count_offset = offsetof(struct settings_state, len),
+	  .elem = TERN_VMS_U8 },
+	{ 0 },
+};
+
+static const struct tern_vmstate_desc settings_desc = {
+	.name = CPR_SETTINGS_SECTION,
+	.size = sizeof(struct settings_state),
+	.version = 1,
+	.min_version = 1,
+	.fields = settings_fields,
+};
+
+static int settings_save(void *holder, void *obj, struct tern_error *err)
+{
+	struct settings_state *st = obj;
+	struct tern_buf b = { 0 };
+	int rc = cpr_settings_save(holder, &b, err);
+	if (rc == 0 && b.len > SETTINGS_MAX_BYTES)
+		rc = tern_errorf(err, -E2BIG, "migration settings of %zu bytes", b.len);
+	if (rc == 0) {
+		st->len = (uint32_t)b.len;
+		st->json = b.data; /* released with the object */
+		return 0;
+	}
+	tern_buf_free(&b);
+	return rc;
+}
+
+static int settings_load(void *holder, const void *obj, struct tern_error *err)
+{
+	const struct settings_state *st = obj;
+	return cpr_settings_load(holder, st->json, st->len, err);
+}
+
+static void settings_release(void *obj)
+{
+	struct settings_state *st = obj;
+	free(st->json);
+}
+
+/* A migration leaves them with the source host, as QEMU does. */
+static const char *settings_stay(void *holder, enum vm_carrier carrier)
+{
+	(void)holder;
+	(void)carrier;
+	return NULL;
+}
+
+VM_STATE_TYPE(cpr_settings_type) = {
+	.name = CPR_SETTINGS_SECTION,
+	.desc = &settings_desc,
+	.carry = VM_CARRY_LIVE_UPDATE,
+	.save = settings_save,
+	.load = settings_load,
+	.release = settings_release,
+	.blocked = settings_stay,
+};

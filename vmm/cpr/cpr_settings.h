@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "machine/vm_state.h"
 #include "qmp/qmp.h"
 #include "tern/error.h"
 #include "tern/vmstate.h"
@@ -23,5 +24,8 @@ int cpr_settings_save(struct qmp_server *q, struct tern_buf *out, struct tern_er
 /* Apply saved settings (untrusted): all or, on an error, none of them. */
 int cpr_settings_load(struct qmp_server *q, const uint8_t *data, size_t len,
 		      struct tern_error *err);
+
+/* The same as a state type, holder the QMP server. */
+extern const struct vm_state_type cpr_settings_type;
 
 #endif

@@ -155,8 +155,10 @@ int cpr_blob_parse(const uint8_t *blob, size_t len, struct cpr_blob_in *in,
 	tern_read_u32(&r, &crc);
 	tern_read_u64(&r, &body);
 	if (version < CPR_FORMAT_MIN || version > CPR_FORMAT_VERSION)
-		return tern_errorf(err, -EPROTO, "live-update state format %u: this tern loads %u "
-				   "to %u", version, CPR_FORMAT_MIN, CPR_FORMAT_VERSION);
+		return tern_errorf(err, -EPROTO, "live-update state format %u, saved by a tern %s "
+				   "than this one, which loads formats %u to %u", version,
+				   version < CPR_FORMAT_MIN ? "older" : "newer", CPR_FORMAT_MIN,
+				   CPR_FORMAT_VERSION);
 	if (body != len - PREAMBLE)
 		return tern_errorf(err, -EBADMSG, "the state claims %llu bytes, %zu are there",
 				   (unsigned long long)body, len - PREAMBLE);

@@ -23,11 +23,14 @@
 #include "tern/fdstore.h"
 #include "tern/vmstate.h"
 
+/* 2: every section is a vmstate object of the state registry (format 1
+ * gave memory-regions, ioeventfd-bank, migration-settings and qmp-clients
+ * formats of their own). */
 #ifndef CPR_FORMAT_VERSION
-#define CPR_FORMAT_VERSION 1
+#define CPR_FORMAT_VERSION 2
 #endif
 #ifndef CPR_FORMAT_MIN
-#define CPR_FORMAT_MIN 1
+#define CPR_FORMAT_MIN 2
 #endif
 
 #define CPR_SPEC_MAX 256

@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -150,17 +152,21 @@ size_t chardev_write(struct chardev *c, const uint8_t *data, size_t len)
 	return n;
 }
 
-size_t chardev_take_output(struct chardev *c, uint8_t *buf, size_t cap)
+size_t chardev_copy_output(struct chardev *c, uint8_t *buf, size_t cap)
 {
 	pthread_mutex_lock(&c->lock);
 	size_t n = 0;
-	for (; n < cap && c->out_len > 0; n++) {
-		buf[n] = c->out[c->out_head];
-		c->out_head = (c->out_head + 1) % CHARDEV_OUT_CAPACITY;
-		c->out_len--;
-	}
+	for (; n < cap && n < c->out_len; n++)
+		buf[n] = c->out[(c->out_head + n) % CHARDEV_OUT_CAPACITY];
 	pthread_mutex_unlock(&c->lock);
 	return n;
+}
+
+void chardev_discard_output(struct chardev *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->out_len = 0;
+	pthread_mutex_unlock(&c->lock);
 }
 
 size_t chardev_write_room(struct chardev *c)
@@ -425,3 +431,69 @@ void chardev_close(struct chardev *c)
 	c->listen_fd = c->out_fd = c->in_fd = c->wake_fd = -1;
 	pthread_mutex_destroy(&c->lock);
 }
+
+/* ------------------------------------------------------------ registry */
+
+/* Output the guest wrote that the old process had not delivered yet: the
+ * new one delivers it.  Copied, not taken, so a failed update keeps it. */
+struct serial_out_state {
+	uint32_t len;
+	uint8_t *bytes;
+};
+
+static const struct tern_vmstate_field serial_out_fields[] = {
+	{ .name = "bytes", .type = TERN_VMS_VARRAY_PTR,
+	  .offset = offsetof(struct serial_out_state, bytes), .count = CHARDEV_OUT_CAPACITY,
+	  .count_offset = offsetof(struct serial_out_state, len), .elem = TERN_VMS_U8 },
+	{ 0 },
+};
+
+static const struct tern_vmstate_desc serial_out_desc = {
+	.name = "serial-out",
+	.size = sizeof(struct serial_out_state),
+	.version = 1,
+	.min_version = 1,
+	.fields = serial_out_fields,
+};
+
+static int serial_out_save(void *holder, void *obj, struct tern_error *err)
+{
+	struct serial_out_state *st = obj;
+	st->bytes = malloc(CHARDEV_OUT_CAPACITY);
+	if (st->bytes == NULL)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	st->len = (uint32_t)chardev_copy_output(holder, st->bytes, CHARDEV_OUT_CAPACITY);
+	return 0;
+}
+
+static int serial_out_load(void *holder, const void *obj, struct tern_error *err)
+{
+	(void)err;
+	const struct serial_out_state *st = obj;
+	chardev_write(holder, st->bytes, st->len);
+	return 0;
+}
+
+static void serial_out_release(void *obj)
+{
+	struct serial_out_state *st = obj;
+	free(st->bytes);
+}
+
+/* A migration's source delivers its own output. */
+static const char *serial_out_stays(void *holder, enum vm_carrier carrier)
+{
+	(void)holder;
+	(void)carrier;
+	return NULL;
+}
+
+VM_STATE_TYPE(chardev_output_type) = {
+	.name = "serial-out",
+	.desc = &serial_out_desc,
+	.carry = VM_CARRY_LIVE_UPDATE,
+	.save = serial_out_save,
+	.load = serial_out_load,
+	.release = serial_out_release,
+	.blocked = serial_out_stays,
+};

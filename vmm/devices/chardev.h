@@ -22,6 +22,7 @@
 
 #include "loop.h"
 #include "tern/error.h"
+#include "machine/vm_state.h"
 #include "tern/fdstore.h"
 
 #define CHARDEV_OUT_CAPACITY 65536
@@ -69,8 +70,12 @@ int chardev_throttle(struct chardev *c);
 /* Any thread: queue output; returns how much was taken (less when full). */
 size_t chardev_write(struct chardev *c, const uint8_t *data, size_t len);
 size_t chardev_write_room(struct chardev *c);
-/* Take what is queued and not yet written (a live update carries it). */
-size_t chardev_take_output(struct chardev *c, uint8_t *buf, size_t cap);
+/* Copy what is queued and not yet written, leaving it queued. */
+size_t chardev_copy_output(struct chardev *c, uint8_t *buf, size_t cap);
+/* Forget it: a live update handed it to the new process. */
+void chardev_discard_output(struct chardev *c);
+/* That output as a state type (a live update carries it), holder a chardev. */
+extern const struct vm_state_type chardev_output_type;
 /* Main thread, at exit: deliver queued output, waiting up to timeout_ms. */
 void chardev_flush(struct chardev *c, int timeout_ms);
 

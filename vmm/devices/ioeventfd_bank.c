@@ -197,32 +197,69 @@ void ioeventfd_bank_destroy(struct ioeventfd_bank *b)
 	b->handle = -1;
 }
 
-int ioeventfd_bank_save(struct ioeventfd_bank *b, struct tern_buf *out)
-{
-	ioeventfd_bank_drain(b);
-	tern_buf_u32(out, b->count);
-	tern_buf_u64(out, b->base);
-	for (uint32_t i = 0; i < b->count; i++)
-		tern_buf_u64(out, b->rings[i]);
-	return out->failed ? -ENOMEM : 0;
-}
+/* ------------------------------------------------------------ state */
 
-int ioeventfd_bank_load(struct ioeventfd_bank *b, const uint8_t *data, size_t len,
-			struct tern_error *err)
-{
-	struct tern_reader r = { data, len, 0 };
-	uint32_t count;
+/* The ring counts, with where the doorbells are so that a bank of another
+ * shape refuses them. */
+struct bank_state {
 	uint64_t base;
-	if (tern_read_u32(&r, &count) < 0 || tern_read_u64(&r, &base) < 0)
-		return tern_errorf(err, -EBADMSG, "ioeventfd-bank state: truncated");
-	if (count != b->count || base != b->base)
-		return tern_errorf(err, -EINVAL, "ioeventfd-bank state: %u doorbells at 0x%llx, this "
-				   "bank has %u at 0x%llx", count, (unsigned long long)base,
-				   b->count, (unsigned long long)b->base);
-	if ((len - r.at) != (size_t)count * 8)
-		return tern_errorf(err, -EBADMSG, "ioeventfd-bank state: %zu bytes of counts for %u "
-				   "doorbells", len - r.at, count);
-	for (uint32_t i = 0; i < count; i++)
-		tern_read_u64(&r, &b->rings[i]);
+	uint32_t count;
+	uint64_t *rings;
+};
+
+static const struct tern_vmstate_field bank_fields[] = {
+	{ .name = "base", .type = TERN_VMS_U64, .offset = offsetof(struct bank_state, base) },
+	{ .name = "rings", .type = TERN_VMS_VARRAY_PTR, .offset = offsetof(struct bank_state, rings),
+	  .count = IOEVENTFD_BANK_MAX, .count_offset = offsetof(struct bank_state, count),
+	  .elem = TERN_VMS_U64 },
+	{ 0 },
+};
+
+static const struct tern_vmstate_desc bank_desc = {
+	.name = "ioeventfd-bank",
+	.size = sizeof(struct bank_state),
+	.version = 1,
+	.min_version = 1,
+	.fields = bank_fields,
+};
+
+static int bank_save(void *holder, void *obj, struct tern_error *err)
+{
+	struct ioeventfd_bank *b = holder;
+	struct bank_state *st = obj;
+	ioeventfd_bank_drain(b);
+	st->rings = malloc((b->count ? b->count : 1) * sizeof *st->rings);
+	if (st->rings == NULL)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	memcpy(st->rings, b->rings, b->count * sizeof *st->rings);
+	st->count = b->count;
+	st->base = b->base;
 	return 0;
 }
+
+static int bank_load(void *holder, const void *obj, struct tern_error *err)
+{
+	struct ioeventfd_bank *b = holder;
+	const struct bank_state *st = obj;
+	if (st->count != b->count || st->base != b->base)
+		return tern_errorf(err, -EINVAL, "%u doorbells at 0x%llx, this bank has %u at 0x%llx",
+				   st->count, (unsigned long long)st->base, b->count,
+				   (unsigned long long)b->base);
+	memcpy(b->rings, st->rings, b->count * sizeof *b->rings);
+	return 0;
+}
+
+static void bank_release(void *obj)
+{
+	struct bank_state *st = obj;
+	free(st->rings);
+}
+
+VM_STATE_TYPE(ioeventfd_bank_type) = {
+	.name = "ioeventfd-bank",
+	.desc = &bank_desc,
+	.carry = VM_CARRY_ALL,
+	.save = bank_save,
+	.load = bank_load,
+	.release = bank_release,
+};

@@ -25,6 +25,7 @@
 #include "loop.h"
 #include "tern/error.h"
 #include "tern/fdstore.h"
+#include "machine/vm_state.h"
 #include "tern/vmstate.h"
 
 #define IOEVENTFD_BANK_BASE 0xe0000000ULL
@@ -64,9 +65,7 @@ int ioeventfd_bank_mmio_write(struct ioeventfd_bank *b, uint64_t gpa, unsigned l
 uint32_t ioeventfd_bank_registered(const struct ioeventfd_bank *b);
 void ioeventfd_bank_destroy(struct ioeventfd_bank *b);
 
-/* Device state: the ring counts (section "ioeventfd-bank"). */
-int ioeventfd_bank_save(struct ioeventfd_bank *b, struct tern_buf *out);
-int ioeventfd_bank_load(struct ioeventfd_bank *b, const uint8_t *data, size_t len,
-			struct tern_error *err);
+/* Its state, the ring counts, in the registry (machine/vm_state.h). */
+extern const struct vm_state_type ioeventfd_bank_type;
 
 #endif

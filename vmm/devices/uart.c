@@ -253,3 +253,25 @@ const struct tern_vmstate_desc uart_state_desc = {
 	.min_version = 1,
 	.fields = uart_fields,
 };
+
+static int uart_save(void *holder, void *obj, struct tern_error *err)
+{
+	(void)err;
+	uart_get_state(holder, obj);
+	return 0;
+}
+
+static int uart_load(void *holder, const void *obj, struct tern_error *err)
+{
+	(void)err;
+	uart_put_state(holder, obj);
+	return 0;
+}
+
+VM_STATE_TYPE(uart_state_type) = {
+	.name = "uart",
+	.desc = &uart_state_desc,
+	.carry = VM_CARRY_ALL,
+	.save = uart_save,
+	.load = uart_load,
+};

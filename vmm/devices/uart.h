@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "machine/vm_state.h"
 #include "tern/vmstate.h"
 
 #define UART_RX_CAPACITY 4096
@@ -57,5 +58,8 @@ extern const struct tern_vmstate_desc uart_state_desc;
 void uart_get_state(struct uart *u, struct uart_state *s);
 /* Replaces the registers and the input; the IRQ line follows. */
 void uart_put_state(struct uart *u, const struct uart_state *s);
+
+/* Its entry in the state registry (machine/vm_state.h). */
+extern const struct vm_state_type uart_state_type;
 
 #endif

@@ -110,3 +110,31 @@ const struct tern_vmstate_desc kvm_vm_state_desc = {
 	.min_version = 1,
 	.fields = fields,
 };
+
+/* ------------------------------------------------------------ registry */
+
+static int kvm_state_save(void *holder, void *obj, struct tern_error *err)
+{
+	return kvm_vm_state_get(holder, obj, err);
+}
+
+static int kvm_state_load(void *holder, const void *obj, struct tern_error *err)
+{
+	return kvm_vm_state_put(holder, obj, err);
+}
+
+/* The clock goes last, once every vCPU has its state. */
+static int kvm_state_finish(void *holder, const void *obj, struct tern_error *err)
+{
+	const struct kvm_vm_state *s = obj;
+	return kvm_clock_put(holder, s->clock_ns, err);
+}
+
+VM_STATE_TYPE(kvm_state_type) = {
+	.name = "kvm",
+	.desc = &kvm_vm_state_desc,
+	.carry = VM_CARRY_ALL,
+	.save = kvm_state_save,
+	.load = kvm_state_load,
+	.finish = kvm_state_finish,
+};

@@ -12,6 +12,7 @@
 
 #include "kvm/kvm.h"
 #include "tern/error.h"
+#include "machine/vm_state.h"
 #include "tern/vmstate.h"
 
 struct kvm_vm_state {
@@ -27,5 +28,8 @@ int kvm_vm_state_get(struct kvm *kvm, struct kvm_vm_state *s, struct tern_error 
 /* Everything but the clock, which is set as the guest resumes. */
 int kvm_vm_state_put(struct kvm *kvm, const struct kvm_vm_state *s, struct tern_error *err);
 int kvm_clock_put(struct kvm *kvm, uint64_t clock_ns, struct tern_error *err);
+
+/* Its entry in the state registry (machine/vm_state.h). */
+extern const struct vm_state_type kvm_state_type;
 
 #endif

@@ -262,3 +262,21 @@ const struct tern_vmstate_desc vcpu_state_desc = {
 	.fields = vcpu_fields,
 	.post_load = vcpu_post_load,
 };
+
+static int cpu_save(void *holder, void *obj, struct tern_error *err)
+{
+	return vcpu_state_get(holder, obj, err);
+}
+
+static int cpu_load(void *holder, const void *obj, struct tern_error *err)
+{
+	return vcpu_state_put(holder, obj, err);
+}
+
+VM_STATE_TYPE(vcpu_state_type) = {
+	.name = "cpu",
+	.desc = &vcpu_state_desc,
+	.carry = VM_CARRY_ALL,
+	.save = cpu_save,
+	.load = cpu_load,
+};

@@ -12,6 +12,7 @@
 
 #include "kvm/kvm.h"
 #include "tern/error.h"
+#include "machine/vm_state.h"
 #include "tern/vmstate.h"
 
 struct vm;
@@ -48,5 +49,8 @@ int vcpu_msrs_probe(struct vm *vm, struct vcpu *v, struct tern_error *err);
 
 int vcpu_state_get(struct vcpu *v, struct vcpu_state *s, struct tern_error *err);
 int vcpu_state_put(struct vcpu *v, const struct vcpu_state *s, struct tern_error *err);
+
+/* Its entry in the state registry (machine/vm_state.h). */
+extern const struct vm_state_type vcpu_state_type;
 
 #endif

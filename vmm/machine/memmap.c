@@ -311,20 +311,75 @@ int memmap_access(struct vm *vm, uint64_t gpa, void *buf, size_t len, int write)
 
 #define REGION_FLAGS_KNOWN TERN_MEMSLOT_READONLY
 
-int memmap_save_regions(struct vm *vm, struct tern_buf *out)
+/* One region as saved. */
+struct region_record {
+	uint32_t slot, flags;
+	uint64_t gpa, size;
+};
+
+struct regions_state {
+	uint32_t count;
+	struct region_record *region;
+};
+
+static const struct tern_vmstate_field region_fields[] = {
+	{ .name = "slot", .type = TERN_VMS_U32, .offset = offsetof(struct region_record, slot) },
+	{ .name = "flags", .type = TERN_VMS_U32, .offset = offsetof(struct region_record, flags) },
+	{ .name = "gpa", .type = TERN_VMS_U64, .offset = offsetof(struct region_record, gpa) },
+	{ .name = "size", .type = TERN_VMS_U64, .offset = offsetof(struct region_record, size) },
+	{ 0 },
+};
+
+static const struct tern_vmstate_desc region_desc = {
+	.name = "memory-region",
+	.size = sizeof(struct region_record),
+	.version = 1,
+	.min_version = 1,
+	.fields = region_fields,
+};
+
+static const struct tern_vmstate_field regions_fields[] = {
+	{ .name = "regions", .type = TERN_VMS_VARRAY_PTR,
+	  .offset = offsetof(struct regions_state, region), .count = MEMMAP_REGIONS_MAX,
+	  .count_offset = offsetof(struct regions_state, count), .elem = TERN_VMS_STRUCT,
+	  .size = sizeof(struct region_record), .sub = &region_desc },
+	{ 0 },
+};
+
+static const struct tern_vmstate_desc regions_desc = {
+	.name = "memory-regions",
+	.size = sizeof(struct regions_state),
+	.version = 1,
+	.min_version = 1,
+	.fields = regions_fields,
+};
+
+static int regions_save(void *holder, void *obj, struct tern_error *err)
 {
+	struct vm *vm = holder;
 	struct vm_memmap *mm = &vm->memmap;
-	tern_buf_u32(out, mm->nhot);
+	struct regions_state *st = obj;
+	st->region = calloc(mm->nhot ? mm->nhot : 1, sizeof *st->region);
+	if (st->region == NULL)
+		return tern_errorf(err, -ENOMEM, "out of memory");
 	for (unsigned i = 0; i < mm->nhot; i++) {
 		struct tern_memslot s;
 		if (slot_record(vm, mm->hot[i].slot, &s) < 0)
-			return -ENOENT;
-		tern_buf_u32(out, s.id);
-		tern_buf_u32(out, s.flags & REGION_FLAGS_KNOWN);
-		tern_buf_u64(out, s.gfn * PAGE);
-		tern_buf_u64(out, s.pages * PAGE);
+			return tern_errorf(err, -ENOENT, "memslot %u vanished", mm->hot[i].slot);
+		st->region[st->count++] = (struct region_record){
+			.slot = s.id,
+			.flags = s.flags & REGION_FLAGS_KNOWN,
+			.gpa = s.gfn * PAGE,
+			.size = s.pages * PAGE,
+		};
 	}
-	return out->failed ? -ENOMEM : 0;
+	return 0;
+}
+
+static void regions_release(void *obj)
+{
+	struct regions_state *st = obj;
+	free(st->region);
 }
 
 struct saved_region {
@@ -364,13 +419,12 @@ static int check_region(struct vm *vm, const struct saved_region *r, struct tern
 	return 0;
 }
 
-int memmap_load_regions(struct vm *vm, const uint8_t *data, size_t len, struct tern_error *err)
+static int regions_load(void *holder, const void *obj, struct tern_error *err)
 {
+	struct vm *vm = holder;
+	const struct regions_state *st = obj;
 	struct vm_memmap *mm = &vm->memmap;
-	struct tern_reader in = { data, len, 0 };
-	uint32_t count = 0, kept = 0;
-	if (tern_read_u32(&in, &count) < 0)
-		return tern_errorf(err, -EBADMSG, "memory regions: truncated");
+	uint32_t count = st->count, kept = 0;
 	if (mm->nhot != 0)
 		return tern_errorf(err, -EINVAL, "memory regions: loaded twice");
 	if (mm->store != NULL)
@@ -378,18 +432,13 @@ int memmap_load_regions(struct vm *vm, const uint8_t *data, size_t len, struct t
 	if (count != kept)
 		return tern_errorf(err, -EINVAL, "memory regions: %u described, %u memfds kept",
 				   count, kept);
-	if (len - in.at != (size_t)count * 24)
-		return tern_errorf(err, -EBADMSG, "memory regions: %zu bytes for %u regions",
-				   len - in.at, count);
 	struct saved_region *r = calloc(count ? count : 1, sizeof *r);
 	if (r == NULL)
 		return tern_errorf(err, -ENOMEM, "out of memory");
 	int rc = 0;
 	for (uint32_t i = 0; i < count && rc == 0; i++) {
-		tern_read_u32(&in, &r[i].slot);
-		tern_read_u32(&in, &r[i].flags);
-		tern_read_u64(&in, &r[i].gpa);
-		tern_read_u64(&in, &r[i].size);
+		r[i] = (struct saved_region){ st->region[i].slot, st->region[i].flags,
+					      st->region[i].gpa, st->region[i].size, -1 };
 		r[i].memfd = kept_fd_find(mm->store, KEPT_MEMSLOT_REGION, r[i].slot);
 		rc = check_region(vm, &r[i], err);
 		for (uint32_t j = 0; j < i && rc == 0; j++)
@@ -410,4 +459,30 @@ int memmap_load_regions(struct vm *vm, const uint8_t *data, size_t len, struct t
 	}
 	free(r);
 	return rc;
+}
+
+/* Migration does not carry runtime regions (their memory is not in the
+ * stream): it refuses while there are any, rather than lose them. */
+static const char *regions_blocked(void *holder, enum vm_carrier carrier)
+{
+	(void)carrier;
+	const struct vm *vm = holder;
+	return vm->memmap.nhot == 0 ? NULL
+				    : "memory regions added at run time (memslot-add) go only "
+				      "through a live update; remove them first (memslot-del)";
+}
+
+VM_STATE_TYPE(memmap_regions_type) = {
+	.name = MEMMAP_REGIONS_SECTION,
+	.desc = &regions_desc,
+	.carry = VM_CARRY_LIVE_UPDATE,
+	.save = regions_save,
+	.load = regions_load,
+	.release = regions_release,
+	.blocked = regions_blocked,
+};
+
+int memmap_register_state(struct vm *vm, struct tern_error *err)
+{
+	return vm_state_register(&vm->states, &memmap_regions_type, -1, vm, err);
 }

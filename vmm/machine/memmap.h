@@ -13,6 +13,7 @@
 
 #include "tern/error.h"
 #include "tern/fdstore.h"
+#include "machine/vm_state.h"
 #include "tern/memslots.h"
 #include "tern/vmstate.h"
 
@@ -55,8 +56,10 @@ int memmap_set_readonly(struct vm *vm, uint32_t slot, int readonly, struct tern_
  * those added go again, but their memfds stay kept (a fallback needs them).
  */
 #define MEMMAP_REGIONS_SECTION "memory-regions"
-int memmap_save_regions(struct vm *vm, struct tern_buf *out);
-int memmap_load_regions(struct vm *vm, const uint8_t *data, size_t len, struct tern_error *err);
+#define MEMMAP_REGIONS_MAX 65536
+extern const struct vm_state_type memmap_regions_type;
+/* Register that section in the VM's state registry. */
+int memmap_register_state(struct vm *vm, struct tern_error *err);
 
 /* Copy between guest memory at gpa (which may span slots) and buf; -EFAULT
  * when some byte is in no slot. */

@@ -1,6 +1,8 @@
 /* VM construction, run state and teardown; see vm.h. */
 #include "machine/vm.h"
+#include "kvm/kvm_state.h"
 #include "kvm/vcpu_state.h"
+#include "machine/vm_shape.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -95,6 +97,24 @@ static int add_devices(struct vm *vm, const struct vm_config *cfg, struct tern_e
 	return 0;
 }
 
+/* The machine's own state; devices and the runner add theirs. */
+static int register_state(struct vm *vm, struct tern_error *err)
+{
+	struct vm_state_registry *reg = &vm->states;
+	int rc = vm_state_register(reg, &machine_shape_type, -1, vm, err);
+	if (rc == 0)
+		rc = memmap_register_state(vm, err);
+	if (rc == 0)
+		rc = vm_state_register(reg, &kvm_state_type, -1, &vm->kvm, err);
+	for (unsigned i = 0; i < vm->vcpus && rc == 0; i++)
+		rc = vm_state_register(reg, &vcpu_state_type, (int)i, &vm->vcpu[i], err);
+	if (rc == 0)
+		rc = vm_state_register(reg, &uart_state_type, -1, &vm->uart, err);
+	if (rc == 0)
+		rc = vm_state_register(reg, &chardev_output_type, -1, &vm->serial, err);
+	return rc;
+}
+
 static int map_ram(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
 {
 	int rc = ram_create(&vm->ram, cfg->memory, cfg->memslots, vm->kvm.max_memslots,
@@ -175,7 +195,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct tern_error *err
 		if ((rc = dirty_ring_map(&vm->dirty, &vm->vcpu[i], err)) < 0)
 			return rc;
 	}
-	if ((rc = vcpu_msrs_probe(vm, &vm->vcpu[0], err)) < 0)
+	if ((rc = vcpu_msrs_probe(vm, &vm->vcpu[0], err)) < 0 || (rc = register_state(vm, err)) < 0)
 		return rc;
 	if (cfg->incoming) {
 		vm->state = VM_STATE_INMIGRATE;
@@ -347,6 +367,7 @@ void vm_destroy(struct vm *vm)
 	}
 	memmap_destroy(vm);
 	ram_destroy(&vm->ram);
+	vm_state_registry_free(&vm->states);
 	kvm_close(&vm->kvm);
 	if (vm->notify_fd >= 0)
 		close(vm->notify_fd);

@@ -19,6 +19,7 @@
 #include "kvm/kvm.h"
 #include "machine/memmap.h"
 #include "machine/ram.h"
+#include "machine/vm_state.h"
 #include "tern/error.h"
 #include "devices/uart.h"
 
@@ -85,6 +86,7 @@ struct vm {
 	struct kvm kvm;
 	struct guest_ram ram;
 	struct vm_memmap memmap;
+	struct vm_state_registry states; /* what migration and live update carry */
 	struct io_bus io;
 	struct ioeventfd_bank *bank; /* --device ioeventfd-bank, or NULL */
 	struct uart uart;

@@ -1,31 +1,136 @@
-/* The machine's state as stream sections; see vm_state.h. */
+/* The machine's state registry; see vm_state.h. */
 #include "machine/vm_state.h"
 
 #include <errno.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "machine/vm.h"
+/* ------------------------------------------------------------ types */
 
-struct sink {
-	vm_state_sink fn;
-	void *ctx;
-};
+/* The linker gathers every VM_STATE_TYPE into this section; weak, so a
+ * program with none still links. */
+extern const struct vm_state_type *const __start_tern_vm_state_types[] __attribute__((weak));
+extern const struct vm_state_type *const __stop_tern_vm_state_types[] __attribute__((weak));
 
-static int put_section(const struct sink *w, const char *name,
-		       const struct tern_vmstate_desc *d, const void *obj, struct tern_error *err)
+const struct vm_state_type *vm_state_types_next(size_t *cursor)
 {
-	struct tern_buf b = { 0 };
-	int rc = tern_vmstate_save(d, obj, &b);
-	if (rc == 0)
-		rc = w->fn(w->ctx, name, b.data, b.len);
-	tern_buf_free(&b);
-	if (rc < 0)
-		return tern_errorf(err, rc, "sending state %s: %s", name, strerror(-rc));
+	const struct vm_state_type *const *start = __start_tern_vm_state_types;
+	size_t n = (size_t)(__stop_tern_vm_state_types - start);
+	return start != NULL && *cursor < n ? start[(*cursor)++] : NULL;
+}
+
+/* ------------------------------------------------------------ entries */
+
+int vm_state_register(struct vm_state_registry *reg, const struct vm_state_type *type,
+		      int instance, void *holder, struct tern_error *err)
+{
+	char name[VM_STATE_NAME_MAX];
+	int n = instance < 0 ? snprintf(name, sizeof name, "%s", type->name)
+			     : snprintf(name, sizeof name, "%s/%d", type->name, instance);
+	if (n <= 0 || (size_t)n >= sizeof name)
+		return tern_errorf(err, -ENAMETOOLONG, "state name %s is too long", type->name);
+	if (vm_state_find(reg, name) != NULL)
+		return tern_errorf(err, -EEXIST, "state %s is registered twice", name);
+	if (reg->count == reg->cap) {
+		unsigned cap = reg->cap ? reg->cap * 2 : 16;
+		struct vm_state_entry *e = realloc(reg->entry, cap * sizeof *e);
+		if (e == NULL)
+			return tern_errorf(err, -ENOMEM, "out of memory");
+		reg->entry = e;
+		reg->cap = cap;
+	}
+	struct vm_state_entry *e = &reg->entry[reg->count++];
+	memcpy(e->name, name, (size_t)n + 1);
+	e->type = type;
+	e->holder = holder;
 	return 0;
+}
+
+void vm_state_registry_free(struct vm_state_registry *reg)
+{
+	free(reg->entry);
+	memset(reg, 0, sizeof *reg);
+}
+
+const struct vm_state_entry *vm_state_find(const struct vm_state_registry *reg, const char *name)
+{
+	for (unsigned i = 0; i < reg->count; i++)
+		if (strcmp(reg->entry[i].name, name) == 0)
+			return &reg->entry[i];
+	return NULL;
+}
+
+const char *vm_carrier_name(enum vm_carrier carrier)
+{
+	switch (carrier) {
+	case VM_CARRY_MIGRATION: return "a live migration";
+	case VM_CARRY_FILE: return "a migration to a file";
+	case VM_CARRY_CPR_EXEC: return "a live update by cpr-exec";
+	case VM_CARRY_CPR_TRANSFER: return "a live update by cpr-transfer";
+	}
+	return "this mode";
+}
+
+/* Does carrier take e along (1), leave it with nothing lost (0), or must
+ * it refuse (-1, with why)? */
+static int carried(const struct vm_state_entry *e, enum vm_carrier carrier, const char **why)
+{
+	if (e->type->carry & carrier)
+		return 1;
+	*why = e->type->blocked != NULL ? e->type->blocked(e->holder, carrier) : e->type->why_not;
+	if (*why == NULL && e->type->blocked == NULL)
+		*why = "it cannot be carried that way";
+	return *why == NULL ? 0 : -1;
+}
+
+int vm_state_check(const struct vm_state_registry *reg, enum vm_carrier carrier,
+		   struct tern_error *err)
+{
+	for (unsigned i = 0; i < reg->count; i++) {
+		const char *why;
+		if (carried(&reg->entry[i], carrier, &why) < 0)
+			return tern_errorf(err, -EOPNOTSUPP, "%s cannot carry %s: %s",
+					   vm_carrier_name(carrier), reg->entry[i].name, why);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ saving */
+
+int vm_state_save_one(const struct vm_state_type *t, void *holder, struct tern_buf *out,
+		      struct tern_error *err)
+{
+	void *obj = calloc(1, t->desc->size);
+	if (obj == NULL)
+		return tern_errorf(err, -ENOMEM, "out of memory saving %s", t->name);
+	int rc = t->save(holder, obj, err);
+	if (rc == 0 && (rc = tern_vmstate_save(t->desc, obj, out)) < 0)
+		tern_errorf(err, rc, "saving %s: %s", t->name, strerror(-rc));
+	if (t->release != NULL)
+		t->release(obj);
+	free(obj);
+	return rc;
+}
+
+int vm_state_save(const struct vm_state_registry *reg, enum vm_carrier carrier,
+		  enum vm_state_part part, vm_state_sink sink, void *ctx, struct tern_error *err)
+{
+	int rc = vm_state_check(reg, carrier, err);
+	for (unsigned i = 0; i < reg->count && rc == 0; i++) {
+		const struct vm_state_entry *e = &reg->entry[i];
+		const char *why;
+		int early = (e->type->flags & VM_STATE_EARLY) != 0;
+		if ((part == VM_STATE_PART_EARLY && !early) || (part == VM_STATE_PART_REST && early) ||
+		    carried(e, carrier, &why) <= 0)
+			continue;
+		struct tern_buf b = { 0 };
+		rc = vm_state_save_one(e->type, e->holder, &b, err);
+		if (rc == 0 && (rc = sink(ctx, e->name, b.data, b.len)) < 0)
+			tern_errorf(err, rc, "sending state %s: %s", e->name, strerror(-rc));
+		tern_buf_free(&b);
+	}
+	return rc;
 }
 
 static int stream_sink(void *ctx, const char *name, const uint8_t *data, size_t len)
@@ -33,73 +138,25 @@ static int stream_sink(void *ctx, const char *name, const uint8_t *data, size_t 
 	return tern_stream_section(ctx, name, data, len);
 }
 
-/* What a destination must match before it takes any RAM (guest RAM's
- * ranges are in HELLO). */
-struct machine_shape {
-	uint32_t vcpus;
-};
-
-static const struct tern_vmstate_field machine_shape_fields[] = {
-	{ .name = "vcpus", .type = TERN_VMS_U32, .offset = offsetof(struct machine_shape, vcpus) },
-	{ 0 },
-};
-
-static const struct tern_vmstate_desc machine_shape_desc = {
-	.name = "machine",
-	.size = sizeof(struct machine_shape),
-	.version = 1,
-	.min_version = 1,
-	.fields = machine_shape_fields,
-};
-
-int vm_state_save_shape(struct vm *vm, struct tern_stream_writer *w, struct tern_error *err)
+int vm_state_save_stream(const struct vm_state_registry *reg, enum vm_carrier carrier,
+			 enum vm_state_part part, struct tern_stream_writer *w,
+			 struct tern_error *err)
 {
-	const struct sink sink = { stream_sink, w };
-	const struct machine_shape shape = { .vcpus = vm->vcpus };
-	return put_section(&sink, "machine", &machine_shape_desc, &shape, err);
+	return vm_state_save(reg, carrier, part, stream_sink, w, err);
 }
 
-int vm_state_save(struct vm *vm, struct tern_stream_writer *w, struct tern_error *err)
-{
-	return vm_state_save_to(vm, stream_sink, w, err);
-}
+/* ------------------------------------------------------------ loading */
 
-int vm_state_save_to(struct vm *vm, vm_state_sink fn, void *ctx, struct tern_error *err)
-{
-	const struct sink sink = { fn, ctx }, *w = &sink;
-	struct kvm_vm_state kvm;
-	int rc = kvm_vm_state_get(&vm->kvm, &kvm, err);
-	if (rc < 0 || (rc = put_section(w, "kvm", &kvm_vm_state_desc, &kvm, err)) < 0)
-		return rc;
-	struct vcpu_state *cpu = malloc(sizeof *cpu);
-	if (cpu == NULL)
-		return tern_errorf(err, -ENOMEM, "out of memory");
-	for (unsigned i = 0; i < vm->vcpus && rc == 0; i++) {
-		char name[32];
-		snprintf(name, sizeof name, "cpu/%u", i);
-		rc = vcpu_state_get(&vm->vcpu[i], cpu, err);
-		if (rc == 0)
-			rc = put_section(w, name, &vcpu_state_desc, cpu, err);
-	}
-	free(cpu);
-	if (rc < 0)
-		return rc;
-	struct uart_state *uart = malloc(sizeof *uart);
-	if (uart == NULL)
-		return tern_errorf(err, -ENOMEM, "out of memory");
-	uart_get_state(&vm->uart, uart);
-	rc = put_section(w, "uart", &uart_state_desc, uart, err);
-	free(uart);
-	return rc;
-}
-
-int vm_state_in_init(struct vm_state_in *in, unsigned vcpus)
+int vm_state_in_init(struct vm_state_in *in, const struct vm_state_registry *reg,
+		     enum vm_carrier carrier)
 {
 	memset(in, 0, sizeof *in);
-	in->vcpus = vcpus;
-	in->cpu = calloc(vcpus, sizeof *in->cpu);
-	in->have_cpu = calloc(vcpus, 1);
-	if (in->cpu == NULL || in->have_cpu == NULL) {
+	in->reg = reg;
+	in->carrier = carrier;
+	unsigned n = reg->count ? reg->count : 1;
+	in->obj = calloc(n, sizeof *in->obj);
+	in->applied = calloc(n, 1);
+	if (in->obj == NULL || in->applied == NULL) {
 		vm_state_in_free(in);
 		return -ENOMEM;
 	}
@@ -108,91 +165,108 @@ int vm_state_in_init(struct vm_state_in *in, unsigned vcpus)
 
 void vm_state_in_free(struct vm_state_in *in)
 {
-	free(in->cpu);
-	free(in->have_cpu);
-	in->cpu = NULL;
-	in->have_cpu = NULL;
-}
-
-/* "cpu/N" with N a vCPU this VM has, written the one way it is saved. */
-static long cpu_index(const char *name, unsigned vcpus)
-{
-	if (strncmp(name, "cpu/", 4) != 0 || name[4] < '0' || name[4] > '9' ||
-	    (name[4] == '0' && name[5] != '\0'))
-		return -1;
-	char *end;
-	unsigned long n = strtoul(name + 4, &end, 10);
-	return *end == '\0' && n < vcpus ? (long)n : -1;
-}
-
-static int load(const char *name, const struct tern_vmstate_desc *d, void *obj, int *have,
-		const uint8_t *data, size_t len, struct tern_error *err)
-{
-	if (*have)
-		return tern_errorf(err, -EINVAL, "state %s arrived twice", name);
-	int rc = tern_vmstate_load(d, obj, data, len, err);
-	if (rc < 0) {
-		tern_error_prefix(err, "state %s", name);
-		return rc;
+	for (unsigned i = 0; in->obj != NULL && i < in->reg->count; i++) {
+		if (in->obj[i] == NULL)
+			continue;
+		if (in->reg->entry[i].type->release != NULL)
+			in->reg->entry[i].type->release(in->obj[i]);
+		free(in->obj[i]);
 	}
-	*have = 1;
-	return 0;
+	free(in->obj);
+	free(in->applied);
+	in->obj = NULL;
+	in->applied = NULL;
 }
 
-/* The source's shape against this guest's: refused at once, before the
- * RAM, rather than after all of it when a vCPU's state is missing. */
-static int load_shape(struct vm_state_in *in, const uint8_t *data, size_t len,
-		      struct tern_error *err)
+int vm_state_load_one(const struct vm_state_type *t, void *holder, const uint8_t *data,
+		      size_t len, struct tern_error *err)
 {
-	struct machine_shape shape;
-	int rc = load("machine", &machine_shape_desc, &shape, &in->have_shape, data, len, err);
-	if (rc < 0)
-		return rc;
-	if (shape.vcpus != in->vcpus)
-		return tern_errorf(err, -EINVAL, "the source has %u vCPU%s, this guest %u: start "
-				   "the destination with the source's --vcpus", shape.vcpus,
-				   shape.vcpus == 1 ? "" : "s", in->vcpus);
-	return 0;
+	void *obj = calloc(1, t->desc->size);
+	if (obj == NULL)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	int rc = tern_vmstate_load(t->desc, obj, data, len, err);
+	if (rc == 0)
+		rc = t->load(holder, obj, err);
+	if (t->release != NULL)
+		t->release(obj);
+	free(obj);
+	return rc;
+}
+
+/* A section with no entry: say what the two machines differ in. */
+static int unknown_section(const struct vm_state_in *in, const char *name,
+			   struct tern_error *err)
+{
+	size_t cursor = 0;
+	for (const struct vm_state_type *t; (t = vm_state_types_next(&cursor)) != NULL;) {
+		size_t n = strlen(t->name);
+		if (strncmp(name, t->name, n) != 0 || (name[n] != '\0' && name[n] != '/'))
+			continue;
+		unsigned have = 0;
+		for (unsigned i = 0; i < in->reg->count; i++)
+			have += in->reg->entry[i].type == t;
+		return tern_errorf(err, -EINVAL, "state %s: this machine has %u %s instance%s and "
+				   "not that one; start the destination with the source's "
+				   "devices and --vcpus", name, have, t->name, have == 1 ? "" : "s");
+	}
+	return tern_errorf(err, -EINVAL, "state '%s' is not one tern knows", name);
 }
 
 int vm_state_load_section(struct vm_state_in *in, const char *name, const uint8_t *data,
 			  size_t len, struct tern_error *err)
 {
-	if (strcmp(name, "machine") == 0)
-		return load_shape(in, data, len, err);
-	if (strcmp(name, "kvm") == 0)
-		return load(name, &kvm_vm_state_desc, &in->kvm, &in->have_kvm, data, len, err);
-	if (strcmp(name, "uart") == 0)
-		return load(name, &uart_state_desc, &in->uart, &in->have_uart, data, len, err);
-	long cpu = cpu_index(name, in->vcpus);
-	if (cpu >= 0) {
-		int have = in->have_cpu[cpu];
-		int rc = load(name, &vcpu_state_desc, &in->cpu[cpu], &have, data, len, err);
-		in->have_cpu[cpu] = (unsigned char)have;
+	const struct vm_state_entry *e = vm_state_find(in->reg, name);
+	if (e == NULL)
+		return unknown_section(in, name, err);
+	unsigned i = (unsigned)(e - in->reg->entry);
+	const struct vm_state_type *t = e->type;
+	const char *why;
+	if (carried(e, in->carrier, &why) <= 0)
+		return tern_errorf(err, -EINVAL, "state %s is not carried by %s", name,
+				   vm_carrier_name(in->carrier));
+	if (in->obj[i] != NULL)
+		return tern_errorf(err, -EINVAL, "state %s arrived twice", name);
+	void *obj = calloc(1, t->desc->size);
+	if (obj == NULL)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	int rc = tern_vmstate_load(t->desc, obj, data, len, err);
+	/* The shape is checked at once, before the RAM that follows it. */
+	if (rc == 0 && (t->flags & VM_STATE_EARLY) && (rc = t->load(e->holder, obj, err)) == 0)
+		in->applied[i] = 1;
+	if (rc < 0) {
+		tern_error_prefix(err, "state %s", name);
+		if (t->release != NULL)
+			t->release(obj);
+		free(obj);
 		return rc;
 	}
-	if (strncmp(name, "cpu/", 4) == 0)
-		return tern_errorf(err, -EINVAL, "state %s: this guest has %u vCPUs; start the "
-				   "destination with the source's --vcpus", name, in->vcpus);
-	return tern_errorf(err, -EINVAL, "state '%s' is not one tern knows", name);
+	in->obj[i] = obj;
+	return 0;
 }
 
-int vm_state_apply(struct vm *vm, const struct vm_state_in *in, struct tern_error *err)
+int vm_state_apply(struct vm_state_in *in, struct tern_error *err)
 {
-	if (!in->have_kvm)
-		return tern_errorf(err, -EINVAL, "the stream ended without the kvm state");
-	if (!in->have_uart)
-		return tern_errorf(err, -EINVAL, "the stream ended without the uart state");
-	for (unsigned i = 0; i < in->vcpus; i++)
-		if (!in->have_cpu[i])
-			return tern_errorf(err, -EINVAL, "the stream ended without the state of vCPU "
-					   "%u: the source has fewer vCPUs than this guest", i);
-	int rc = kvm_vm_state_put(&vm->kvm, &in->kvm, err);
-	for (unsigned i = 0; i < vm->vcpus && rc == 0; i++)
-		rc = vcpu_state_put(&vm->vcpu[i], &in->cpu[i], err);
-	if (rc == 0)
-		rc = kvm_clock_put(&vm->kvm, in->kvm.clock_ns, err);
-	if (rc == 0)
-		uart_put_state(&vm->uart, &in->uart);
+	const struct vm_state_registry *reg = in->reg;
+	for (unsigned i = 0; i < reg->count; i++) {
+		const struct vm_state_entry *e = &reg->entry[i];
+		const char *why;
+		if (in->obj[i] == NULL && !(e->type->flags & VM_STATE_OPTIONAL) &&
+		    carried(e, in->carrier, &why) > 0)
+			return tern_errorf(err, -EINVAL, "the stream ended without the %s state: "
+					   "the source lacks this machine's %s", e->name, e->name);
+	}
+	int rc = 0;
+	for (unsigned i = 0; i < reg->count && rc == 0; i++) {
+		const struct vm_state_entry *e = &reg->entry[i];
+		if (in->obj[i] != NULL && !in->applied[i]) {
+			rc = e->type->load(e->holder, in->obj[i], err);
+			in->applied[i] = rc == 0;
+		}
+	}
+	for (unsigned i = 0; i < reg->count && rc == 0; i++) {
+		const struct vm_state_entry *e = &reg->entry[i];
+		if (in->obj[i] != NULL && e->type->finish != NULL)
+			rc = e->type->finish(e->holder, in->obj[i], err);
+	}
 	return rc;
 }

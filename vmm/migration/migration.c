@@ -115,6 +115,12 @@ static void src_moved(void *o)
 	vm_set_state(m->vm, VM_STATE_POSTMIGRATE); /* the guest lives on there */
 }
 
+/* A file is carried as a migration is, but a device may tell them apart. */
+static enum vm_carrier carrier_of(const char *uri)
+{
+	return strncmp(uri, "file:", 5) == 0 ? VM_CARRY_FILE : VM_CARRY_MIGRATION;
+}
+
 static int src_save_state(void *o, struct tern_stream_writer *w, struct tern_error *err)
 {
 	struct vm_migration *m = o;
@@ -122,13 +128,15 @@ static int src_save_state(void *o, struct tern_stream_writer *w, struct tern_err
 	 * is that of a machine going away, not one to carry on elsewhere. */
 	if (vm_exit_requested(m->vm))
 		return tern_errorf(err, -ESHUTDOWN, "the guest shut down during the migration");
-	return vm_state_save(m->vm, w, err);
+	return vm_state_save_stream(&m->vm->states, carrier_of(m->out_uri), VM_STATE_PART_REST, w,
+				    err);
 }
 
 static int src_save_setup(void *o, struct tern_stream_writer *w, struct tern_error *err)
 {
 	struct vm_migration *m = o;
-	return vm_state_save_shape(m->vm, w, err);
+	return vm_state_save_stream(&m->vm->states, carrier_of(m->out_uri), VM_STATE_PART_EARLY, w,
+				    err);
 }
 
 static void src_throttle(void *o, unsigned percent)
@@ -247,6 +255,9 @@ int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_erro
 	    strncmp(uri, "file:", 5) != 0 && strncmp(uri, "fd:", 3) != 0)
 		return tern_errorf(err, -EINVAL, "unknown migration URI '%s' (use tcp:HOST:PORT, "
 				   "unix:PATH, file:PATH or fd:N)", uri);
+	/* A device that cannot go refuses now, before anything stops. */
+	if ((rc = vm_state_check(&m->vm->states, carrier_of(uri), err)) < 0)
+		return rc;
 	if (m->out_used)
 		tern_migration_destroy(&m->out);
 	/* The engine has no channel until connected: a cancel meanwhile only
@@ -301,7 +312,7 @@ static int dst_load_section(void *o, const char *name, const uint8_t *data, size
 static int dst_finish(void *o, struct tern_error *err)
 {
 	struct vm_migration *m = o;
-	return vm_state_apply(m->vm, &m->state_in, err);
+	return vm_state_apply(&m->state_in, err);
 }
 
 static void dst_run(void *o)
@@ -367,7 +378,7 @@ int vm_migration_incoming(struct vm_migration *m, const char *uri, struct tern_e
 		return tern_errorf(err, -EBUSY, "The incoming migration has already been started");
 	if (strlen(uri) >= sizeof m->in_uri)
 		return tern_errorf(err, -ENAMETOOLONG, "the URI is too long");
-	int rc = vm_state_in_init(&m->state_in, m->vm->vcpus);
+	int rc = vm_state_in_init(&m->state_in, &m->vm->states, carrier_of(uri));
 	if (rc < 0)
 		return tern_errorf(err, rc, "out of memory");
 	/* RAM will be written: bring it in while the source gets going (if it

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "loop.h"
+#include "machine/vm_state.h"
 #include "qmp/qmp_framer.h"
 #include "tern/error.h"
 #include "tern/fdstore.h"
@@ -89,16 +90,10 @@ json_t *qmp_server_command_list(const struct qmp_server *s);
 int qmp_server_call(struct qmp_server *s, const char *name, json_t *args, json_t **ret,
 		    struct tern_error *err);
 
-/* A live update: each connected client's slot, whether it had negotiated,
- * and what it sent that no request has consumed yet (qmp_framer_save): u32
- * count, then per client u32 slot, u8 negotiated, the framer.  Loading
- * takes the state of the clients qmp_server_open adopted, one entry for
- * each; it checks everything before it changes anything, and gives a
- * client that had not negotiated a fresh negotiate_ms.  0, or -EBADMSG /
- * -ENOMEM with a message. */
-void qmp_server_save_clients(const struct qmp_server *s, struct tern_buf *out);
-int qmp_server_load_clients(struct qmp_server *s, const uint8_t *data, size_t len,
-			    struct tern_error *err);
+/* A live update carries each connected client's slot, whether it had
+ * negotiated, and what it sent that no request has consumed yet (its
+ * framer's state): this state type, holder a qmp_server. */
+extern const struct vm_state_type qmp_clients_type;
 
 /* {"error": {"class": cls, "desc": desc}}, desc made printable ASCII. */
 json_t *qmp_error_reply(const char *cls, const char *desc);

@@ -2,6 +2,7 @@
 #include "qmp/qmp_framer.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,49 +136,71 @@ enum qmp_frame qmp_framer_next(struct qmp_framer *f, const char **text, size_t *
 	return QMP_FRAME_NONE;
 }
 
-void qmp_framer_save(const struct qmp_framer *f, struct tern_buf *out)
+static const struct tern_vmstate_field qmp_framer_state_fields[] = {
+	{ .name = "discarding", .type = TERN_VMS_BOOL,
+	  .offset = offsetof(struct qmp_framer_state, discarding) },
+	{ .name = "bracketed", .type = TERN_VMS_BOOL,
+	  .offset = offsetof(struct qmp_framer_state, bracketed) },
+	{ .name = "in_string", .type = TERN_VMS_BOOL,
+	  .offset = offsetof(struct qmp_framer_state, in_string) },
+	{ .name = "escape", .type = TERN_VMS_BOOL, .offset = offsetof(struct qmp_framer_state, escape) },
+	{ .name = "depth", .type = TERN_VMS_U32, .offset = offsetof(struct qmp_framer_state, depth) },
+	{ .name = "unread", .type = TERN_VMS_VARRAY_PTR,
+	  .offset = offsetof(struct qmp_framer_state, unread), .count = QMP_MAX_MESSAGE,
+	  .count_offset = offsetof(struct qmp_framer_state, unread_len), .elem = TERN_VMS_U8 },
+	{ 0 },
+};
+
+const struct tern_vmstate_desc qmp_framer_state_desc = {
+	.name = "qmp-framer",
+	.size = sizeof(struct qmp_framer_state),
+	.version = 1,
+	.min_version = 1,
+	.fields = qmp_framer_state_fields,
+};
+
+int qmp_framer_get_state(const struct qmp_framer *f, struct qmp_framer_state *st)
 {
-	int d = f->discarding;
-	tern_buf_u8(out, (uint8_t)d);
-	tern_buf_u8(out, (uint8_t)(d && f->bracketed));
-	tern_buf_u8(out, (uint8_t)(d && f->in_string));
-	tern_buf_u8(out, (uint8_t)(d && f->escape));
-	tern_buf_u32(out, d ? (uint32_t)f->depth : 0);
+	memset(st, 0, sizeof *st);
+	bool d = f->discarding;
+	st->discarding = d;
+	st->bracketed = d && f->bracketed;
+	st->in_string = d && f->in_string;
+	st->escape = d && f->escape;
+	st->depth = d ? (uint32_t)f->depth : 0;
 	/* A text returned but not yet dropped is consumed already. */
 	size_t from = f->pending_drop <= f->len ? f->pending_drop : f->len;
-	tern_buf_u32(out, (uint32_t)(f->len - from));
-	tern_buf_put(out, f->buf + from, f->len - from);
+	st->unread_len = (uint32_t)(f->len - from);
+	st->unread = malloc(st->unread_len ? st->unread_len : 1);
+	if (st->unread == NULL)
+		return -ENOMEM;
+	memcpy(st->unread, f->buf + from, st->unread_len);
+	return 0;
 }
 
-int qmp_framer_load(struct qmp_framer *f, struct tern_reader *r)
+int qmp_framer_put_state(struct qmp_framer *f, const struct qmp_framer_state *st)
 {
-	uint8_t discarding, bracketed, in_string, escape;
-	uint32_t depth, n;
-	if (tern_read_u8(r, &discarding) < 0 || tern_read_u8(r, &bracketed) < 0 ||
-	    tern_read_u8(r, &in_string) < 0 || tern_read_u8(r, &escape) < 0 ||
-	    tern_read_u32(r, &depth) < 0 || tern_read_u32(r, &n) < 0 ||
-	    n > r->len - r->at || n > QMP_MAX_MESSAGE)
-		return -EBADMSG;
-	if (discarding > 1 || bracketed > 1 || in_string > 1 || escape > 1)
+	uint32_t n = st->unread_len;
+	if (n > QMP_MAX_MESSAGE)
 		return -EBADMSG;
 	struct qmp_framer g;
 	qmp_framer_init(&g);
-	if (discarding) {
+	if (st->discarding) {
 		/* Nothing of the skipped text is kept, and where in it we are must
 		 * be a place a bracketed (or bare) text can be. */
-		if (n != 0 || depth > QMP_SKIP_MAX_DEPTH || (escape && !in_string) ||
-		    (bracketed ? depth == 0 : (depth | in_string) != 0))
+		if (n != 0 || st->depth > QMP_SKIP_MAX_DEPTH || (st->escape && !st->in_string) ||
+		    (st->bracketed ? st->depth == 0 : (st->depth | st->in_string) != 0))
 			return -EBADMSG;
 		g.in_text = g.discarding = 1;
-		g.bracketed = bracketed;
-		g.in_string = in_string;
-		g.escape = escape;
-		g.depth = (int)depth;
+		g.bracketed = st->bracketed;
+		g.in_string = st->in_string;
+		g.escape = st->escape;
+		g.depth = (int)st->depth;
 	} else {
 		/* The rest follows from the bytes, framed again. */
-		if ((bracketed | in_string | escape) != 0 || depth != 0)
+		if (st->bracketed || st->in_string || st->escape || st->depth != 0)
 			return -EBADMSG;
-		if (n > 0 && qmp_framer_push(&g, (const char *)r->p + r->at, n) < 0)
+		if (n > 0 && qmp_framer_push(&g, (const char *)st->unread, n) < 0)
 			return -ENOMEM;
 		const char *text;
 		size_t len;
@@ -185,7 +208,6 @@ int qmp_framer_load(struct qmp_framer *f, struct tern_reader *r)
 			qmp_framer_destroy(&g);
 			return -EBADMSG;
 		}
-		r->at += n;
 	}
 	*f = g;
 	return 0;

@@ -56,7 +56,17 @@ enum qmp_frame qmp_framer_next(struct qmp_framer *f, const char **text, size_t *
  * hold a whole request (one is never left unread); on success f is a
  * fresh framer in the saved state, else untouched.  -EBADMSG, -ENOMEM.
  */
-void qmp_framer_save(const struct qmp_framer *f, struct tern_buf *out);
-int qmp_framer_load(struct qmp_framer *f, struct tern_reader *r);
+/* Where a framer is, for a live update: the position in a skipped text,
+ * and the bytes no request has consumed yet. */
+struct qmp_framer_state {
+	bool discarding, bracketed, in_string, escape;
+	uint32_t depth;
+	uint32_t unread_len;
+	uint8_t *unread; /* malloc'd: the caller frees it */
+};
+extern const struct tern_vmstate_desc qmp_framer_state_desc;
+int qmp_framer_get_state(const struct qmp_framer *f, struct qmp_framer_state *st);
+/* Rebuild f from st, checked; on failure f is untouched. */
+int qmp_framer_put_state(struct qmp_framer *f, const struct qmp_framer_state *st);
 
 #endif

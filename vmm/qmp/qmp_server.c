@@ -3,6 +3,7 @@
 #include "cpr/kept_fds.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,54 +235,112 @@ static int client_start(struct qmp_server *s, struct qmp_client *c, int cfd)
 	return 0;
 }
 
-void qmp_server_save_clients(const struct qmp_server *s, struct tern_buf *out)
+/* ------------------------------------------------------------ live update */
+
+struct client_state {
+	uint32_t slot;
+	bool negotiated;
+	struct qmp_framer_state framer;
+};
+
+struct clients_state {
+	uint32_t count;
+	struct client_state *client;
+};
+
+static const struct tern_vmstate_field client_fields[] = {
+	{ .name = "slot", .type = TERN_VMS_U32, .offset = offsetof(struct client_state, slot) },
+	{ .name = "negotiated", .type = TERN_VMS_BOOL,
+	  .offset = offsetof(struct client_state, negotiated) },
+	{ .name = "framer", .type = TERN_VMS_STRUCT, .offset = offsetof(struct client_state, framer),
+	  .size = sizeof(struct qmp_framer_state), .sub = &qmp_framer_state_desc },
+	{ 0 },
+};
+
+static const struct tern_vmstate_desc client_desc = {
+	.name = "qmp-client",
+	.size = sizeof(struct client_state),
+	.version = 1,
+	.min_version = 1,
+	.fields = client_fields,
+};
+
+static const struct tern_vmstate_field clients_fields[] = {
+	{ .name = "clients", .type = TERN_VMS_VARRAY_PTR,
+	  .offset = offsetof(struct clients_state, client), .count = QMP_MAX_CLIENTS,
+	  .count_offset = offsetof(struct clients_state, count), .elem = TERN_VMS_STRUCT,
+	  .size = sizeof(struct client_state), .sub = &client_desc },
+	{ 0 },
+};
+
+static const struct tern_vmstate_desc clients_desc = {
+	.name = "qmp-clients",
+	.size = sizeof(struct clients_state),
+	.version = 1,
+	.min_version = 1,
+	.fields = clients_fields,
+};
+
+static void clients_release(void *obj)
 {
-	uint32_t n = 0;
-	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
-		n += s->client[i].fd >= 0;
-	tern_buf_u32(out, n);
+	struct clients_state *st = obj;
+	for (uint32_t i = 0; st->client != NULL && i < st->count; i++)
+		free(st->client[i].framer.unread);
+	free(st->client);
+}
+
+static int clients_save(void *holder, void *obj, struct tern_error *err)
+{
+	const struct qmp_server *s = holder;
+	struct clients_state *st = obj;
+	st->client = calloc(QMP_MAX_CLIENTS, sizeof *st->client);
+	if (st->client == NULL)
+		return tern_errorf(err, -ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < QMP_MAX_CLIENTS; i++) {
 		const struct qmp_client *c = &s->client[i];
 		if (c->fd < 0)
 			continue;
-		tern_buf_u32(out, i);
-		tern_buf_u8(out, (uint8_t)c->negotiated);
-		qmp_framer_save(&c->framer, out);
+		struct client_state *cs = &st->client[st->count++];
+		cs->slot = i;
+		cs->negotiated = c->negotiated;
+		if (qmp_framer_get_state(&c->framer, &cs->framer) < 0)
+			return tern_errorf(err, -ENOMEM, "out of memory");
 	}
+	return 0;
 }
 
-int qmp_server_load_clients(struct qmp_server *s, const uint8_t *data, size_t len,
-			    struct tern_error *err)
+/* The clients qmp_server_open adopted get back what they had: one entry
+ * for each, all checked before anything changes; a client that had not
+ * negotiated gets a fresh negotiate_ms. */
+static int clients_load(void *holder, const void *obj, struct tern_error *err)
 {
-	struct tern_reader r = { data, len, 0 };
+	struct qmp_server *s = holder;
+	const struct clients_state *st = obj;
 	struct qmp_framer framer[QMP_MAX_CLIENTS];
 	uint8_t negotiated[QMP_MAX_CLIENTS], seen[QMP_MAX_CLIENTS] = { 0 };
-	uint32_t n, adopted = 0;
+	uint32_t adopted = 0;
 	int rc = 0;
 	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
 		adopted += s->client[i].fd >= 0;
-	if (tern_read_u32(&r, &n) < 0 || n != adopted)
+	if (st->count != adopted)
 		rc = tern_errorf(err, -EBADMSG, "QMP clients: the state describes a different "
 				 "number of clients than were passed on");
-	for (uint32_t k = 0; k < n && rc == 0; k++) {
-		uint32_t slot;
-		uint8_t neg = 2;
-		if (tern_read_u32(&r, &slot) < 0 || slot >= QMP_MAX_CLIENTS || seen[slot] ||
-		    s->client[slot].fd < 0 || tern_read_u8(&r, &neg) < 0 || neg > 1) {
+	for (uint32_t k = 0; k < st->count && rc == 0; k++) {
+		const struct client_state *cs = &st->client[k];
+		uint32_t slot = cs->slot;
+		if (slot >= QMP_MAX_CLIENTS || seen[slot] || s->client[slot].fd < 0) {
 			rc = tern_errorf(err, -EBADMSG, "QMP clients: entry %u names no client "
 					 "passed on, or one twice", k);
 			break;
 		}
-		if ((rc = qmp_framer_load(&framer[slot], &r)) < 0) {
+		if ((rc = qmp_framer_put_state(&framer[slot], &cs->framer)) < 0) {
 			tern_errorf(err, rc, "QMP clients: the unread input of client %u is not "
 				    "an unfinished request", slot);
 			break;
 		}
 		seen[slot] = 1;
-		negotiated[slot] = neg;
+		negotiated[slot] = cs->negotiated;
 	}
-	if (rc == 0 && r.at != r.len)
-		rc = tern_errorf(err, -EBADMSG, "QMP clients: %zu bytes too many", r.len - r.at);
 	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
 		if (!seen[i])
 			continue;
@@ -292,14 +351,32 @@ int qmp_server_load_clients(struct qmp_server *s, const uint8_t *data, size_t le
 		qmp_framer_destroy(&s->client[i].framer);
 		s->client[i].framer = framer[i];
 		s->client[i].negotiated = negotiated[i];
-		/* Deadlines are not carried (the saved format stays as it was): a
-		 * client still negotiating gets its time afresh. */
+		/* Deadlines are not carried: a client still negotiating gets its
+		 * time afresh. */
 		s->client[i].deadline_ns = mono_ns() + (uint64_t)s->negotiate_ms * 1000000;
 	}
 	if (rc == 0)
 		arm_deadline(s);
 	return rc;
 }
+
+/* A migration leaves the clients with the source: nothing is lost. */
+static const char *clients_stay(void *holder, enum vm_carrier carrier)
+{
+	(void)holder;
+	(void)carrier;
+	return NULL;
+}
+
+VM_STATE_TYPE(qmp_clients_type) = {
+	.name = "qmp-clients",
+	.desc = &clients_desc,
+	.carry = VM_CARRY_LIVE_UPDATE,
+	.save = clients_save,
+	.load = clients_load,
+	.release = clients_release,
+	.blocked = clients_stay,
+};
 
 /* After a live update: the listening socket and the clients the previous
  * process served, past negotiation (their greeting was sent) unless the
