@@ -206,7 +206,7 @@ static void failed_updates_keep_the_guest(void **state)
 	struct proc next;
 	cpr_spawn_new(&next, cpr_next_path, sock);
 	cpr_transfer(&q, sock);
-	expect_failed_and_running(&q, &g, "loads 99 to 99");
+	expect_failed_and_running(&q, &g, "loads formats 99 to 99");
 	assert_int_equal(proc_wait(&next, 10000), 125);
 	proc_free(&next);
 
