@@ -171,12 +171,16 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 						 "two", optarg);
 			break;
 		case 'D':
-			if (strncmp(optarg, "ioeventfd-bank,count=", 21) != 0)
-				rc = tern_errorf(err, -EINVAL, "--device '%s': tern has one device to add: "
-						 "ioeventfd-bank,count=N", optarg);
+			/* Its options are checked when it is built. */
+			if (o->ndevices == VM_MAX_DEVICES)
+				rc = tern_errorf(err, -EINVAL, "--device: at most %d devices",
+						 VM_MAX_DEVICES);
+			else if (strlen(optarg) >= DEVICE_SPEC_MAX)
+				rc = tern_errorf(err, -EINVAL, "--device '%.32s...': too long", optarg);
+			else if (device_kind_of(optarg, err) == NULL)
+				rc = -EINVAL;
 			else
-				rc = parse_count("--device ioeventfd-bank,count", optarg + 21,
-						 IOEVENTFD_BANK_MAX, &o->ioeventfd_bank, err);
+				o->device[o->ndevices++] = optarg;
 			break;
 		case 'i':
 			if (strcmp(optarg, "defer") != 0 && strncmp(optarg, "tcp:", 4) != 0 &&

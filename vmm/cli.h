@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "devices/devices.h"
 #include "kvm/dirty_track.h"
 #include "tern/error.h"
 
@@ -23,7 +24,8 @@ struct run_options {
 	uint32_t dirty_ring_entries;
 	const char *incoming; /* a migration URI to load the guest from, or "defer" */
 	int lazy_incoming;    /* do not populate RAM ahead of an incoming migration */
-	unsigned ioeventfd_bank; /* --device ioeventfd-bank,count=N */
+	const char *device[VM_MAX_DEVICES]; /* --device NAME,OPTIONS */
+	unsigned ndevices;
 	int help;
 	/* A cpr-exec's new tern whose command line could not be run: why (the
 	 * update then falls back to the previous binary). */

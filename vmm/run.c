@@ -19,6 +19,7 @@
 #include "cpr/cpr_state.h"
 #include "qmp/qmp_cpr.h"
 #include "qmp/qmp_migration.h"
+#include "qmp/qmp_state.h"
 #include "runner.h"
 
 #define KERNEL_MAX_BYTES (512u << 20)
@@ -141,9 +142,10 @@ static int config_from_options(struct runner *r, const struct run_options *o, ui
 		.dirty_mode = o->dirty_mode,
 		.dirty_ring_entries = o->dirty_ring_entries,
 		.incoming = o->incoming != NULL,
-		.ioeventfd_bank = o->ioeventfd_bank,
 		.fds = r->fds,
 	};
+	memcpy(r->cfg.device, o->device, sizeof r->cfg.device);
+	r->cfg.ndevices = o->ndevices;
 	snprintf(r->qmp_spec, sizeof r->qmp_spec, "%s", o->qmp ? o->qmp : "");
 	if (o->kernel != NULL) {
 		int rc = read_kernel(o->kernel, kernel, &r->cfg.kernel_len, err);
@@ -159,19 +161,11 @@ static int config_from_options(struct runner *r, const struct run_options *o, ui
 	return 0;
 }
 
-static int add_bank(struct runner *r, struct tern_error *err)
+static int add_devices(struct runner *r, struct tern_error *err)
 {
-	int rc = ioeventfd_bank_create(&r->bank, r->cfg.ioeventfd_bank, r->fds, err);
-	r->have_bank = 1;
-	r->vm.bank = &r->bank;
-	if (rc == 0)
-		rc = vm_state_register(&r->vm.states, &ioeventfd_bank_type, -1, &r->bank, err);
-	/* After a live update the guest resumes first (see ioeventfd_bank.h). */
-	if (rc == 0 && r->cpr_in == NULL)
-		rc = ioeventfd_bank_register(&r->bank, r->vm.kvm.vm_fd, 0, err);
-	if (rc == 0 && (rc = ioeventfd_bank_attach(&r->bank, &r->loop)) < 0)
-		rc = tern_errorf(err, rc, "out of memory");
-	return rc;
+	const struct device_env env = { .vm = &r->vm, .loop = &r->loop, .fds = r->fds,
+					.live_update = r->cpr_in != NULL };
+	return devices_create(&env, r->cfg.device, r->cfg.ndevices, r->devices, &r->ndevices, err);
 }
 
 /* Build the VM from r->cfg and serve it: a cold start, or the new side of
@@ -183,7 +177,7 @@ static int setup(struct runner *r, const char *incoming, int lazy_incoming,
 	int rc = vm_create(&r->vm, &r->cfg, err);
 	if (rc < 0)
 		return rc;
-	if (r->cfg.ioeventfd_bank && (rc = add_bank(r, err)) < 0)
+	if ((rc = add_devices(r, err)) < 0)
 		return rc;
 	if (r->cfg.start_paused && incoming == NULL)
 		r->vm.state = VM_STATE_PAUSED;
@@ -208,7 +202,8 @@ static int setup(struct runner *r, const char *incoming, int lazy_incoming,
 		r->have_qmp = 1;
 		if ((rc = vm_qmp_register(&r->vm_qmp, &r->vm, &r->qmp, &r->loop, &r->mig)) < 0 ||
 		    (rc = migration_qmp_register(&r->mig, &r->qmp)) < 0 ||
-		    (rc = cpr_qmp_register(r)) < 0)
+		    (rc = cpr_qmp_register(r)) < 0 ||
+		    (rc = vm_state_qmp_register(&r->qmp, &r->vm)) < 0)
 			return tern_errorf(err, rc, "registering QMP commands");
 		/* A live update carries the settings and the clients. */
 		if ((rc = vm_state_register(&r->vm.states, &cpr_settings_type, -1, &r->qmp, err)) < 0 ||
@@ -325,8 +320,7 @@ int tern_run(const struct run_options *o)
 	}
 	if (r->have_mig)
 		vm_migration_destroy(&r->mig);
-	if (r->have_bank)
-		ioeventfd_bank_destroy(&r->bank);
+	devices_destroy(r->devices, r->ndevices);
 	vm_destroy(&r->vm);
 	loop_destroy(&r->loop);
 	if (r->signal_fd >= 0)

@@ -5,7 +5,7 @@
 #ifndef VMM_RUNNER_H
 #define VMM_RUNNER_H
 
-#include "devices/ioeventfd_bank.h"
+#include "devices/devices.h"
 #include "loop.h"
 #include "migration/migration.h"
 #include "qmp/qmp.h"
@@ -24,8 +24,8 @@ struct runner {
 	struct vm_qmp vm_qmp;
 	struct vm_migration mig;
 	struct tern_fdstore *fds; /* every fd a live update carries */
-	struct ioeventfd_bank bank;
-	int have_bank;
+	struct device devices[VM_MAX_DEVICES]; /* --device, built in order */
+	unsigned ndevices;
 	int have_mig;
 	int have_qmp;
 	int signal_fd;

@@ -40,7 +40,8 @@ static int build_state(struct runner *r, enum vm_migration_mode mode, uint64_t s
 	h.memslots = r->vm.ram.slots;
 	h.dirty_mode = r->cfg.dirty_mode;
 	h.dirty_ring_entries = r->cfg.dirty_ring_entries;
-	h.bank = r->have_bank ? r->bank.count : 0;
+	for (unsigned i = 0; i < r->ndevices; i++)
+		snprintf(h.device[h.ndevices++], sizeof h.device[0], "%s", r->devices[i].spec);
 	snprintf(h.serial, sizeof h.serial, "%s", r->cfg.serial ? r->cfg.serial : "stdio");
 	snprintf(h.qmp, sizeof h.qmp, "%s", r->qmp_spec);
 	h.guest_paused = (uint32_t)paused;
@@ -169,7 +170,9 @@ static void config_from(struct runner *r, const struct cpr_header *h)
 	r->cfg.dirty_ring_entries = h->dirty_ring_entries;
 	r->cfg.serial = h->serial;
 	r->cfg.incoming = 1;
-	r->cfg.ioeventfd_bank = h->bank;
+	for (unsigned i = 0; i < h->ndevices; i++)
+		r->cfg.device[i] = h->device[i];
+	r->cfg.ndevices = h->ndevices;
 	r->cfg.kernel_name = "tern-guest";
 	r->cfg.kvm_ready = r->have_kvm_ready ? &r->kvm_ready : NULL;
 	r->cfg.defer_pit_reinject = !r->have_kvm_ready; /* cpr-exec: off the stop */
@@ -251,11 +254,7 @@ void cpr_resumed(struct runner *r)
 	if (dirty_tracker_attach_slots(&r->vm.dirty, &dirty_err) < 0)
 		fprintf(stderr, "tern: %s: migration and calc-dirty-rate are unavailable\n",
 			dirty_err.msg);
-	if (r->have_bank) {
-		struct tern_error err;
-		if (ioeventfd_bank_register(&r->bank, r->vm.kvm.vm_fd, 1, &err) < 0)
-			fprintf(stderr, "tern: %s (doorbells go through the VMM)\n", err.msg);
-	}
+	devices_resumed(r->devices, r->ndevices);
 	/* The update is over: what a fallback needed goes. */
 	if (cpr.exec_mode)
 		cpr_exec_finish();

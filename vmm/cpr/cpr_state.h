@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/devices.h"
 #include "tern/error.h"
 #include "tern/fdstore.h"
 #include "tern/vmstate.h"
@@ -42,7 +43,8 @@ struct cpr_header {
 	char mode[16];        /* "cpr-exec" or "cpr-transfer" */
 	uint64_t memory;
 	uint32_t vcpus, memslots, dirty_mode, dirty_ring_entries;
-	uint32_t bank;        /* ioeventfd-bank doorbells, 0 for none */
+	uint32_t ndevices;    /* --device specs, built again in this order */
+	char device[VM_MAX_DEVICES][DEVICE_SPEC_MAX];
 	char serial[CPR_SPEC_MAX];
 	char qmp[CPR_SPEC_MAX];
 	uint32_t guest_paused; /* the user had paused it: stay paused */

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "devices/devices.h"
 #include "loop.h"
 #include "tern/error.h"
 #include "tern/fdstore.h"
@@ -67,5 +68,7 @@ void ioeventfd_bank_destroy(struct ioeventfd_bank *b);
 
 /* Its state, the ring counts, in the registry (machine/vm_state.h). */
 extern const struct vm_state_type ioeventfd_bank_type;
+/* --device ioeventfd-bank,count=N (devices/devices.h). */
+extern const struct device_kind ioeventfd_bank_kind;
 
 #endif

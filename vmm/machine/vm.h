@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "devices/chardev.h"
+#include "devices/devices.h"
 #include "kvm/dirty_track.h"
 #include "bus/iobus.h"
 #include "kvm/kvm.h"
@@ -39,7 +40,8 @@ struct vm_config {
 	enum dirty_mode dirty_mode;
 	uint32_t dirty_ring_entries;
 	int incoming;          /* RAM and state will come from a migration: boot nothing */
-	uint32_t ioeventfd_bank; /* doorbells of an ioeventfd-bank device (0: none) */
+	const char *device[VM_MAX_DEVICES]; /* --device specs, built by the runner */
+	unsigned ndevices;
 	struct tern_fdstore *fds; /* keeps the fds a live update carries (may be NULL) */
 	const struct kvm *kvm_ready; /* a KVM VM already created (kvm_open, kvm_create_vm) */
 };

@@ -29,24 +29,11 @@ static int cmd_query_bank(void *opaque, json_t *args, json_t **ret, struct tern_
 {
 	(void)args;
 	struct runner *r = opaque;
-	if (!r->have_bank)
+	struct device *d = devices_find(r->devices, r->ndevices, "ioeventfd-bank");
+	if (d == NULL)
 		return tern_errorf(err, -ENODEV, "this VM has no ioeventfd-bank (--device "
 				   "ioeventfd-bank,count=N)");
-	struct ioeventfd_bank *b = &r->bank;
-	ioeventfd_bank_drain(b);
-	json_t *rung = json_array();
-	uint64_t total = 0;
-	for (uint32_t i = 0; i < b->count; i++) {
-		if (b->rings[i] == 0)
-			continue;
-		total += b->rings[i];
-		json_array_append_new(rung, json_pack("{s:I,s:I}", "index", (json_int_t)i, "rings",
-						      (json_int_t)b->rings[i]));
-	}
-	*ret = json_pack("{s:I,s:I,s:I,s:I,s:o}", "count", (json_int_t)b->count, "base",
-			 (json_int_t)b->base, "kvm-registered",
-			 (json_int_t)ioeventfd_bank_registered(b), "rings", (json_int_t)total,
-			 "doorbells", rung);
+	*ret = d->kind->query(d->dev);
 	return 0;
 }
 
