@@ -492,6 +492,14 @@ int tern_migration_run(struct tern_migration *m)
 	if (e->reg != NULL)
 		e->ops->dirty_stop(e->o);
 	publish(e);
+	if (rc == 0) { /* as QEMU: a finished migration's rate is its average, less setup */
+		pthread_mutex_lock(&e->m->lock);
+		struct tern_mig_stats *s = &e->m->stats;
+		uint64_t ms = s->total_time_ms > s->setup_time_ms ? s->total_time_ms - s->setup_time_ms
+								  : 0;
+		s->mbps = ms ? (double)s->transferred * 8.0 / 1000.0 / (double)ms : 0;
+		pthread_mutex_unlock(&e->m->lock);
+	}
 	if (rc < 0)
 		fail(e, rc, &err);
 	else if (e->ops->moved != NULL)
