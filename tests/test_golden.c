@@ -380,7 +380,7 @@ static const struct golden_load loads[] = {
 	{ "mig-2vcpu.tmf", "1", 0, NULL, "the source has 2 vCPUs, this guest 1" },
 	/* This code's bank stream needs the bank. */
 	{ "mig2-ioeventfd-bank.tmf", "1", 0, NULL,
-	  "state ioeventfd-bank: this machine has 0 ioeventfd-bank instances" },
+	  "state ioeventfd-bank: the source has a device of kind ioeventfd-bank" },
 };
 #define NLOADS (sizeof loads / sizeof loads[0])
 

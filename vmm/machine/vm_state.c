@@ -205,9 +205,13 @@ static int unknown_section(const struct vm_state_in *in, const char *name,
 		unsigned have = 0;
 		for (unsigned i = 0; i < in->reg->count; i++)
 			have += in->reg->entry[i].type == t;
-		return tern_errorf(err, -EINVAL, "state %s: this machine has %u %s instance%s and "
-				   "not that one; start the destination with the source's "
-				   "devices and --vcpus", name, have, t->name, have == 1 ? "" : "s");
+		if (have == 0)
+			return tern_errorf(err, -EINVAL, "state %s: the source has a device of "
+					   "kind %s and this machine none; start the destination with "
+					   "the source's devices", name, t->name);
+		return tern_errorf(err, -EINVAL, "state %s: this machine has %u %s%s, not that "
+				   "one; start the destination with the source's devices and "
+				   "--vcpus", name, have, t->name, have == 1 ? "" : "s");
 	}
 	return tern_errorf(err, -EINVAL, "state '%s' is not one tern knows", name);
 }
@@ -252,8 +256,11 @@ int vm_state_apply(struct vm_state_in *in, struct tern_error *err)
 		const char *why;
 		if (in->obj[i] == NULL && !(e->type->flags & VM_STATE_OPTIONAL) &&
 		    carried(e, in->carrier, &why) > 0)
-			return tern_errorf(err, -EINVAL, "the stream ended without the %s state: "
-					   "the source lacks this machine's %s", e->name, e->name);
+			return tern_errorf(err, -EINVAL, "the stream ended without the %s state, "
+					   "which this machine has and the source did not send (it "
+					   "has no such device, or is a tern that does not carry "
+					   "it); start the destination with the source's devices",
+					   e->name);
 	}
 	int rc = 0;
 	for (unsigned i = 0; i < reg->count && rc == 0; i++) {
