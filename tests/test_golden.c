@@ -829,18 +829,25 @@ static void state_parses(const struct golden_cpr *g)
 		snprintf(secs.text + strlen(secs.text), sizeof secs.text - strlen(secs.text), "%s%s",
 			 i ? " " : "", in.section[i].name);
 	print_message("    %s: %zu bytes, format %u; %s, %llu MiB, %u vCPU, %u memslot(s), "
-		      "dirty_mode %u, bank %u, serial %s, qmp %s, paused %u; fds: %s; sections: %s\n",
+		      "dirty_mode %u, %u device(s) %s, serial %s, qmp %s, paused %u; fds: %s; "
+		      "sections: %s\n",
 		      g->file, len, (unsigned)le(blob + 8, 4), in.hdr.mode,
 		      (unsigned long long)(in.hdr.memory >> 20), in.hdr.vcpus, in.hdr.memslots,
-		      in.hdr.dirty_mode, in.hdr.bank, in.hdr.serial, in.hdr.qmp, in.hdr.guest_paused,
-		      fds.text, secs.text);
+		      in.hdr.dirty_mode, in.hdr.ndevices, in.hdr.ndevices ? in.hdr.device[0] : "",
+		      in.hdr.serial, in.hdr.qmp, in.hdr.guest_paused, fds.text, secs.text);
 	assert_int_equal(le(blob + 8, 4), 2); /* the format this code writes */
 	assert_string_equal(in.hdr.mode, "cpr-exec");
 	assert_true(in.hdr.memory == 16ULL << 20);
 	assert_int_equal(in.hdr.vcpus, 1);
 	assert_int_equal(in.hdr.memslots, 1);
 	assert_int_equal(in.hdr.dirty_mode, 0);
-	assert_int_equal(in.hdr.bank, g->bank);
+	/* The devices as given on the command line, built again from these. */
+	assert_int_equal(in.hdr.ndevices, g->bank ? 1 : 0);
+	if (g->bank) {
+		char spec[DEVICE_SPEC_MAX];
+		snprintf(spec, sizeof spec, "ioeventfd-bank,count=%u", (unsigned)g->bank);
+		assert_string_equal(in.hdr.device[0], spec);
+	}
 	assert_string_equal(in.hdr.serial, "stdio");
 	assert_int_equal(strncmp(in.hdr.qmp, "unix:", 5), 0);
 	assert_int_equal(in.hdr.guest_paused, 0);
