@@ -16,7 +16,7 @@
 
 #include <stddef.h>
 
-#include "tern/vmstate.h"
+#include "tern/buf.h"
 
 #define QMP_MAX_MESSAGE (1u << 20)
 #define QMP_MAX_NESTING 1024

@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memslots/idtable.h"
-#include "memslots/rangetree.h"
+#include "idtable.h"
+#include "rangetree.h"
 
 struct tern_memslot_set {
 	struct idtable by_id;
