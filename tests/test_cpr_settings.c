@@ -1,4 +1,4 @@
-/* The migration settings a live update carries (vmm/cpr_settings.c),
+/* The migration settings a live update carries (vmm/cpr/cpr_settings.c),
  * through the very QMP handlers a new tern applies them with, no VM
  * needed: a round trip, hostile sections refused with nothing changed
  * (capabilities put back when the parameters fail), and random damage to
