@@ -153,12 +153,13 @@ FUZZ_EXTRA_stream := $(STREAM_STATE)
 FUZZ_EXTRA_cpr_state := vmm/cpr/cpr_state.c
 FUZZERS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
-build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard vmm/*.[ch] vmm/*/*.[ch] harness/*.c)
+LIB_HDRS := $(wildcard include/tern/*.h lib/*.h lib/*/*.h)
+build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(LIB_HDRS) $(wildcard vmm/*.[ch] vmm/*/*.[ch] harness/*.c)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) -ljansson -lzstd -lz -lpthread
 
 # Seeds for fuzz_stream, generated rather than committed (fuzz/run runs it).
-build-fuzz/stream_seeds: fuzz/stream_seeds.c $(LIB_SRCS) $(STREAM_STATE)
+build-fuzz/stream_seeds: fuzz/stream_seeds.c $(LIB_SRCS) $(LIB_HDRS) $(STREAM_STATE)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Ivmm -o $@ $< $(LIB_SRCS) $(STREAM_STATE) \
 		-lzstd -lz -lpthread

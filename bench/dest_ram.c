@@ -1,6 +1,6 @@
 /*
  * What a migration destination pays to bring 1 GiB of guest RAM in, by
- * the ways it could: the candidates for vmm/ram_prefault.c, measured on a
+ * the ways it could: the candidates for vmm/machine/ram_prefault.c, measured on a
  * memfd mapped shared as tern's guest RAM is, no KVM needed.
  *
  *   dest_ram [--reps N] [--gib G]

@@ -27,7 +27,7 @@
 #include "../harness/proc.h"
 #include "../harness/shell.h"
 #include "../harness/stats.h"
-#include "tern/units.h"
+#include "tern/parse.h"
 
 #define MAX_REPS 9
 #define MAX_SIZES 8

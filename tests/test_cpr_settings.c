@@ -1,4 +1,4 @@
-/* The migration settings a live update carries (vmm/cpr_settings.c),
+/* The migration settings a live update carries (vmm/cpr/cpr_settings.c),
  * through the very QMP handlers a new tern applies them with, no VM
  * needed: a round trip, hostile sections refused with nothing changed
  * (capabilities put back when the parameters fail), and random damage to
@@ -17,7 +17,7 @@
 #include "../harness/rng.h"
 #include "cpr/cpr_settings.h"
 #include "migration/migration.h"
-#include "qmp/qmp_migration.h"
+#include "qmp/migration_qmp.h"
 
 /* A QMP server with the migration commands of a VM that does not run. */
 struct settings_host {
@@ -31,7 +31,7 @@ static void host_init(struct settings_host *h)
 	h->server.listen_fd = -1;
 	tern_mig_params_default(&h->mig.params);
 	h->mig.cpr_timeout_ms = CPR_TIMEOUT_DEFAULT_MS;
-	assert_int_equal(migration_qmp_register(&h->mig, &h->server), 0);
+	assert_int_equal(migration_qmp_register(&h->server, &h->mig), 0);
 }
 
 static void host_free(struct settings_host *h)

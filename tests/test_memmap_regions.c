@@ -1,4 +1,4 @@
-/* The memory-regions section a live update carries (vmm/memmap.c), loaded
+/* The memory-regions section a live update carries (vmm/machine/memmap.c), loaded
  * into a VM whose KVM refuses every memslot (it has no VM fd), so no
  * /dev/kvm is needed: hostile sections are refused before anything is
  * mapped, a refusal by KVM leaves nothing behind, and either way every

@@ -1,5 +1,5 @@
 /*
- * A destination's background RAM allocation (vmm/ram_prefault.c), on a
+ * A destination's background RAM allocation (vmm/machine/ram_prefault.c), on a
  * memfd without KVM: while no page has arrived it allocates all of RAM;
  * once the loader writes, it stays within its window ahead of the loader,
  * so RAM the stream never writes stays unallocated; the loader's own

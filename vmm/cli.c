@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tern/units.h"
+#include "tern/parse.h"
 
 #define DEFAULT_MEMORY (512ULL << 20)
 

@@ -17,9 +17,9 @@
 #include "cpr/cpr.h"
 #include "cpr/cpr_settings.h"
 #include "cpr/cpr_state.h"
-#include "qmp/qmp_cpr.h"
-#include "qmp/qmp_migration.h"
-#include "qmp/qmp_state.h"
+#include "qmp/cpr_qmp.h"
+#include "qmp/migration_qmp.h"
+#include "qmp/vm_state_qmp.h"
 #include "runner.h"
 
 #define KERNEL_MAX_BYTES (512u << 20)
@@ -200,9 +200,10 @@ static int setup(struct runner *r, const char *incoming, int lazy_incoming,
 		if ((rc = qmp_server_open(&r->qmp, r->qmp_spec, &r->loop, r->fds, err)) < 0)
 			return rc;
 		r->have_qmp = 1;
-		if ((rc = vm_qmp_register(&r->vm_qmp, &r->vm, &r->qmp, &r->loop, &r->mig)) < 0 ||
-		    (rc = migration_qmp_register(&r->mig, &r->qmp)) < 0 ||
-		    (rc = cpr_qmp_register(r)) < 0 ||
+		r->vm_qmp = (struct vm_qmp){ .vm = &r->vm, .mig = &r->mig };
+		if ((rc = vm_qmp_register(&r->qmp, &r->vm_qmp)) < 0 ||
+		    (rc = migration_qmp_register(&r->qmp, &r->mig)) < 0 ||
+		    (rc = cpr_qmp_register(&r->qmp, r)) < 0 ||
 		    (rc = vm_state_qmp_register(&r->qmp, &r->vm)) < 0)
 			return tern_errorf(err, rc, "registering QMP commands");
 		/* A live update carries the settings and the clients. */

@@ -9,7 +9,7 @@
 #include "loop.h"
 #include "migration/migration.h"
 #include "qmp/qmp.h"
-#include "qmp/qmp_commands.h"
+#include "qmp/vm_qmp.h"
 #include "tern/fdstore.h"
 #include "machine/vm.h"
 

@@ -28,20 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tern/buf.h"
 #include "tern/error.h"
-
-/* A growable output buffer; `failed` records an allocation failure. */
-struct tern_buf {
-	uint8_t *data;
-	size_t len, cap;
-	int failed;
-};
-
-void tern_buf_free(struct tern_buf *b);
-void tern_buf_put(struct tern_buf *b, const void *data, size_t len);
-void tern_buf_u8(struct tern_buf *b, uint8_t v);
-void tern_buf_u32(struct tern_buf *b, uint32_t v);
-void tern_buf_u64(struct tern_buf *b, uint64_t v);
 
 enum tern_vms_type {
 	TERN_VMS_U8,
@@ -136,16 +124,5 @@ int tern_vmstate_save(const struct tern_vmstate_desc *d, const void *obj, struct
  * failure obj is left as it was (the load works on a copy). */
 int tern_vmstate_load(const struct tern_vmstate_desc *d, void *obj, const uint8_t *in,
 		      size_t len, struct tern_error *err);
-
-/* A bounded reader over untrusted bytes, for custom fields and streams. */
-struct tern_reader {
-	const uint8_t *p;
-	size_t len, at;
-};
-
-int tern_read_bytes(struct tern_reader *r, void *out, size_t n);
-int tern_read_u8(struct tern_reader *r, uint8_t *v);
-int tern_read_u32(struct tern_reader *r, uint32_t *v);
-int tern_read_u64(struct tern_reader *r, uint64_t *v);
 
 #endif

@@ -15,6 +15,40 @@
  *  - Clearing a summary bit (after a clear made a word zero) first clears
  *    the bit, then looks at the word again and sets the bit back if the
  *    word gained bits meanwhile.
+ *
+ * Names used here:
+ *
+ *  page      a bit number 0 .. pages-1 of level 0.  What it stands for is
+ *            the caller's: the VMM keeps a set per memslot, and there a
+ *            page is a gfn minus the slot's first gfn.
+ *  level k   the array level[k]: level 0 is the page bitmap, level k+1
+ *            summarises level k, the top one (levels-1) is a single word.
+ *            bits[k] and words[k] are its size; bits[k+1] == words[k].
+ *  word      a uint64_t of some level.  Word w holds that level's bits
+ *            64w .. 64w+63, so level 0's word w holds pages 64w .. 64w+63.
+ *  bit/index bit j of level k (k >= 1) stands for word j of level k-1:
+ *            `index` is such a bit number, i.e. a word one level down.
+ *  summary   a level above 0, or one of its bits: set while the word below
+ *            may be non-zero, stale (set over a zero word) at times.
+ *  mark      after a word became non-zero, set its summary bit, and so
+ *            on upwards while summary words go from zero to non-zero;
+ *  unmark    the converse, after a word became zero.
+ *  take      read and clear at once (TERN_DIRTY_TAKE): each word is
+ *            exchanged with zero, a summary before the words below it.
+ *  exclusive no other thread touches the set: plain loads and stores.
+ *  children  of a level-1 word: the level-0 words its set bits name
+ *            (at most 64, so a level-1 word spans 4096 pages).
+ *  dense     a level-1 word with DENSE_CHILDREN or more children; it is
+ *            emitted as one block (the span of its children) instead.
+ *  run       level-1 words whose children are expanded and emitted
+ *            together, at most RUN_WORDS level-0 words in all.
+ *  snapshot  the values of level-0 words read (or taken) before anything
+ *            is emitted, counted against the room left in the output.
+ *  emit      write the page numbers of a word's set bits (the kernels in
+ *            kernels.h); they may store TERN_DIRTY_SLACK entries past the
+ *            count, so room is checked with that slack.
+ *  cursor    the page a compaction resumes from.
+ *  NONE      next_set's "no set bit" (UINT64_MAX).
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 #include <time.h>
 
 #include "tern/migration.h"
-#include "tern/pagecopy.h"
+#include "tern/copy.h"
 #include "tern/xbzrle.h"
 
 #define PAGE TERN_STREAM_PAGE

@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "engine.h"
-#include "tern/blockdigest.h"
+#include "tern/digests.h"
 #include "tern/pagecache.h"
 
 #define BATCH 65536          /* dirty pages taken at a time */

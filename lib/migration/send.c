@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "engine.h"
-#include "tern/blockdigest.h"
+#include "tern/digests.h"
 #include "tern/pagecache.h"
 #include "tern/xbzrle.h"
 #include "tern/zero.h"

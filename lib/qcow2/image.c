@@ -1,6 +1,45 @@
 /*
  * Opening and closing an image: the header, the tables it points to, the
  * backing file, the caches; counted I/O; the metadata overlap guard.
+ *
+ * Names used throughout lib/qcow2 (QEMU's docs/interop/qcow2.txt has the
+ * format itself):
+ *
+ *  cluster   the image's unit of allocation, cluster_size = 2^cluster_bits
+ *            bytes (512 B .. 2 MiB).  As a number (`cluster`, `c`) it is a
+ *            host offset >> cluster_bits; every table starts on one.
+ *  guest     a byte offset in the virtual disk the guest sees (0 .. h.size).
+ *  host, off a byte offset in the image file; table entries hold them.
+ *  entry, e  one big-endian u64 of a table, kept in host byte order in
+ *            q->l1 and q->reftable.  Its offset is e & QCOW2_OFFSET_MASK; its
+ *            flags: COPIED (refcount exactly 1, so it may be changed in
+ *            place; set only in the active tree), COMPRESSED (an L2 entry
+ *            with an offset and a length in 512-byte sectors instead), ZERO
+ *            (an L2 entry that reads as zeros).
+ *  L1 table  l1, l1_size: the entries that point to L2 tables; entry
+ *            qcow2_l1_index(guest) covers 2^(cluster_bits + l2_bits) bytes.
+ *  L2 table  one cluster of 2^l2_bits entries, each mapping one guest
+ *            cluster (qcow2_l2_index) to a data cluster; 0: unallocated,
+ *            read from the backing file or as zeros.
+ *  reftable  the refcount table: entry bi (cluster >> rb_bits) points to a
+ *            refcount block, 0 when none exists yet.
+ *  refcount block  rb: one cluster of 2^rb_bits refcounts, each 2^order
+ *            bits wide (h.refcount_order; 1 .. 64 bits), read and written
+ *            with qcow2_rc_get/qcow2_rc_set.
+ *  table     an L2 table or a refcount block in the caches (qcache: q->l2,
+ *            q->rb, a cluster per entry); also L1 and refcount tables.
+ *  metadata  the header, the L1 and refcount tables, L2 tables, refcount
+ *            blocks, the snapshot table and snapshots' L1 tables; written
+ *            with qcow2_pwrite's `meta` (counted apart), and kept clear of
+ *            data writes by the overlap guard.
+ *  active tree  the L1 table in the header and what it reaches; a
+ *            snapshot is a saved L1 table (and an entry in the snapshot
+ *            table) whose tree shares clusters with it by refcount.
+ *  free later  clusters whose last reference went away wait (pending_free)
+ *            until the L2 tables that dropped them are on disk.
+ *  refmodel  every refcount of the image in memory, for rewrites that
+ *            switch the header in one write (refmodel.h).
+ *  backing   the image (qcow2 or raw) unallocated clusters read from.
  */
 #include <errno.h>
 #include <fcntl.h>

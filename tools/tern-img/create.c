@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "img.h"
-#include "tern/units.h"
+#include "tern/parse.h"
 
 static int parse_bool(const char *v, bool *out)
 {

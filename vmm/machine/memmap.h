@@ -1,5 +1,5 @@
 /*
- * The VM's guest memory map: tern's memslot map (lib/memslots.c) kept in
+ * The VM's guest memory map: tern's memslot map (lib/memslots/) kept in
  * step with KVM's memslots.  Guest RAM's slots are registered at creation;
  * memory regions added at run time (QMP memslot-add) get a memfd each and
  * can be moved, made read-only and removed again.  Main thread for

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "qmp/qmp_client.h"
-#include "tern/units.h"
+#include "tern/parse.h"
 
 #define QMP_TIMEOUT_MS 10000
 

@@ -77,7 +77,30 @@ struct qmp_server {
 int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
 		    struct tern_fdstore *store, struct tern_error *err);
 void qmp_server_close(struct qmp_server *s);
+/* A table of commands (ending with a NULL name), each called with opaque;
+ * -ENOSPC past QMP_MAX_TABLES tables. */
 int qmp_server_add_commands(struct qmp_server *s, const struct qmp_command *cmds, void *opaque);
+
+/*
+ * Every subject's commands come in through a function of one shape, in
+ * vmm/qmp/SUBJECT_qmp.c:
+ *
+ *     int SUBJECT_qmp_register(struct qmp_server *s, struct CONTEXT *ctx);
+ *
+ * the server first, then the one object the commands act on: it is their
+ * opaque, and the subject's events go to s.  0, or a negative errno.
+ *
+ *     vm_qmp_register         struct vm_qmp (vm_qmp.h): status, run control;
+ *                             it registers memslots_qmp_register's too
+ *     migration_qmp_register  struct vm_migration: migrate, its settings
+ *     cpr_qmp_register        struct runner: what a live update carries
+ *
+ * The context is the subject's own object, typed: a wrong one does not
+ * compile (a void * would), and nothing needs a common function type, as
+ * no table of registrations exists.  It is not struct runner throughout
+ * so that a subject can be served without a whole tern around it: the
+ * tests register migration's commands on a bare server (test_cpr_settings).
+ */
 /* Send an event to every client past negotiation; takes `data`'s reference. */
 void qmp_server_event(struct qmp_server *s, const char *name, json_t *data);
 /* Try hard (up to timeout_ms) to deliver queued output, e.g. before exit. */

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 
+#include "tern/buf.h"
 #include "tern/vmstate.h"
 
 #define QMP_MAX_MESSAGE (1u << 20)

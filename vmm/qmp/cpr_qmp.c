@@ -3,7 +3,7 @@
  * names experimental ones): x-query-fdstore lists the kept fds,
  * x-query-ioeventfd-bank the doorbells and how often each rang.
  */
-#include "qmp/qmp_cpr.h"
+#include "qmp/cpr_qmp.h"
 
 #include <errno.h>
 
@@ -43,7 +43,7 @@ static const struct qmp_command cpr_commands[] = {
 	{ NULL, NULL, NULL },
 };
 
-int cpr_qmp_register(struct runner *r)
+int cpr_qmp_register(struct qmp_server *s, struct runner *r)
 {
-	return qmp_server_add_commands(&r->qmp, cpr_commands, r);
+	return qmp_server_add_commands(s, cpr_commands, r);
 }

@@ -1,5 +1,5 @@
-/* Streaming page copies; see include/tern/pagecopy.h. */
-#include "tern/pagecopy.h"
+/* Streaming page copies; see include/tern/copy.h. */
+#include "tern/copy.h"
 
 #include <immintrin.h>
 #include <pthread.h>

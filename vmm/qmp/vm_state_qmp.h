@@ -1,6 +1,6 @@
 /* x-query-vm-state: the state registry's entries and a digest of each. */
-#ifndef VMM_QMP_STATE_H
-#define VMM_QMP_STATE_H
+#ifndef VMM_VM_STATE_QMP_H
+#define VMM_VM_STATE_QMP_H
 
 #include "machine/vm.h"
 #include "qmp/qmp.h"

@@ -1,5 +1,5 @@
-/* Parsing numbers and sizes; see include/tern/units.h. */
-#include "tern/units.h"
+/* Parsing numbers and sizes; see include/tern/parse.h. */
+#include "tern/parse.h"
 
 #include <errno.h>
 #include <strings.h>

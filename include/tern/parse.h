@@ -1,6 +1,6 @@
 /* Parsing numbers and sizes given by people (command lines, QMP). */
-#ifndef TERN_UNITS_H
-#define TERN_UNITS_H
+#ifndef TERN_PARSE_H
+#define TERN_PARSE_H
 
 #include <stdint.h>
 

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "tern/units.h"
+#include "tern/parse.h"
 
 static void sizes_with_suffixes(void **state)
 {
@@ -87,5 +87,5 @@ int main(void)
 		cmocka_unit_test(integers),
 		cmocka_unit_test(error_prefix_keeps_message),
 	};
-	return cmocka_run_group_tests_name("units", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("parse", tests, NULL, NULL);
 }

@@ -5,7 +5,7 @@
  * SSE2.  Both hash the same zero-padded name and id the same way, so
  * their hashes agree and a store never depends on which ran.
  */
-#include "fdstore_layout.h"
+#include "layout.h"
 
 #include <errno.h>
 #include <immintrin.h>

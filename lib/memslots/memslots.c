@@ -8,6 +8,40 @@
  * (left-right, Ramalhete and Correia: readers arrive at one of two
  * counters, and the writer drains both in turn), then replay the log on
  * the old set and free the records no set holds any more.
+ *
+ * Names used here (and in idtable.h, rangetree.h):
+ *
+ *  slot      a memslot: a struct tern_memslot record (id, guest frames,
+ *            host range, backing fd).  Records are immutable once in a
+ *            set; a change makes a new record and retires the old one.
+ *  id        a slot's number, 0 .. max_slots-1 (the VMM gives KVM the same).
+ *  gfn       guest frame number: a guest-physical address divided by
+ *            TERN_MEMSLOT_PAGE_SIZE (4 KiB), below TERN_MEMSLOT_GFN_LIMIT.
+ *  frame, pages  a 4 KiB unit of guest memory; `pages` is a slot's length
+ *            in frames, so it holds gfn .. gfn+pages-1.
+ *  host, hva the host virtual address of a slot's first frame; its host
+ *            range is [host, host + pages * 4 KiB).  Aliases (two slots
+ *            over the same host memory) may overlap there, never in gfns.
+ *  set       one whole copy of the map: by_id (idtable), by_gfn and by_hva
+ *            (rangetrees), last_hit (the slot the last gfn lookup found),
+ *            count.  Readers enter set[active]; writers change the
+ *            spare, set[active ^ 1].
+ *  tie       a rangetree key's second half, after the range's start: 0 in
+ *            by_gfn (starts are unique), the slot id in by_hva (two aliases
+ *            may start at one address).
+ *  op, log   one change (add, remove, replace: `old` record out, `now` in)
+ *            made to the spare set; the log lists them until publish
+ *            replays them on the other set.
+ *  publish   make the spare active, wait until no reader is left in the
+ *            old one, replay the log there and free the `old` records.
+ *  indicator which of the two reader counters (readers[]) newly arriving
+ *            readers increment; a view remembers the one it used.
+ *  view      a reader's handle between read_begin and read_end: the set it
+ *            reads and its counter.
+ *  begin, commit  a transaction of the writer (recursive lock, `depth`);
+ *            the outermost commit publishes.
+ *  stale     spare_stale: a replay ran out of memory, so the spare set no
+ *            longer matches; the next change rebuilds it from the active one.
  */
 #include "tern/memslots.h"
 
@@ -19,8 +53,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memslots/idtable.h"
-#include "memslots/rangetree.h"
+#include "idtable.h"
+#include "rangetree.h"
 
 struct tern_memslot_set {
 	struct idtable by_id;

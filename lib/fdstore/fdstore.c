@@ -1,6 +1,6 @@
 /* The fd store: dense entries indexed by a compact open-addressing table;
  * see fdstore.h. */
-#include "fdstore_layout.h"
+#include "layout.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* QMP commands on the VM: status, run control, and a debug command. */
-#include "qmp/qmp_commands.h"
-#include "qmp/qmp_memslots.h"
+#include "qmp/vm_qmp.h"
+#include "qmp/memslots_qmp.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -286,18 +286,15 @@ static void on_vm_event(void *opaque, enum vm_event event)
 		free(e);
 }
 
-int vm_qmp_register(struct vm_qmp *q, struct vm *vm, struct qmp_server *server,
-		    struct loop *loop, struct vm_migration *mig)
+int vm_qmp_register(struct qmp_server *s, struct vm_qmp *q)
 {
-	q->vm = vm;
-	q->server = server;
-	q->loop = loop;
-	q->mig = mig;
-	dirty_rate_init(&q->rate, vm, loop);
-	vm->on_event = on_vm_event;
-	vm->event_opaque = q;
-	int rc = qmp_server_add_commands(server, vm_commands, q);
-	return rc < 0 ? rc : memslots_qmp_register(q);
+	q->server = s;
+	q->loop = s->loop;
+	dirty_rate_init(&q->rate, q->vm, q->loop);
+	q->vm->on_event = on_vm_event;
+	q->vm->event_opaque = q;
+	int rc = qmp_server_add_commands(s, vm_commands, q);
+	return rc < 0 ? rc : memslots_qmp_register(s, q);
 }
 
 void vm_qmp_destroy(struct vm_qmp *q)

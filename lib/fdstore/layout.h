@@ -1,5 +1,5 @@
 /* The fd store's memory layout, shared by its table code (fdstore.c) and
- * its key probing (fdstore_locate.c); not part of libtern's interface. */
+ * its key probing (locate.c); not part of libtern's interface. */
 #ifndef TERN_FDSTORE_LAYOUT_H
 #define TERN_FDSTORE_LAYOUT_H
 

@@ -4,7 +4,7 @@
  * query-migrate-capabilities, migrate-set-parameters,
  * query-migrate-parameters, and the MIGRATION event.
  */
-#include "qmp/qmp_migration.h"
+#include "qmp/migration_qmp.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -407,9 +407,9 @@ static void on_status(void *opaque, enum tern_mig_status status)
 	qmp_server_event(s, "MIGRATION", json_pack("{s:s}", "status", tern_mig_status_name(status)));
 }
 
-int migration_qmp_register(struct vm_migration *m, struct qmp_server *server)
+int migration_qmp_register(struct qmp_server *s, struct vm_migration *m)
 {
 	m->on_status = on_status;
-	m->status_opaque = server;
-	return qmp_server_add_commands(server, migration_commands, m);
+	m->status_opaque = s;
+	return qmp_server_add_commands(s, migration_commands, m);
 }

@@ -1,5 +1,5 @@
-/* Block digests of pages sent; see include/tern/blockdigest.h. */
-#include "tern/blockdigest.h"
+/* Block digests of pages sent; see include/tern/digests.h. */
+#include "tern/digests.h"
 
 #include <stdlib.h>
 #include <string.h>

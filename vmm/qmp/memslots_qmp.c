@@ -3,11 +3,11 @@
  * hotplug: add a memfd-backed region at a guest address, move it, make it
  * read-only or writable, remove it; list every memslot.
  */
-#include "qmp/qmp_memslots.h"
+#include "qmp/memslots_qmp.h"
 
 #include <errno.h>
 
-#include "qmp/qmp_commands.h"
+#include "qmp/vm_qmp.h"
 
 #define PAGE 4096ULL
 
@@ -157,7 +157,7 @@ static const struct qmp_command memslot_commands[] = {
 	{ NULL, NULL, NULL },
 };
 
-int memslots_qmp_register(struct vm_qmp *q)
+int memslots_qmp_register(struct qmp_server *s, struct vm_qmp *q)
 {
-	return qmp_server_add_commands(q->server, memslot_commands, q);
+	return qmp_server_add_commands(s, memslot_commands, q);
 }

@@ -2,8 +2,8 @@
  * guest RAM during a migration): streaming stores skip reading each target
  * line into the cache first, halving the memory traffic.  AVX2 where the
  * CPU has it, memcpy otherwise. */
-#ifndef TERN_PAGECOPY_H
-#define TERN_PAGECOPY_H
+#ifndef TERN_COPY_H
+#define TERN_COPY_H
 
 #include <stddef.h>
 

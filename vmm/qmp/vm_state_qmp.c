@@ -3,7 +3,7 @@
  * with a digest of each saved object, so tests (and curious operators)
  * can see that a migration or update brought every piece across.
  */
-#include "qmp/qmp_state.h"
+#include "qmp/vm_state_qmp.h"
 
 #include <errno.h>
 

@@ -12,8 +12,8 @@
  * change to one word always changes the digest, and any other change
  * escapes it with a probability of about 2^-64.
  */
-#ifndef TERN_BLOCKDIGEST_H
-#define TERN_BLOCKDIGEST_H
+#ifndef TERN_DIGESTS_H
+#define TERN_DIGESTS_H
 
 #include <stddef.h>
 #include <stdint.h>
