@@ -81,12 +81,12 @@ $(B)/tern: $(B)/vmm/main.o $(B)/libvmm.a $(B)/libtern.a
 
 # A tern whose live-update state format is newer than this one's, so tests
 # can show an update to a binary that cannot load the state never loses
-# the guest.  (Its cpr_state object comes first and wins over the archive's.)
-$(B)/vmm/cpr/cpr_state_next.o: vmm/cpr/cpr_state.c
+# the guest.  (Its cpr_blob object comes first and wins over the archive's.)
+$(B)/vmm/cpr/cpr_blob_next.o: vmm/cpr/cpr_blob.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DCPR_FORMAT_VERSION=99 -DCPR_FORMAT_MIN=99 -c $< -o $@
 
-$(B)/tern-cpr-next: $(B)/vmm/main.o $(B)/vmm/cpr/cpr_state_next.o $(B)/libvmm.a $(B)/libtern.a
+$(B)/tern-cpr-next: $(B)/vmm/main.o $(B)/vmm/cpr/cpr_blob_next.o $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Terns that crash or hang right after taking in a cpr-exec's state, for
@@ -150,7 +150,7 @@ FUZZ_EXTRA_qmp := vmm/qmp/qmp.c vmm/qmp/qmp_server.c vmm/qmp/unix_listen.c vmm/q
 STREAM_STATE := harness/memio.c harness/frames.c vmm/machine/vm_state.c vmm/kvm/vcpu_state.c \
 	vmm/kvm/kvm_state.c vmm/devices/uart.c
 FUZZ_EXTRA_stream := $(STREAM_STATE)
-FUZZ_EXTRA_cpr_state := vmm/cpr/cpr_state.c
+FUZZ_EXTRA_cpr_state := vmm/cpr/cpr_blob.c
 FUZZERS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
 LIB_HDRS := $(wildcard include/tern/*.h lib/*.h lib/*/*.h)

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpr/cpr_state.h"
+#include "cpr/cpr_blob.h"
 #include "tern/crc32c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

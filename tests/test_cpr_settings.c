@@ -16,7 +16,7 @@
 
 #include "../harness/rng.h"
 #include "cpr/cpr_settings.h"
-#include "migration/migration.h"
+#include "migration/vm_migration.h"
 #include "qmp/migration_qmp.h"
 
 /* A QMP server with the migration commands of a VM that does not run. */

@@ -42,7 +42,7 @@
 #include "../harness/memio.h"
 #include "../harness/tern.h"
 #include "cpr/cpr_settings.h"
-#include "cpr/cpr_state.h"
+#include "cpr/cpr_blob.h"
 #include "devices/chardev.h"
 #include "devices/ioeventfd_bank.h"
 #include "devices/uart.h"

@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #include "devices/devices.h"
-#include "kvm/dirty_track.h"
+#include "kvm/dirty_tracker.h"
 #include "tern/error.h"
 
 #define CLI_APPEND_MAX 4096

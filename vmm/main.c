@@ -73,7 +73,7 @@ static int run_for_update(int argc, char **argv)
 		memset(&o, 0, sizeof o);
 		o.cpr_refusal = err.msg;
 	}
-	return tern_run(&o);
+	return run_main(&o);
 }
 
 int main(int argc, char **argv)
@@ -104,7 +104,7 @@ int main(int argc, char **argv)
 			fputs(cli_run_usage, stdout);
 			return 0;
 		}
-		return tern_run(&o);
+		return run_main(&o);
 	}
 	if (strcmp(cmd, "migrate") == 0)
 		return migrate_main(argc - 1, argv + 1);

@@ -16,7 +16,7 @@
 #include "machine/builtin_guest.h"
 #include "cpr/cpr.h"
 #include "cpr/cpr_settings.h"
-#include "cpr/cpr_state.h"
+#include "cpr/cpr_blob.h"
 #include "qmp/cpr_qmp.h"
 #include "qmp/migration_qmp.h"
 #include "qmp/vm_state_qmp.h"
@@ -258,7 +258,7 @@ static int start(struct runner *r, const struct run_options *o, struct tern_erro
 	return rc;
 }
 
-int tern_run(const struct run_options *o)
+int run_main(const struct run_options *o)
 {
 	struct runner *r = calloc(1, sizeof *r);
 	if (r == NULL || (r->fds = tern_fdstore_new()) == NULL) {

@@ -8,6 +8,6 @@
 #define TERN_EXIT_START_FAILED 125
 #define TERN_EXIT_GUEST_CRASHED 126
 
-int tern_run(const struct run_options *o);
+int run_main(const struct run_options *o);
 
 #endif

@@ -7,7 +7,7 @@
 
 #include "devices/devices.h"
 #include "loop.h"
-#include "migration/migration.h"
+#include "migration/vm_migration.h"
 #include "qmp/qmp.h"
 #include "qmp/vm_qmp.h"
 #include "tern/fdstore.h"

@@ -11,7 +11,7 @@
 
 #include "cpr/cpr_internal.h"
 #include "cpr/cpr_settings.h"
-#include "cpr/cpr_state.h"
+#include "cpr/cpr_blob.h"
 #include "run.h"
 #include "machine/vm_state.h"
 

@@ -15,7 +15,7 @@
 
 #include "cpr/cpr.h"
 #include "cpr/cpr_internal.h"
-#include "cpr/cpr_state.h"
+#include "cpr/cpr_blob.h"
 #include "run.h"
 
 #define ENV_STATE "TERN_CPR_STATE"

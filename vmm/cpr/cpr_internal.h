@@ -1,7 +1,7 @@
 /*
- * Inside live update: what vmm/cpr.c (the state and the steps both modes
- * share), vmm/cpr_exec.c and vmm/cpr_transfer.c share.  Not for the rest
- * of the VMM, which sees only vmm/cpr.h.
+ * Inside live update: what cpr.c (the state and the steps both modes
+ * share), cpr_exec.c and cpr_transfer.c share.  Not for the rest
+ * of the VMM, which sees only cpr/cpr.h.
  */
 #ifndef VMM_CPR_INTERNAL_H
 #define VMM_CPR_INTERNAL_H
@@ -58,7 +58,7 @@ void cpr_exec_finish(void);
  * if there is none to run). */
 void cpr_exec_fall_back(struct runner *r, const struct tern_error *err);
 
-/* Where tests make a new tern crash or hang (vmm/cpr_fault.c). */
+/* Where tests make a new tern crash or hang (cpr_fault.c). */
 void cpr_fault_point(void);
 
 /* cpr-transfer, old process: reach the new tern and offer the RAM, in a

@@ -16,7 +16,7 @@
 #include "cpr/cpr_fds.h"
 #include "cpr/cpr_internal.h"
 #include "cpr/cpr_ram.h"
-#include "cpr/cpr_state.h"
+#include "cpr/cpr_blob.h"
 #include "cpr/kept_fds.h"
 
 /* ------------------------------------------------------------ the old process */

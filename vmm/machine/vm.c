@@ -25,7 +25,7 @@ static const char *const state_names[] = {
 	[VM_STATE_POSTMIGRATE] = "postmigrate",
 };
 
-const char *vm_state_name(enum vm_state state)
+const char *vm_run_state_name(enum vm_state state)
 {
 	return state_names[state];
 }

@@ -15,7 +15,7 @@
 
 #include "devices/chardev.h"
 #include "devices/devices.h"
-#include "kvm/dirty_track.h"
+#include "kvm/dirty_tracker.h"
 #include "bus/iobus.h"
 #include "kvm/kvm.h"
 #include "machine/memmap.h"
@@ -164,7 +164,7 @@ static inline int vm_exit_requested(const struct vm *vm)
 /* Main thread: stop and join the vCPU threads. */
 void vm_stop_threads(struct vm *vm);
 void vm_destroy(struct vm *vm);
-const char *vm_state_name(enum vm_state state);
+const char *vm_run_state_name(enum vm_state state);
 
 /* Write guest memory from the VMM (devices, debug commands). */
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *data, size_t len);

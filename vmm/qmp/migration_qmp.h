@@ -2,7 +2,7 @@
 #ifndef VMM_MIGRATION_QMP_H
 #define VMM_MIGRATION_QMP_H
 
-#include "migration/migration.h"
+#include "migration/vm_migration.h"
 #include "qmp/qmp.h"
 
 /* migrate, migrate-incoming, the capabilities and parameters, and the

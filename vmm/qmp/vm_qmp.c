@@ -28,7 +28,7 @@ static int cmd_query_status(void *opaque, json_t *args, json_t **ret, struct ter
 	(void)err;
 	struct vm_qmp *q = opaque;
 	enum vm_state st = vm_get_state(q->vm);
-	*ret = json_pack("{s:s,s:b,s:b}", "status", vm_state_name(st), "singlestep", 0, "running",
+	*ret = json_pack("{s:s,s:b,s:b}", "status", vm_run_state_name(st), "singlestep", 0, "running",
 			 st == VM_STATE_RUNNING);
 	return 0;
 }

@@ -3,7 +3,7 @@
 #define VMM_VM_QMP_H
 
 #include "migration/dirty_rate.h"
-#include "migration/migration.h"
+#include "migration/vm_migration.h"
 #include "qmp/qmp.h"
 #include "machine/vm.h"
 

@@ -11,8 +11,8 @@
  *
  * Writes tern itself makes to guest memory are marked as well.
  */
-#ifndef VMM_DIRTY_TRACK_H
-#define VMM_DIRTY_TRACK_H
+#ifndef VMM_DIRTY_TRACKER_H
+#define VMM_DIRTY_TRACKER_H
 
 #include <pthread.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* Live migration of this VM; see migration.h. */
-#include "migration/migration.h"
+#include "migration/vm_migration.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -13,8 +13,8 @@
  * the magic, version range, checksum and every length before using
  * anything.
  */
-#ifndef VMM_CPR_STATE_H
-#define VMM_CPR_STATE_H
+#ifndef VMM_CPR_BLOB_H
+#define VMM_CPR_BLOB_H
 
 #include <stddef.h>
 #include <stdint.h>

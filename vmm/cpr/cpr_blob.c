@@ -1,5 +1,5 @@
-/* The live-update state blob; see cpr_state.h. */
-#include "cpr/cpr_state.h"
+/* The live-update state blob; see cpr_blob.h. */
+#include "cpr/cpr_blob.h"
 
 #include <errno.h>
 #include <stdlib.h>

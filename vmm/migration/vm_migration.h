@@ -12,8 +12,8 @@
  * arrives.  The guest runs only when the whole stream was good and the
  * source said GO; otherwise `done` hears why and the guest never ran.
  */
-#ifndef VMM_MIGRATION_H
-#define VMM_MIGRATION_H
+#ifndef VMM_VM_MIGRATION_H
+#define VMM_VM_MIGRATION_H
 
 #include <pthread.h>
 

@@ -1,5 +1,5 @@
 /* Dirty-page tracking through KVM; see dirty_track.h. */
-#include "kvm/dirty_track.h"
+#include "kvm/dirty_tracker.h"
 
 #include <errno.h>
 #include <stdlib.h>
