@@ -223,11 +223,18 @@ static const struct tern_vmstate_desc bank_desc = {
 	.fields = bank_fields,
 };
 
+/* Rings the guest made before it stopped may still sit in the eventfds. */
+static int bank_quiesce(void *holder, struct tern_error *err)
+{
+	(void)err;
+	ioeventfd_bank_drain(holder);
+	return 0;
+}
+
 static int bank_save(void *holder, void *obj, struct tern_error *err)
 {
 	struct ioeventfd_bank *b = holder;
 	struct bank_state *st = obj;
-	ioeventfd_bank_drain(b);
 	st->rings = malloc((b->count ? b->count : 1) * sizeof *st->rings);
 	if (st->rings == NULL)
 		return tern_errorf(err, -ENOMEM, "out of memory");
@@ -259,6 +266,7 @@ VM_STATE_TYPE(ioeventfd_bank_type) = {
 	.name = "ioeventfd-bank",
 	.desc = &bank_desc,
 	.carry = VM_CARRY_ALL,
+	.quiesce = bank_quiesce,
 	.save = bank_save,
 	.load = bank_load,
 	.release = bank_release,

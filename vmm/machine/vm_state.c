@@ -113,10 +113,28 @@ int vm_state_save_one(const struct vm_state_type *t, void *holder, struct tern_b
 	return rc;
 }
 
+/* Every holder first: finishing one device's work may change another's
+ * state (a completion raises an interrupt in the irqchip). */
+int vm_state_quiesce(const struct vm_state_registry *reg, unsigned carriers,
+		     struct tern_error *err)
+{
+	for (unsigned i = 0; i < reg->count; i++) {
+		const struct vm_state_entry *e = &reg->entry[i];
+		int rc = e->type->quiesce != NULL && (e->type->carry & carriers)
+				 ? e->type->quiesce(e->holder, err)
+				 : 0;
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 int vm_state_save(const struct vm_state_registry *reg, enum vm_carrier carrier,
 		  enum vm_state_part part, vm_state_sink sink, void *ctx, struct tern_error *err)
 {
 	int rc = vm_state_check(reg, carrier, err);
+	if (rc == 0 && part != VM_STATE_PART_EARLY)
+		rc = vm_state_quiesce(reg, carrier, err);
 	for (unsigned i = 0; i < reg->count && rc == 0; i++) {
 		const struct vm_state_entry *e = &reg->entry[i];
 		const char *why;

@@ -51,6 +51,10 @@ struct vm_state_type {
 	const struct tern_vmstate_desc *desc;  /* its wire form; obj is desc->size bytes */
 	unsigned carry;                        /* the vm_carrier bits that carry it */
 	unsigned flags;
+	/* Optional, source, vCPUs stopped: finish what is in flight (a
+	 * device's requests, rings waiting in eventfds), before any entry is
+	 * saved, so that what is saved is all there is. */
+	int (*quiesce)(void *holder, struct tern_error *err);
 	/* Source: fill obj (zeroed) from the holder. */
 	int (*save)(void *holder, void *obj, struct tern_error *err);
 	/* Destination: give a checked obj to the holder (0 or -errno). */
@@ -103,6 +107,9 @@ int vm_state_check(const struct vm_state_registry *reg, enum vm_carrier carrier,
 
 /* Hands one saved section to its destination (0 or -errno). */
 typedef int (*vm_state_sink)(void *ctx, const char *name, const uint8_t *data, size_t len);
+/* Quiesce every entry that one of `carriers` carries (vCPUs stopped). */
+int vm_state_quiesce(const struct vm_state_registry *reg, unsigned carriers,
+		     struct tern_error *err);
 /* Which entries a save takes: the early ones (sent before RAM), the rest
  * (with the vCPUs stopped), or all (a live update's state). */
 enum vm_state_part { VM_STATE_PART_EARLY, VM_STATE_PART_REST, VM_STATE_PART_ALL };

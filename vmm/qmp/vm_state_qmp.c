@@ -35,11 +35,14 @@ static int cmd_query_vm_state(void *opaque, json_t *args, json_t **ret, struct t
 	 * reader wait for the vCPU): ask for a stopped guest. */
 	if (vm_get_state(vm) == VM_STATE_RUNNING)
 		return tern_errorf(err, -EBUSY, "x-query-vm-state needs the guest stopped (stop)");
+	int rc = vm_state_quiesce(&vm->states, VM_CARRY_ALL, err);
+	if (rc < 0)
+		return rc;
 	json_t *list = json_array();
 	for (unsigned i = 0; i < vm->states.count; i++) {
 		const struct vm_state_entry *e = &vm->states.entry[i];
 		struct tern_buf b = { 0 };
-		int rc = vm_state_save_one(e->type, e->holder, &b, err);
+		rc = vm_state_save_one(e->type, e->holder, &b, err);
 		if (rc < 0) {
 			tern_buf_free(&b);
 			json_decref(list);
