@@ -163,6 +163,8 @@ static int add_bank(struct runner *r, struct tern_error *err)
 	int rc = ioeventfd_bank_create(&r->bank, r->cfg.ioeventfd_bank, r->fds, err);
 	r->have_bank = 1;
 	r->vm.bank = &r->bank;
+	if (rc == 0)
+		rc = ioeventfd_bank_map(&r->bank, &r->vm.mmio, err);
 	/* After a live update the guest resumes first (see ioeventfd_bank.h). */
 	if (rc == 0 && r->cpr_in == NULL)
 		rc = ioeventfd_bank_register(&r->bank, r->vm.kvm.vm_fd, 0, err);

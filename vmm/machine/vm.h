@@ -15,7 +15,9 @@
 
 #include "devices/chardev.h"
 #include "kvm/dirty_track.h"
-#include "bus/iobus.h"
+#include "bus/bus.h"
+#include "bus/pci.h"
+#include "kvm/irq.h"
 #include "kvm/kvm.h"
 #include "machine/memmap.h"
 #include "machine/ram.h"
@@ -85,7 +87,10 @@ struct vm {
 	struct kvm kvm;
 	struct guest_ram ram;
 	struct vm_memmap memmap;
-	struct io_bus io;
+	/* Devices: port I/O and MMIO ranges, PCI, interrupt routes (bus.md). */
+	struct bus_space pio, mmio;
+	struct pci_host pci;
+	struct gsi_routes irq;
 	struct ioeventfd_bank *bank; /* --device ioeventfd-bank, or NULL */
 	struct uart uart;
 	struct chardev serial;
@@ -162,7 +167,8 @@ void vm_stop_threads(struct vm *vm);
 void vm_destroy(struct vm *vm);
 const char *vm_state_name(enum vm_state state);
 
-/* Write guest memory from the VMM (devices, debug commands). */
+/* Guest memory from the VMM (debug commands): dma_write and dma_read
+ * (machine/dma.h), so what is written is marked dirty. */
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *data, size_t len);
 int vm_read_guest(struct vm *vm, uint64_t gpa, void *data, size_t len);
 
