@@ -11,39 +11,65 @@
 void pci_hole_init(struct pci_hole *h, uint64_t base, uint64_t end)
 {
 	memset(h, 0, sizeof *h);
-	h->base = h->next = base;
+	h->base = base;
 	h->end = end;
+}
+
+void pci_hole_destroy(struct pci_hole *h)
+{
+	free(h->used);
+	memset(h, 0, sizeof *h);
+}
+
+static int take(struct pci_hole *h, uint64_t base, uint64_t end)
+{
+	if (h->nused == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 16;
+		struct pci_hole_range *grown = realloc(h->used, cap * sizeof *grown);
+		if (grown == NULL)
+			return -ENOMEM;
+		h->used = grown;
+		h->cap = cap;
+	}
+	h->used[h->nused++] = (struct pci_hole_range){ base, end };
+	return 0;
 }
 
 int pci_hole_reserve(struct pci_hole *h, uint64_t base, uint64_t len)
 {
-	if (h->nreserved == PCI_HOLE_MAX_RESERVED)
-		return -ENOSPC;
-	h->reserved[h->nreserved].base = base;
-	h->reserved[h->nreserved].end = base + len;
-	h->nreserved++;
-	return 0;
+	return take(h, base, base + len);
 }
 
+static int fits(const struct pci_hole *h, uint64_t at, uint64_t size)
+{
+	if (at < h->base || at + size < at || at + size > h->end)
+		return 0;
+	for (size_t i = 0; i < h->nused; i++)
+		if (at < h->used[i].end && h->used[i].base < at + size)
+			return 0;
+	return 1;
+}
+
+/* The lowest free place starts at the hole's base or at the end of
+ * something taken (aligned up): try each.  O(n^2) for the few BARs a
+ * machine has. */
 int pci_hole_alloc(struct pci_hole *h, uint64_t size, uint64_t *gpa)
 {
 	if (size == 0 || (size & (size - 1)) != 0)
 		return -EINVAL;
-	uint64_t at = (h->next + size - 1) & ~(size - 1);
-	for (int moved = 1; moved;) { /* step over every reservation in the way */
-		moved = 0;
-		for (unsigned i = 0; i < h->nreserved; i++) {
-			if (at < h->reserved[i].end && h->reserved[i].base < at + size) {
-				at = (h->reserved[i].end + size - 1) & ~(size - 1);
-				moved = 1;
-			}
-		}
+	uint64_t best = UINT64_MAX;
+	for (size_t i = 0; i <= h->nused; i++) {
+		uint64_t from = i < h->nused ? h->used[i].end : h->base;
+		uint64_t at = (from + size - 1) & ~(size - 1);
+		if (at >= from && at < best && fits(h, at, size))
+			best = at;
 	}
-	if (at < h->next || at + size < at || at + size > h->end)
+	if (best == UINT64_MAX)
 		return -ENOSPC;
-	h->next = at + size;
-	*gpa = at;
-	return 0;
+	int rc = take(h, best, best + size);
+	if (rc == 0)
+		*gpa = best;
+	return rc;
 }
 
 /* ------------------------------------------------ configuration mechanism #1 */
@@ -144,6 +170,7 @@ void pci_host_destroy(struct pci_host *h)
 	if (!h->ready)
 		return;
 	pthread_mutex_destroy(&h->lock);
+	pci_hole_destroy(&h->hole);
 	h->ready = 0;
 }
 
@@ -226,8 +253,8 @@ int pci_host_assign_bars(struct pci_host *h, struct tern_error *err)
 		struct pci_device *d = todo[k].d;
 		unsigned i = todo[k].index, at = PCI_REG_BAR0 + 4 * i;
 		uint64_t size = d->bar[i].size, gpa;
-		if (pci_hole_alloc(&h->hole, size, &gpa) < 0) {
-			rc = tern_errorf(err, -ENOSPC, "%s: no room for BAR %u (0x%llx bytes) in "
+		if ((rc = pci_hole_alloc(&h->hole, size, &gpa)) < 0) {
+			rc = tern_errorf(err, rc, "%s: no room for BAR %u (0x%llx bytes) in "
 					 "the PCI hole 0x%llx-0x%llx", d->name ? d->name : "PCI device",
 					 i, (unsigned long long)size, (unsigned long long)h->hole.base,
 					 (unsigned long long)h->hole.end);

@@ -78,21 +78,23 @@
  * LAPIC and KVM's TSS pages), less what is reserved in it. */
 #define PCI_HOLE_BASE 0xc0000000ULL
 #define PCI_HOLE_END 0xfec00000ULL
-#define PCI_HOLE_MAX_RESERVED 8
 
+/* First fit over what is taken (allocations and reservations): small
+ * BARs fill the gaps that large ones' alignment leaves. */
 struct pci_hole {
-	uint64_t base, end, next; /* a bump allocator from base up */
-	unsigned nreserved;
-	struct {
+	uint64_t base, end;
+	struct pci_hole_range {
 		uint64_t base, end;
-	} reserved[PCI_HOLE_MAX_RESERVED];
+	} *used;
+	size_t nused, cap;
 };
 
 void pci_hole_init(struct pci_hole *h, uint64_t base, uint64_t end);
-/* Keep [base, base + len) out of allocations; -ENOSPC when full. */
+void pci_hole_destroy(struct pci_hole *h);
+/* Keep [base, base + len) out of allocations; -ENOMEM. */
 int pci_hole_reserve(struct pci_hole *h, uint64_t base, uint64_t len);
-/* size bytes, a power of two, aligned to size (as a BAR must be);
- * -EINVAL (size), -ENOSPC (no room left). */
+/* The lowest free size bytes aligned to size, a power of two (as a BAR
+ * must be); -EINVAL (size), -ENOSPC (no room), -ENOMEM. */
 int pci_hole_alloc(struct pci_hole *h, uint64_t size, uint64_t *gpa);
 
 struct pci_device;

@@ -85,7 +85,7 @@ static int add_buses(struct vm *vm, struct tern_error *err)
 	/* The doorbells of an ioeventfd bank stay where they always were
 	 * (their address is in its live-update state): BARs go around them. */
 	if (rc == 0 && pci_hole_reserve(&vm->pci.hole, IOEVENTFD_BANK_BASE, IOEVENTFD_BANK_WINDOW) < 0)
-		rc = tern_errorf(err, -ENOSPC, "the PCI hole has no room for reservations");
+		rc = tern_errorf(err, -ENOMEM, "out of memory");
 	return rc;
 }
 
