@@ -40,8 +40,8 @@ void pci_device_init(struct pci_device *d, const struct pci_device_info *info)
 	pci_config_set(d, PCI_REG_INT_PIN, 1, info->int_pin);
 	/* Status bits are read-only here: no device reports errors. */
 	pci_config_set_wmask(d, PCI_REG_COMMAND, 2,
-			     PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | 0x0040 |
-				     0x0100 | PCI_COMMAND_INTX_DISABLE);
+			     PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER |
+				     PCI_COMMAND_PARITY | PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE);
 	pci_config_set_wmask(d, PCI_REG_CACHE_LINE, 1, 0xff);
 	pci_config_set_wmask(d, PCI_REG_LATENCY, 1, 0xff);
 	pci_config_set_wmask(d, PCI_REG_INT_LINE, 1, 0xff);
