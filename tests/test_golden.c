@@ -158,7 +158,6 @@ static void fake_machine_init(struct fake_machine *f, unsigned vcpus, unsigned b
 	if (bank) {
 		f->bank.count = bank;
 		f->bank.base = IOEVENTFD_BANK_BASE;
-		vm->bank = &f->bank;
 		assert_int_equal(vm_state_register(reg, &ioeventfd_bank_type, -1, &f->bank, &err), 0);
 	}
 }

@@ -2,15 +2,15 @@
 #include "devices/ioeventfd_bank.h"
 
 #include <errno.h>
-#include <linux/kvm.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "bus/bus.h"
 #include "cpr/kept_fds.h"
+#include "kvm/irq.h"
 
 #define DOORBELL_BYTES 8
 #define EVENTS_PER_WAIT 256
@@ -89,12 +89,12 @@ int ioeventfd_bank_create(struct ioeventfd_bank *b, uint32_t count, struct tern_
 
 static int register_one(struct ioeventfd_bank *b, uint32_t i)
 {
-	struct kvm_ioeventfd e = {
+	const struct kvm_ioevent e = {
 		.addr = b->base + (uint64_t)i * DOORBELL_BYTES,
 		.len = DOORBELL_BYTES,
 		.fd = b->fd[i],
 	};
-	return ioctl(b->kvm_vm_fd, KVM_IOEVENTFD, &e) < 0 ? -errno : 0;
+	return kvm_ioeventfd_assign(b->kvm_vm_fd, &e, NULL);
 }
 
 static void *register_thread(void *arg)
@@ -161,17 +161,27 @@ int ioeventfd_bank_attach(struct ioeventfd_bank *b, struct loop *loop)
 	return b->handle < 0 ? (int)b->handle : 0;
 }
 
-int ioeventfd_bank_mmio_write(struct ioeventfd_bank *b, uint64_t gpa, unsigned len)
+static void doorbell_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
 {
-	if (b == NULL || gpa < b->base || gpa - b->base >= (uint64_t)b->count * DOORBELL_BYTES)
-		return 0;
-	uint64_t off = gpa - b->base;
-	if (off % DOORBELL_BYTES != 0 || len != DOORBELL_BYTES)
-		return 1; /* KVM would not match it either: it vanishes */
+	(void)value; /* any value rings, as KVM's ioeventfd without datamatch */
+	struct ioeventfd_bank *b = opaque;
+	if (offset % DOORBELL_BYTES != 0 || size != DOORBELL_BYTES)
+		return; /* KVM would not match it either: it vanishes */
 	uint64_t one = 1;
-	ssize_t w = write(b->fd[off / DOORBELL_BYTES], &one, sizeof one);
+	ssize_t w = write(b->fd[offset / DOORBELL_BYTES], &one, sizeof one);
 	(void)w; /* a full counter (2^64 - 2 rings) is already ringing */
-	return 1;
+}
+
+int ioeventfd_bank_map(struct ioeventfd_bank *b, struct bus_space *mmio, struct tern_error *err)
+{
+	const struct bus_range r = {
+		.base = b->base,
+		.len = (uint64_t)b->count * DOORBELL_BYTES,
+		.write = doorbell_write,
+		.opaque = b,
+		.name = "ioeventfd-bank",
+	};
+	return bus_register(mmio, &r, err);
 }
 
 uint32_t ioeventfd_bank_registered(const struct ioeventfd_bank *b)

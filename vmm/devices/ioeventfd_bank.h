@@ -31,8 +31,9 @@
 
 #define IOEVENTFD_BANK_BASE 0xe0000000ULL
 #define IOEVENTFD_BANK_MAX (1u << 18) /* 2 MiB of doorbells */
+#define IOEVENTFD_BANK_WINDOW ((uint64_t)IOEVENTFD_BANK_MAX * 8)
 
-struct kvm;
+struct bus_space;
 
 struct ioeventfd_bank {
 	uint32_t count;
@@ -60,9 +61,9 @@ int ioeventfd_bank_register(struct ioeventfd_bank *b, int kvm_vm_fd, int backgro
 int ioeventfd_bank_attach(struct ioeventfd_bank *b, struct loop *loop);
 /* Count the rings waiting in the eventfds (main thread). */
 void ioeventfd_bank_drain(struct ioeventfd_bank *b);
-/* A vCPU's MMIO write KVM did not take: ring the doorbell ourselves.
- * Returns 1 if gpa is a doorbell. */
-int ioeventfd_bank_mmio_write(struct ioeventfd_bank *b, uint64_t gpa, unsigned len);
+/* The doorbells as a range of the MMIO space: a write KVM did not take
+ * (not registered yet) reaches it, and the VMM rings the doorbell itself. */
+int ioeventfd_bank_map(struct ioeventfd_bank *b, struct bus_space *mmio, struct tern_error *err);
 uint32_t ioeventfd_bank_registered(const struct ioeventfd_bank *b);
 void ioeventfd_bank_destroy(struct ioeventfd_bank *b);
 

@@ -35,8 +35,6 @@ static int bank_create(const struct device_env *env, const char *options, void *
 	int rc = parse_options(options, &count, err);
 	if (rc < 0)
 		return rc;
-	if (env->vm->bank != NULL)
-		return tern_errorf(err, -EBUSY, "a VM has one ioeventfd-bank");
 	struct bank_device *d = calloc(1, sizeof *d);
 	if (d == NULL)
 		return tern_errorf(err, -ENOMEM, "out of memory");
@@ -44,7 +42,8 @@ static int bank_create(const struct device_env *env, const char *options, void *
 	d->vm = env->vm;
 	*dev = d;
 	rc = ioeventfd_bank_create(b, count, env->fds, err);
-	env->vm->bank = b;
+	if (rc == 0) /* a second bank would overlap the first: the bus refuses it */
+		rc = ioeventfd_bank_map(b, &env->vm->mmio, err);
 	if (rc == 0)
 		rc = vm_state_register(&env->vm->states, &ioeventfd_bank_type, -1, b, err);
 	/* After a live update the guest resumes first (see ioeventfd_bank.h). */
@@ -84,8 +83,11 @@ static json_t *bank_query(void *dev)
 
 static void bank_destroy(void *dev)
 {
-	ioeventfd_bank_destroy(dev);
-	free(dev);
+	struct bank_device *d = dev;
+	if (d->bank.count > 0)
+		bus_unregister(&d->vm->mmio, d->bank.base);
+	ioeventfd_bank_destroy(&d->bank);
+	free(d);
 }
 
 const struct device_kind ioeventfd_bank_kind = {

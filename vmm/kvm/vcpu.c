@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "machine/vm.h"
-#include "devices/ioeventfd_bank.h"
 
 #define KICK_SIGNAL SIGUSR1
 
@@ -109,8 +108,8 @@ static void handle_io(struct vcpu *v)
 	struct kvm_run *run = v->run;
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	for (uint32_t i = 0; i < run->io.count; i++) {
-		iobus_access(&v->vm->io, run->io.port, data, run->io.size,
-			     run->io.direction == KVM_EXIT_IO_OUT);
+		bus_access(&v->vm->pio, run->io.port, data, run->io.size,
+			   run->io.direction == KVM_EXIT_IO_OUT);
 		data += run->io.size;
 	}
 }
@@ -125,12 +124,10 @@ static int handle_exit(struct vcpu *v)
 		handle_io(v);
 		return 0;
 	case KVM_EXIT_MMIO:
-		/* A doorbell KVM does not signal yet, or nothing: then reads
-		 * float high and writes vanish. */
-		if (run->mmio.is_write)
-			ioeventfd_bank_mmio_write(v->vm->bank, run->mmio.phys_addr, run->mmio.len);
-		else
-			memset(run->mmio.data, 0xff, sizeof run->mmio.data);
+		/* A BAR, a doorbell KVM does not signal yet, or nothing: then
+		 * reads float high and writes vanish. */
+		bus_access(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
+			   run->mmio.is_write);
 		return 0;
 	case KVM_EXIT_INTR:
 		return 0;

@@ -1,7 +1,9 @@
 /* VM construction, run state and teardown; see vm.h. */
 #include "machine/vm.h"
+#include "devices/ioeventfd_bank.h"
 #include "kvm/kvm_state.h"
 #include "kvm/vcpu_state.h"
+#include "machine/dma.h"
 #include "machine/vm_shape.h"
 
 #include <errno.h>
@@ -48,30 +50,45 @@ static void serial_set_irq(void *opaque, int level)
 	kvm_set_irq_line(&vm->kvm, COM1_IRQ, level);
 }
 
-static uint32_t serial_read(void *opaque, uint16_t offset, unsigned size)
+static uint64_t serial_read(void *opaque, uint64_t offset, unsigned size)
 {
 	(void)size;
 	struct vm *vm = opaque;
-	return uart_read(&vm->uart, offset);
+	return uart_read(&vm->uart, (unsigned)offset);
 }
 
-static void serial_write(void *opaque, uint16_t offset, unsigned size, uint32_t value)
+static void serial_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
 {
 	(void)size;
 	struct vm *vm = opaque;
-	uart_write(&vm->uart, offset, (uint8_t)value);
+	uart_write(&vm->uart, (unsigned)offset, (uint8_t)value);
 }
 
 /* Like QEMU's isa-debug-exit, but the guest's value is tern's exit status
  * as is (QEMU exits with value * 2 + 1). */
-static void debug_exit_write(void *opaque, uint16_t offset, unsigned size, uint32_t value)
+static void debug_exit_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
 {
 	(void)offset;
 	(void)size;
 	struct vm *vm = opaque;
 	char detail[64];
-	snprintf(detail, sizeof detail, "the guest exited with status %u", value & 0xff);
+	snprintf(detail, sizeof detail, "the guest exited with status %u", (unsigned)(value & 0xff));
 	vm_request_exit(vm, VM_EXIT_GUEST, (int)(value & 0xff), detail);
+}
+
+/* The address spaces, the PCI host bridge and the interrupt routes. */
+static int add_buses(struct vm *vm, struct tern_error *err)
+{
+	if (bus_init(&vm->pio, "port I/O", 0x10000) < 0 || bus_init(&vm->mmio, "MMIO", 0) < 0)
+		return tern_errorf(err, -ENOMEM, "out of memory");
+	int rc = gsi_routes_init(&vm->irq, &vm->kvm, err);
+	if (rc == 0)
+		rc = pci_host_init(&vm->pci, &vm->pio, &vm->mmio, err);
+	/* The doorbells of an ioeventfd bank stay where they always were
+	 * (their address is in its live-update state): BARs go around them. */
+	if (rc == 0 && pci_hole_reserve(&vm->pci.hole, IOEVENTFD_BANK_BASE, IOEVENTFD_BANK_WINDOW) < 0)
+		rc = tern_errorf(err, -ENOMEM, "out of memory");
+	return rc;
 }
 
 static int add_devices(struct vm *vm, const struct vm_config *cfg, struct tern_error *err)
@@ -84,17 +101,20 @@ static int add_devices(struct vm *vm, const struct vm_config *cfg, struct tern_e
 	int rc = chardev_open(&vm->serial, cfg->serial ? cfg->serial : "stdio", cfg->fds, err);
 	uart_init(&vm->uart, &com1, vm);
 	vm->devices_ready = 1;
-	if (rc < 0)
+	if (rc < 0 || (rc = add_buses(vm, err)) < 0)
 		return rc;
-	const struct io_range ranges[] = {
+	const struct bus_range ranges[] = {
 		{ .base = COM1_BASE, .len = 8, .read = serial_read, .write = serial_write,
-		  .opaque = vm },
-		{ .base = DEBUG_EXIT_PORT, .len = 4, .write = debug_exit_write, .opaque = vm },
+		  .opaque = vm, .name = "COM1" },
+		{ .base = DEBUG_EXIT_PORT, .len = 4, .write = debug_exit_write, .opaque = vm,
+		  .name = "the exit port" },
 	};
 	for (unsigned i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
-		if ((rc = iobus_register(&vm->io, &ranges[i])) < 0)
-			return tern_errorf(err, rc, "registering I/O ports at 0x%x", ranges[i].base);
-	return 0;
+		if ((rc = bus_register(&vm->pio, &ranges[i], err)) < 0)
+			return rc;
+	/* Firmware's part, for PCI devices added above (the built-in guest
+	 * does not enumerate PCI). */
+	return pci_host_assign_bars(&vm->pci, err);
 }
 
 /* The machine's own state; devices and the runner add theirs. */
@@ -365,6 +385,10 @@ void vm_destroy(struct vm *vm)
 		chardev_close(&vm->serial);
 		uart_destroy(&vm->uart);
 	}
+	pci_host_destroy(&vm->pci);
+	gsi_routes_destroy(&vm->irq);
+	bus_destroy(&vm->mmio);
+	bus_destroy(&vm->pio);
 	memmap_destroy(vm);
 	ram_destroy(&vm->ram);
 	vm_state_registry_free(&vm->states);
@@ -377,13 +401,10 @@ void vm_destroy(struct vm *vm)
 
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *data, size_t len)
 {
-	int rc = memmap_access(vm, gpa, (void *)data, len, 1);
-	if (rc == 0)
-		dirty_tracker_mark(&vm->dirty, gpa, len);
-	return rc;
+	return dma_write(vm, gpa, data, len);
 }
 
 int vm_read_guest(struct vm *vm, uint64_t gpa, void *data, size_t len)
 {
-	return memmap_access(vm, gpa, data, len, 0);
+	return dma_read(vm, gpa, data, len);
 }

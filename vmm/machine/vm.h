@@ -16,7 +16,9 @@
 #include "devices/chardev.h"
 #include "devices/devices.h"
 #include "kvm/dirty_tracker.h"
-#include "bus/iobus.h"
+#include "bus/bus.h"
+#include "bus/pci.h"
+#include "kvm/irq.h"
 #include "kvm/kvm.h"
 #include "machine/memmap.h"
 #include "machine/ram.h"
@@ -89,8 +91,10 @@ struct vm {
 	struct guest_ram ram;
 	struct vm_memmap memmap;
 	struct vm_state_registry states; /* what migration and live update carry */
-	struct io_bus io;
-	struct ioeventfd_bank *bank; /* --device ioeventfd-bank, or NULL */
+	/* Devices: port I/O and MMIO ranges, PCI, interrupt routes (bus.md). */
+	struct bus_space pio, mmio;
+	struct pci_host pci;
+	struct gsi_routes irq;
 	struct uart uart;
 	struct chardev serial;
 	int prepared;      /* vm_prepare has run */
@@ -166,7 +170,8 @@ void vm_stop_threads(struct vm *vm);
 void vm_destroy(struct vm *vm);
 const char *vm_run_state_name(enum vm_state state);
 
-/* Write guest memory from the VMM (devices, debug commands). */
+/* Guest memory from the VMM (debug commands): dma_write and dma_read
+ * (machine/dma.h), so what is written is marked dirty. */
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *data, size_t len);
 int vm_read_guest(struct vm *vm, uint64_t gpa, void *data, size_t len);
 
