@@ -221,6 +221,59 @@ static void bars_follow_programming(void **state)
 	cfg_write(m, 4, PCI_REG_COMMAND, 2, 0);
 }
 
+/* A programmed function's config space goes through its state type into a
+ * fresh machine: its BARs decode where the guest put them; a function of
+ * other ids refuses the state; the latch comes along too. */
+static void state_carries_the_programming(void **state)
+{
+	struct machine *m = *state;
+	struct bar_dev d;
+	make_endpoint(m, &d, 6);
+	cfg_write(m, 6, PCI_REG_BAR0, 4, 0xc0004000);
+	cfg_write(m, 6, PCI_REG_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	bus_write(&m->pio, PCI_CONFIG_ADDRESS_PORT, 4, address(0, 6, 0, PCI_REG_BAR0));
+	struct tern_buf dev = { 0 }, host = { 0 };
+	struct tern_error err = { .msg = "" };
+	assert_int_equal(vm_state_save_one(&pci_device_state_type, &d.pci, &dev, &err), 0);
+	assert_int_equal(vm_state_save_one(&pci_host_state_type, &m->pci, &host, &err), 0);
+
+	static struct machine fresh;
+	struct machine *to = &fresh;
+	memset(to, 0, sizeof *to);
+	assert_int_equal(bus_init(&to->pio, "port I/O", 0x10000), 0);
+	assert_int_equal(bus_init(&to->mmio, "MMIO", 0), 0);
+	assert_int_equal(pci_host_init(&to->pci, &to->pio, &to->mmio, NULL), 0);
+	struct bar_dev e;
+	make_endpoint(to, &e, 6);
+	assert_int_equal(bus_count(&to->mmio), 0);
+	assert_int_equal(vm_state_load_one(&pci_device_state_type, &e.pci, dev.data, dev.len, &err),
+			 0);
+	assert_int_equal(vm_state_load_one(&pci_host_state_type, &to->pci, host.data, host.len,
+					   &err), 0);
+	uint64_t latch; /* before any config access moves it */
+	bus_read(&to->pio, PCI_CONFIG_ADDRESS_PORT, 4, &latch);
+	assert_int_equal(latch, address(0, 6, 0, PCI_REG_BAR0));
+	struct bus_range r;
+	assert_int_equal(bus_find(&to->mmio, 0xc0004000, &r), 0);
+	assert_int_equal(cfg_read(to, 6, PCI_REG_COMMAND, 2), PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+
+	struct bar_dev other;
+	memset(&other, 0, sizeof other);
+	struct pci_device_info ids = endpoint;
+	ids.device = 0x1041;
+	pci_device_init(&other.pci, &ids);
+	other.pci.host = &to->pci;
+	assert_int_equal(vm_state_load_one(&pci_device_state_type, &other.pci, dev.data, dev.len,
+					   &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "ids"));
+	cfg_write(to, 6, PCI_REG_COMMAND, 2, 0);
+	cfg_write(m, 6, PCI_REG_COMMAND, 2, 0);
+	void *fresh_state = to;
+	teardown(&fresh_state);
+	tern_buf_free(&dev);
+	tern_buf_free(&host);
+}
+
 struct cap_dev {
 	struct pci_device pci;
 	unsigned writes, last_at;
@@ -388,6 +441,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(bar_sizing, setup, teardown),
 		cmocka_unit_test_setup_teardown(bars_follow_programming, setup, teardown),
 		cmocka_unit_test_setup_teardown(capability_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(state_carries_the_programming, setup, teardown),
 		cmocka_unit_test_setup_teardown(functions_and_slots, setup, teardown),
 		cmocka_unit_test(hole_allocator),
 		cmocka_unit_test_setup_teardown(firmware_assignment, setup, teardown),

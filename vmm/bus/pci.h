@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "bus/bus.h"
+#include "machine/vm_state.h"
 #include "tern/error.h"
 
 #define PCI_CONFIG_ADDRESS_PORT 0xcf8
@@ -205,5 +206,15 @@ int pci_register(struct pci_host *h, struct pci_device *d, int devfn, struct ter
  * first (power-of-two sizes then leave no gaps), and enable memory
  * decoding of each device that has BARs. */
 int pci_host_assign_bars(struct pci_host *h, struct tern_error *err);
+
+/* ------------------------------------------------------------ state */
+
+/* pci_state.c: the host's CONFIG_ADDRESS latch, and each function's
+ * configuration space, in the VM's state registry. */
+extern const struct vm_state_type pci_host_state_type;
+extern const struct vm_state_type pci_device_state_type;
+/* Register d's configuration space as "pci/DEVFN" (after pci_register). */
+int pci_register_state(struct pci_device *d, struct vm_state_registry *reg,
+		       struct tern_error *err);
 
 #endif

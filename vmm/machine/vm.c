@@ -129,6 +129,10 @@ static int register_state(struct vm *vm, struct tern_error *err)
 	for (unsigned i = 0; i < vm->vcpus && rc == 0; i++)
 		rc = vm_state_register(reg, &vcpu_state_type, (int)i, &vm->vcpu[i], err);
 	if (rc == 0)
+		rc = vm_state_register(reg, &pci_host_state_type, -1, &vm->pci, err);
+	if (rc == 0)
+		rc = pci_register_state(&vm->pci.bridge, reg, err);
+	if (rc == 0)
 		rc = vm_state_register(reg, &uart_state_type, -1, &vm->uart, err);
 	if (rc == 0)
 		rc = vm_state_register(reg, &chardev_output_type, -1, &vm->serial, err);
