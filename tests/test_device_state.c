@@ -76,6 +76,9 @@ static int end_leftovers(void **state)
 	return 0;
 }
 
+/* Destinations started --paused (as libvirt starts them, -S). */
+static int start_paused;
+
 static void start_tern(struct guest *g, const char *device, const char *incoming)
 {
 	char ser[256], spec[300];
@@ -96,6 +99,8 @@ static void start_tern(struct guest *g, const char *device, const char *incoming
 	if (incoming != NULL) {
 		args[n++] = "--incoming";
 		args[n++] = incoming;
+		if (start_paused)
+			args[n++] = "--paused";
 	} else {
 		args[n++] = "--append";
 		args[n++] = "workload=idle ws=8M";
@@ -306,20 +311,12 @@ static long long number(json_t *entry, const char *key)
  *   guest's own verification of its memory after every hop, and its
  *   answering on the serial port at all, covers them.
  *
- * - "uart" after a live migration or a restore from a file, when
- *   uart_after is given: their destination runs the guest at once (see
- *   below), and the guest reads the bytes waiting in the UART's receive
- *   FIFO before anyone can stop it.  The test then waits until the guest
- *   has run the command those bytes were (so they arrived), and the UART
- *   must be as it was before they were typed (uart_after).
- *
  * Everything else, including qmp-clients (the slots, negotiation and the
  * unread input of each client, this test's own connection included: it
  * has no unread input while its x-query-vm-state runs), must be byte for
  * byte the same.
  */
-static void expect_carried(json_t *before, json_t *after, const char *carrier, const char *hop,
-			   json_t *uart_after)
+static void expect_carried(json_t *before, json_t *after, const char *carrier, const char *hop)
 {
 	const char *name;
 	json_t *b;
@@ -336,8 +333,6 @@ static void expect_carried(json_t *before, json_t *after, const char *carrier, c
 		if (!carried_by(b, carrier) || strcmp(name, "kvm") == 0 ||
 		    strncmp(name, "cpu/", 4) == 0)
 			continue;
-		if (uart_after != NULL && strcmp(name, "uart") == 0)
-			b = uart_after;
 		if (number(b, "size") != number(a, "size") || number(b, "crc32c") != number(a, "crc32c"))
 			fail_msg("%s did not carry %s: %lld bytes crc32c 0x%08llx before, %lld bytes "
 				 "crc32c 0x%08llx after",
@@ -474,7 +469,6 @@ static void every_entry_survives_every_carrier(void **state)
 	json_decref(r);
 
 	stop(&src);
-	json_t *quiet = vm_state(&src); /* before anything is typed */
 	json_t *before = type_while_stopped(&src);
 	for (size_t i = 0; i < sizeof expected_entries / sizeof expected_entries[0]; i++)
 		if (json_object_get(before, expected_entries[i]) == NULL)
@@ -498,16 +492,13 @@ static void every_entry_survives_every_carrier(void **state)
 	expect_completed(&src);
 	expect_status(&src, "postmigrate");
 	expect_completed(&d1);
-	/* The destination runs the guest although the source had it paused
-	 * (QEMU would keep it paused, and libvirt starts destinations with
-	 * -S; tern ignores --start-paused with --incoming): stop it to look. */
-	expect_status(&d1, "running");
-	serial_expect(&d1, "tern-guest: status "); /* what was typed reached the guest */
-	stop(&d1);
+	/* The source had the guest paused: so has the destination (QEMU's
+	 * run state), with what was typed still in the UART. */
+	expect_status(&d1, "paused");
 	json_t *after = vm_state(&d1);
-	expect_carried(before, after, "migration", "the live migration",
-		       json_object_get(quiet, "uart"));
-	json_decref(quiet);
+	expect_carried(before, after, "migration", "the live migration");
+	cont(&d1);
+	serial_expect(&d1, "tern-guest: status "); /* what was typed reached the guest */
 	expect_rings(&d1, rings, "the live migration");
 	json_decref(before);
 	json_decref(after);
@@ -530,7 +521,6 @@ static void every_entry_survives_every_carrier(void **state)
 	tern_vm_path(&d2.vm, "saved.tern", path, sizeof path);
 	snprintf(file_uri, sizeof file_uri, "file:%s", path);
 	stop(&d1);
-	quiet = vm_state(&d1);
 	before = type_while_stopped(&d1);
 	assert_int_equal(qmp_do(&d1.q, "migrate", json_pack("{s:s}", "uri", file_uri), NULL, 10000),
 			 0);
@@ -540,13 +530,12 @@ static void every_entry_survives_every_carrier(void **state)
 	end_guest(&d1);
 	start_tern(&d2, BANK, file_uri);
 	expect_completed(&d2);
-	expect_status(&d2, "running"); /* as after a live migration */
+	expect_status(&d2, "paused"); /* as it was saved */
+	after = vm_state(&d2);
+	expect_carried(before, after, "file", "migrate file: and its restore");
+	cont(&d2);
 	serial_expect(&d2, "tern-guest: status ");
 	stop(&d2);
-	after = vm_state(&d2);
-	expect_carried(before, after, "file", "migrate file: and its restore",
-		       json_object_get(quiet, "uart"));
-	json_decref(quiet);
 	expect_rings(&d2, rings, "migrate file: and its restore");
 	json_decref(before);
 	json_decref(after);
@@ -572,7 +561,7 @@ static void every_entry_survives_every_carrier(void **state)
 	json_decref(r);
 	expect_status(&d2, "paused"); /* an update keeps a paused guest paused */
 	after = vm_state(&d2);
-	expect_carried(before, after, "cpr-exec", "cpr-exec", NULL);
+	expect_carried(before, after, "cpr-exec", "cpr-exec");
 	expect_rings(&d2, rings, "cpr-exec");
 	json_t *set_after = settings(&d2);
 	assert_true(json_equal(set_before, set_after));
@@ -609,7 +598,7 @@ static void every_entry_survives_every_carrier(void **state)
 	json_decref(r);
 	expect_status(&d2, "paused");
 	after = vm_state(&d2);
-	expect_carried(before, after, "cpr-transfer", "cpr-transfer", NULL);
+	expect_carried(before, after, "cpr-transfer", "cpr-transfer");
 	expect_rings(&d2, rings, "cpr-transfer");
 	set_after = settings(&d2);
 	assert_true(json_equal(set_before, set_after));
@@ -755,6 +744,35 @@ static void expect_mismatch(struct guest *src, const char *dst_device, const cha
 	end_guest(&dst);
 }
 
+/* A running guest into a destination started --paused: it arrives and
+ * waits for cont, as with QEMU's -S; an unpaused one runs it. */
+static void a_paused_destination_waits_for_cont(void **state)
+{
+	(void)state;
+	SKIP_WITHOUT_KVM();
+	for (int paused = 1; paused >= 0; paused--) {
+		struct guest src, dst;
+		boot(&src, NULL);
+		start_paused = paused;
+		destination(&dst, NULL, "defer");
+		start_paused = 0;
+		char uri[64];
+		snprintf(uri, sizeof uri, "tcp:127.0.0.1:%d", harness_free_tcp_port());
+		assert_int_equal(qmp_do(&dst.q, "migrate-incoming", json_pack("{s:s}", "uri", uri),
+					NULL, 10000), 0);
+		assert_int_equal(qmp_do(&src.q, "migrate", json_pack("{s:s}", "uri", uri), NULL,
+					10000), 0);
+		expect_completed(&src);
+		expect_completed(&dst);
+		expect_status(&dst, paused ? "paused" : "running");
+		if (paused)
+			cont(&dst);
+		expect_status(&dst, "running");
+		end_guest(&src);
+		end_guest(&dst);
+	}
+}
+
 static void mismatched_devices_are_refused(void **state)
 {
 	(void)state;
@@ -835,21 +853,13 @@ static void type_past_a_full_fifo(struct guest *g)
  * A live update keeps the serial socket, and whatever its client typed
  * must reach the guest after it -- also what tern had read from the
  * socket and not yet handed to the UART because its FIFO was full.
- *
- * KNOWN BUG (so skipped unless TERN_TEST_KNOWN_BUGS=1): the serial
- * backend reads up to 256 bytes ahead into chardev.pending
- * (vmm/devices/chardev.h), which no state entry carries; a live update
- * loses them, and the guest never sees the command typed there.
+ * (The serial backend reads no more than the UART takes at once, so what
+ * the guest has not taken stays in the socket.)
  */
 static void typed_input_survives_live_updates(void **state)
 {
 	(void)state;
 	SKIP_WITHOUT_KVM();
-	if (getenv("TERN_TEST_KNOWN_BUGS") == NULL) {
-		print_message("    skipped: known bug, serial input read ahead into chardev.pending "
-			      "is lost by a live update (TERN_TEST_KNOWN_BUGS=1 runs it)\n");
-		skip();
-	}
 	struct guest g;
 	boot(&g, NULL);
 	stop(&g);
@@ -891,6 +901,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(every_entry_survives_every_carrier, end_leftovers),
 		cmocka_unit_test_teardown(blocked_carriers_refuse_before_the_stop, end_leftovers),
+		cmocka_unit_test_teardown(a_paused_destination_waits_for_cont, end_leftovers),
 		cmocka_unit_test_teardown(mismatched_devices_are_refused, end_leftovers),
 		cmocka_unit_test_teardown(typed_input_survives_live_updates, end_leftovers),
 	};

@@ -187,6 +187,9 @@ static int setup(struct runner *r, const char *incoming, int lazy_incoming,
 	r->mig.prefault_ram = !lazy_incoming;
 	r->mig.cpr_start = cpr_start;
 	r->mig.cpr_opaque = r;
+	r->mig.start_paused = r->cfg.start_paused;
+	if ((rc = vm_state_register(&r->vm.states, &vm_run_state_type, -1, &r->mig, err)) < 0)
+		return rc;
 	r->have_mig = 1;
 	/* A destination allocates RAM from the start, also while it waits in
 	 * defer: the stream may follow migrate-incoming at once. */

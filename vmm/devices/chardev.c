@@ -364,7 +364,13 @@ static void on_input(void *opaque, int fd, short revents)
 	deliver_pending(c);
 	if (c->pending_len != 0)
 		return;
-	ssize_t n = read(fd, c->pending, sizeof c->pending);
+	/* Take no more than the UART takes now: what is read stays here only
+	 * for a moment, while unread input stays in the socket, which a live
+	 * update keeps. */
+	size_t room = c->room != NULL ? c->room(c->opaque) : sizeof c->pending;
+	if (room == 0)
+		return;
+	ssize_t n = read(fd, c->pending, room < sizeof c->pending ? room : sizeof c->pending);
 	if (n > 0) {
 		c->pending_len = (size_t)n;
 		deliver_pending(c);

@@ -312,10 +312,15 @@ static int dst_finish(void *o, struct tern_error *err)
 	return vm_state_apply(&m->state_in, err);
 }
 
+/* Run the guest, unless it was paused on the source or this tern was
+ * started paused (then `cont` runs it, as QEMU's -S). */
 static void dst_run(void *o)
 {
 	struct vm_migration *m = o;
-	vm_resume(m->vm);
+	if (m->source_paused || m->start_paused)
+		vm_set_state(m->vm, VM_STATE_PAUSED);
+	else
+		vm_resume(m->vm);
 }
 
 static const struct tern_mig_dest_ops dest_ops = {

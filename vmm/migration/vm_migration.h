@@ -57,6 +57,8 @@ struct vm_migration {
 	int stopped_guest;  /* switchover paused a running guest */
 
 	/* incoming */
+	int start_paused;   /* --paused: the loaded guest waits for cont */
+	int source_paused;  /* the source's guest was paused (run-state) */
 	int in_used;
 	int in_thread;
 	pthread_t in_tid;
@@ -93,5 +95,8 @@ int vm_migration_incoming(struct vm_migration *m, const char *uri, struct tern_e
  * guest RAM in the background now, so that a stream that comes right after
  * migrate-incoming (as libvirt sends it) finds as much of it as possible. */
 int vm_migration_prepare_incoming(struct vm_migration *m, struct tern_error *err);
+
+/* run_state.c: whether the guest ran, for the destination to follow. */
+extern const struct vm_state_type vm_run_state_type;
 
 #endif
