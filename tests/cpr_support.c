@@ -251,3 +251,13 @@ void cpr_ring(struct cpr_guest *g, uint32_t doorbell)
 	cpr_poke(g, CPR_BANK_BASE + 8ULL * doorbell, 1);
 }
 
+
+json_int_t cpr_bank_rings(json_t *bank, uint32_t doorbell)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(bank, "doorbells"), i, e)
+		if (json_integer_value(json_object_get(e, "index")) == doorbell)
+			return json_integer_value(json_object_get(e, "rings"));
+	return 0;
+}

@@ -66,5 +66,7 @@ void cpr_end_guest(struct cpr_guest *g, struct qmp_conn *q);
 void cpr_poke(struct cpr_guest *g, uint64_t addr, uint64_t value);
 uint64_t cpr_peek(struct cpr_guest *g, uint64_t addr);
 void cpr_ring(struct cpr_guest *g, uint32_t doorbell);
+/* Doorbell `doorbell`'s rings in an x-query-ioeventfd-bank reply. */
+json_int_t cpr_bank_rings(json_t *bank, uint32_t doorbell);
 
 #endif

@@ -42,15 +42,6 @@ static void expect_dirty_tracking(struct qmp_conn *q)
 	fail_msg("the dirty rate was never measured after the update");
 }
 
-static json_int_t rings_of(json_t *bank, uint32_t doorbell)
-{
-	size_t i;
-	json_t *e;
-	json_array_foreach(json_object_get(bank, "doorbells"), i, e)
-		if (json_integer_value(json_object_get(e, "index")) == doorbell)
-			return json_integer_value(json_object_get(e, "rings"));
-	return 0;
-}
 
 static json_t *bank_when_registered(struct qmp_conn *q)
 {
@@ -93,11 +84,11 @@ static void thousands_of_fds_arrive_and_ring(void **state)
 	cpr_ring(&g, DOORBELLS - 1);
 	json_decref(b);
 	b = cpr_query(&q, "x-query-ioeventfd-bank");
-	assert_int_equal(rings_of(b, 7), 1);
-	assert_int_equal(rings_of(b, 0), 1);
-	assert_int_equal(rings_of(b, 1), 1);
-	assert_int_equal(rings_of(b, DOORBELLS / 2), 1);
-	assert_int_equal(rings_of(b, DOORBELLS - 1), 2);
+	assert_int_equal(cpr_bank_rings(b, 7), 1);
+	assert_int_equal(cpr_bank_rings(b, 0), 1);
+	assert_int_equal(cpr_bank_rings(b, 1), 1);
+	assert_int_equal(cpr_bank_rings(b, DOORBELLS / 2), 1);
+	assert_int_equal(cpr_bank_rings(b, DOORBELLS - 1), 2);
 	assert_int_equal(json_integer_value(json_object_get(b, "rings")), 6);
 	json_decref(b);
 
@@ -107,7 +98,7 @@ static void thousands_of_fds_arrive_and_ring(void **state)
 	assert_true(json_equal(before, again));
 	cpr_ring(&g, 2);
 	b = cpr_query(&q, "x-query-ioeventfd-bank");
-	assert_int_equal(rings_of(b, 2), 1);
+	assert_int_equal(cpr_bank_rings(b, 2), 1);
 	assert_int_equal(json_integer_value(json_object_get(b, "rings")), 7);
 	json_decref(b);
 	json_decref(again);

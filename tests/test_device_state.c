@@ -433,6 +433,19 @@ static json_t *type_while_stopped(struct guest *g)
 	return NULL;
 }
 
+/* A new tern waiting for g's cpr-transfer, g set to that mode and stopped;
+ * uri is where to send the update. */
+static void begin_transfer(struct guest *g, struct proc *next, char *uri, size_t len)
+{
+	char sock[256];
+	tern_vm_path(&g->vm, "cpr.sock", sock, sizeof sock);
+	snprintf(uri, len, "unix:%s", sock);
+	cpr_spawn_new(next, cpr_tern_path, sock);
+	track(next->pid);
+	cpr_set_mode(&g->q, "cpr-transfer", NULL);
+	stop(g);
+}
+
 /* ------------------------------------------------------------ 1. every entry, every carrier */
 
 static const char *const expected_entries[] = {
@@ -577,14 +590,9 @@ static void every_entry_survives_every_carrier(void **state)
 
 	/* Hop 4: cpr-transfer to a new tern; both QMP connections and the
 	 * serial client go with it. */
-	char sock[256], cpr_uri[300];
-	tern_vm_path(&d2.vm, "cpr.sock", sock, sizeof sock);
-	snprintf(cpr_uri, sizeof cpr_uri, "unix:%s", sock);
+	char cpr_uri[300];
 	struct proc next;
-	cpr_spawn_new(&next, cpr_tern_path, sock);
-	track(next.pid);
-	cpr_set_mode(&d2.q, "cpr-transfer", NULL);
-	stop(&d2);
+	begin_transfer(&d2, &next, cpr_uri, sizeof cpr_uri);
 	before = type_while_stopped(&d2);
 	set_before = settings(&d2);
 	assert_int_equal(qmp_do(&d2.q, "migrate", json_pack("{s:s}", "uri", cpr_uri), NULL, 10000),
@@ -873,14 +881,9 @@ static void typed_input_survives_live_updates(void **state)
 	serial_expect(&g, "tern-guest: status "); /* after a cpr-exec */
 	guest_say(&g, "help\n", "tern-guest: commands:"); /* the FIFO is empty again */
 
-	char sock[256], cpr_uri[300];
-	tern_vm_path(&g.vm, "cpr.sock", sock, sizeof sock);
-	snprintf(cpr_uri, sizeof cpr_uri, "unix:%s", sock);
+	char cpr_uri[300];
 	struct proc next;
-	cpr_spawn_new(&next, cpr_tern_path, sock);
-	track(next.pid);
-	cpr_set_mode(&g.q, "cpr-transfer", NULL);
-	stop(&g);
+	begin_transfer(&g, &next, cpr_uri, sizeof cpr_uri);
 	type_past_a_full_fifo(&g);
 	assert_int_equal(qmp_do(&g.q, "migrate", json_pack("{s:s}", "uri", cpr_uri), NULL, 10000),
 			 0);

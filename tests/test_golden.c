@@ -38,6 +38,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "cpr_support.h"
 #include "../harness/env.h"
 #include "../harness/memio.h"
 #include "../harness/tern.h"
@@ -506,15 +507,6 @@ static void streams_load_and_run_or_are_refused(void **state)
 /* This code's bank stream: the destination's doorbells have the rings the
  * source's had, and the idle guest it brings, stopped there by serial
  * "stop", verifies with the source's checksum. */
-static json_int_t rings_of(json_t *bank, uint32_t doorbell)
-{
-	size_t i;
-	json_t *e;
-	json_array_foreach(json_object_get(bank, "doorbells"), i, e)
-		if (json_integer_value(json_object_get(e, "index")) == doorbell)
-			return json_integer_value(json_object_get(e, "rings"));
-	return 0;
-}
 
 static json_t *query(struct qmp_conn *q, const char *cmd)
 {
@@ -592,7 +584,7 @@ static void bank_stream_brings_the_rings(void **state)
 	assert_true(json_integer_value(json_object_get(b, "base")) == (json_int_t)IOEVENTFD_BANK_BASE);
 	assert_int_equal(json_integer_value(json_object_get(b, "rings")), 4);
 	for (uint32_t i = 0; i < BANK_DOORBELLS; i++)
-		assert_int_equal(rings_of(b, i), (json_int_t)bank_rings[i]);
+		assert_int_equal(cpr_bank_rings(b, i), (json_int_t)bank_rings[i]);
 	json_decref(b);
 	qmp_close(&q);
 
