@@ -129,30 +129,18 @@ static int save_field(const struct tern_vmstate_field *f, const uint8_t *base,
 	const uint8_t *at = base + f->offset;
 	switch (f->type) {
 	case TERN_VMS_ARRAY:
-	case TERN_VMS_VARRAY: {
+	case TERN_VMS_VARRAY:
+	case TERN_VMS_VARRAY_PTR: {
 		uint32_t n = f->count;
-		if (f->type == TERN_VMS_VARRAY) {
+		const uint8_t *elems = at;
+		if (f->type != TERN_VMS_ARRAY) {
 			memcpy(&n, base + f->count_offset, sizeof n);
-			if (n > f->count)
+			if (f->type == TERN_VMS_VARRAY_PTR)
+				memcpy(&elems, at, sizeof elems);
+			if (n > f->count || (n > 0 && elems == NULL))
 				return -EOVERFLOW;
 			tern_buf_u32(out, n);
 		}
-		size_t step = element_size(f->elem, f);
-		for (uint32_t i = 0; i < n; i++) {
-			int rc = save_element(f->elem, f, at + (size_t)i * step, out);
-			if (rc < 0)
-				return rc;
-		}
-		return 0;
-	}
-	case TERN_VMS_VARRAY_PTR: {
-		uint32_t n;
-		const uint8_t *elems;
-		memcpy(&n, base + f->count_offset, sizeof n);
-		memcpy(&elems, at, sizeof elems);
-		if (n > f->count || (n > 0 && elems == NULL))
-			return -EOVERFLOW;
-		tern_buf_u32(out, n);
 		size_t step = element_size(f->elem, f);
 		for (uint32_t i = 0; i < n; i++) {
 			int rc = save_element(f->elem, f, elems + (size_t)i * step, out);
