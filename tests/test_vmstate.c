@@ -241,12 +241,94 @@ static void malformed_refused(void **state)
 	tern_buf_free(&b);
 }
 
+/* Elements behind a pointer: a list of records with a nested list each. */
+struct item {
+	uint32_t id;
+	uint32_t nbytes;
+	uint8_t *bytes;
+};
+
+struct items {
+	uint32_t count;
+	struct item *item;
+};
+
+static const struct tern_vmstate_field item_fields[] = {
+	{ .name = "id", .type = TERN_VMS_U32, .offset = offsetof(struct item, id) },
+	{ .name = "bytes", .type = TERN_VMS_VARRAY_PTR, .offset = offsetof(struct item, bytes),
+	  .count = 64, .count_offset = offsetof(struct item, nbytes), .elem = TERN_VMS_U8 },
+	{ 0 },
+};
+
+static const struct tern_vmstate_desc item_desc = {
+	.name = "item", .size = sizeof(struct item), .version = 1, .min_version = 1,
+	.fields = item_fields,
+};
+
+static const struct tern_vmstate_field items_fields[] = {
+	{ .name = "items", .type = TERN_VMS_VARRAY_PTR, .offset = offsetof(struct items, item),
+	  .count = 8, .count_offset = offsetof(struct items, count), .elem = TERN_VMS_STRUCT,
+	  .size = sizeof(struct item), .sub = &item_desc },
+	{ 0 },
+};
+
+static const struct tern_vmstate_desc items_desc = {
+	.name = "items", .size = sizeof(struct items), .version = 1, .min_version = 1,
+	.fields = items_fields,
+};
+
+static void items_free(struct items *it)
+{
+	for (uint32_t i = 0; it->item != NULL && i < it->count; i++)
+		free(it->item[i].bytes);
+	free(it->item);
+}
+
+static void arrays_behind_pointers(void **state)
+{
+	(void)state;
+	uint8_t a[] = { 1, 2, 3 }, b[] = { 9 };
+	struct item list[] = { { 7, 3, a }, { 8, 1, b }, { 9, 0, NULL } };
+	struct items src = { 3, list }, dst = { 0 };
+	struct tern_buf out = { 0 };
+	struct tern_error err;
+	assert_int_equal(tern_vmstate_save(&items_desc, &src, &out), 0);
+	assert_int_equal(tern_vmstate_load(&items_desc, &dst, out.data, out.len, &err), 0);
+	assert_int_equal(dst.count, 3);
+	assert_int_equal(dst.item[0].id, 7);
+	assert_memory_equal(dst.item[0].bytes, a, 3);
+	assert_int_equal(dst.item[1].bytes[0], 9);
+	assert_int_equal(dst.item[2].nbytes, 0);
+	items_free(&dst);
+	/* Every truncation is refused and frees what it had made (ASan). */
+	for (size_t cut = 0; cut < out.len; cut++) {
+		struct items t = { 0 };
+		assert_true(tern_vmstate_load(&items_desc, &t, out.data, cut, &err) < 0);
+		assert_null(t.item);
+	}
+	/* More than the field allows, or than the input could hold. */
+	struct items big = { 9, list };
+	struct tern_buf refused = { 0 };
+	assert_int_equal(tern_vmstate_save(&items_desc, &big, &refused), -EOVERFLOW);
+	tern_buf_free(&refused);
+	size_t at = 1 + strlen("items") + 4; /* the count follows the header */
+	out.data[at] = 7; /* seven items claimed, three there */
+	struct items t = { 0 };
+	assert_int_equal(tern_vmstate_load(&items_desc, &t, out.data, out.len, &err), -EBADMSG);
+	assert_null(t.item);
+	out.data[at] = 0xff; /* and 255: past the field's 8 */
+	assert_int_equal(tern_vmstate_load(&items_desc, &t, out.data, out.len, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "at most 8"));
+	tern_buf_free(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(round_trip),
 		cmocka_unit_test(older_version_loads),
 		cmocka_unit_test(malformed_refused),
+		cmocka_unit_test(arrays_behind_pointers),
 	};
 	return cmocka_run_group_tests_name("vmstate", tests, NULL, NULL);
 }
