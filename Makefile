@@ -116,6 +116,10 @@ TEST_SUPPORT_OBJS := $(patsubst %.c,$(B)/%.o,$(filter-out $(TEST_SRCS),$(wildcar
 $(B)/tests/%: $(B)/tests/%.o $(TEST_SUPPORT_OBJS) $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
+# The field macros' compile-time checks are tested by compiling with the
+# compiler that builds tern.
+$(B)/tests/test_vmstate_macros.o: CFLAGS += -DTERN_CC='"$(CC)"' -DTERN_INCLUDE_DIR='"$(abspath include)"'
+
 # ---------------------------------------------------------------- benchmarks
 # bench/NAME.c is a program; bench/baselines/ holds the baselines they
 # measure tern against (never part of libtern).
