@@ -105,6 +105,18 @@ IMG_OBJS := $(patsubst %.c,$(B)/%.o,$(IMG_SRCS))
 $(B)/tern-img: $(IMG_OBJS) $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# The description of every state tern saves (vmm/state_describe.h), linked
+# with all of libvmm so that every VM_STATE_TYPE is in it.
+WHOLE_VMM = -Wl,--whole-archive $(B)/libvmm.a -Wl,--no-whole-archive
+$(B)/tern-vmstate-describe: $(B)/tools/vmstate-describe/main.o $(B)/libvmm.a $(B)/libtern.a
+	$(CC) $(LDFLAGS) -o $@ $< $(WHOLE_VMM) $(B)/libtern.a $(LIBS)
+
+# tests/vmstate.desc, regenerated: after a description changed (and, if its
+# wire form did, its version), so that tests/test_vmstate_desc passes again.
+.PHONY: vmstate-desc
+vmstate-desc: $(B)/tern-vmstate-describe
+	$(B)/tern-vmstate-describe tests/vmstate.desc
+
 # ---------------------------------------------------------------- tests
 HARNESS_SRCS := $(wildcard harness/*.c)
 HARNESS_OBJS := $(patsubst %.c,$(B)/%.o,$(HARNESS_SRCS))
@@ -118,6 +130,11 @@ $(B)/tests/%: $(B)/tests/%.o $(TEST_SUPPORT_OBJS) $(HARNESS_OBJS) $(B)/libvmm.a 
 
 # The field macros' compile-time checks are tested by compiling with the
 # compiler that builds tern.
+# It compares the description of every state type with tests/vmstate.desc:
+# all of libvmm, as tern-vmstate-describe links it.
+$(B)/tests/test_vmstate_desc: $(B)/tests/test_vmstate_desc.o $(B)/libvmm.a $(B)/libtern.a
+	$(CC) $(LDFLAGS) -o $@ $< $(WHOLE_VMM) $(B)/libtern.a $(LIBS) -lcmocka
+
 $(B)/tests/test_vmstate_macros.o: CFLAGS += -DTERN_CC='"$(CC)"' -DTERN_INCLUDE_DIR='"$(abspath include)"'
 
 # ---------------------------------------------------------------- benchmarks
@@ -172,7 +189,7 @@ fuzz: $(FUZZERS) build-fuzz/stream_seeds
 # ---------------------------------------------------------------- targets
 .PHONY: all check tern tern-img tests bench
 tern-img: $(B)/tern-img
-all: $(B)/tern $(B)/tern-cpr-next $(B)/tern-cpr-crash $(B)/tern-cpr-hang $(B)/tern-img $(B)/guest/guest.elf $(TESTS) $(BENCHES)
+all: $(B)/tern $(B)/tern-vmstate-describe $(B)/tern-cpr-next $(B)/tern-cpr-crash $(B)/tern-cpr-hang $(B)/tern-img $(B)/guest/guest.elf $(TESTS) $(BENCHES)
 tern: $(B)/tern
 tests: $(TESTS)
 bench: $(BENCHES)
@@ -181,7 +198,7 @@ bench: $(BENCHES)
 check: all
 	TERN_BUILD=$(B) tests/run
 
-ALL_OBJS := $(LIB_OBJS) $(VMM_OBJS) $(B)/vmm/main.o $(IMG_OBJS) $(HARNESS_OBJS) $(TEST_SUPPORT_OBJS) $(BASELINE_OBJS) \
+ALL_OBJS := $(LIB_OBJS) $(VMM_OBJS) $(B)/vmm/main.o $(IMG_OBJS) $(B)/tools/vmstate-describe/main.o $(HARNESS_OBJS) $(TEST_SUPPORT_OBJS) $(BASELINE_OBJS) \
 	$(TESTS:%=%.o) $(BENCHES:%=%.o)
 -include $(GUEST_OBJS:.o=.d) $(ALL_OBJS:.o=.d)
 .DEFAULT_GOAL := all

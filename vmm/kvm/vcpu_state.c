@@ -269,6 +269,7 @@ VM_STATE_TYPE(vcpu_state_type) = {
 	.name = "cpu",
 	.desc = &vcpu_state_desc,
 	.carry = VM_CARRY_ALL,
+	.flags = VM_STATE_NUMBERED,
 	.save = cpu_save,
 	.load = cpu_load,
 };
