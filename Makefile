@@ -167,22 +167,27 @@ FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -Ivmm -fsanitize=fuzzer,ad
 	-fno-sanitize-recover=all
 # Each target: its file, libtern, and what else it exercises.
 FUZZ_EXTRA_qmp := vmm/qmp/qmp.c vmm/qmp/qmp_server.c vmm/qmp/unix_listen.c vmm/qmp/qmp_framer.c vmm/loop.c \
-	vmm/cpr/kept_fds.c
-STREAM_STATE := harness/memio.c harness/frames.c vmm/machine/vm_state.c vmm/kvm/vcpu_state.c \
-	vmm/kvm/kvm_state.c vmm/devices/uart.c
-FUZZ_EXTRA_stream := $(STREAM_STATE)
-FUZZ_EXTRA_cpr_state := vmm/cpr/cpr_state.c
+	vmm/cpr/kept_fds.c vmm/machine/vm_state.c
+# The targets that load migration streams and live-update states decode
+# every section with its registered state type (fuzz/decode_section.h):
+# they link every type, so all of the VMM but main.c and run.c (which
+# embeds the built-in guest).
+FUZZ_VMM := $(filter-out vmm/run.c,$(VMM_SRCS))
+FUZZ_STATE := fuzz/decode_section.c $(FUZZ_VMM)
+FUZZ_EXTRA_stream := harness/memio.c harness/frames.c $(FUZZ_STATE)
+FUZZ_EXTRA_cpr_state := $(FUZZ_STATE)
 FUZZERS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
-build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard vmm/*.[ch] vmm/*/*.[ch] harness/*.c)
+build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard vmm/*.[ch] vmm/*/*.[ch] harness/*.c fuzz/decode_section.[ch])
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) -ljansson -lzstd -lz -lpthread
 
-# Seeds for fuzz_stream, generated rather than committed (fuzz/run runs it).
-build-fuzz/stream_seeds: fuzz/stream_seeds.c $(LIB_SRCS) $(STREAM_STATE)
+# Seeds for fuzz_stream and fuzz_cpr_state, generated rather than committed
+# (fuzz/run runs it): sections of every state type.
+build-fuzz/stream_seeds: fuzz/stream_seeds.c $(LIB_SRCS) $(wildcard vmm/*.[ch] vmm/*/*.[ch] harness/*.c)
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Ivmm -o $@ $< $(LIB_SRCS) $(STREAM_STATE) \
-		-lzstd -lz -lpthread
+	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Ivmm -o $@ $< $(LIB_SRCS) \
+		harness/memio.c harness/frames.c $(FUZZ_VMM) -ljansson -lzstd -lz -lpthread
 .PHONY: fuzz
 fuzz: $(FUZZERS) build-fuzz/stream_seeds
 
