@@ -169,7 +169,8 @@ int qmp_framer_get_state(const struct qmp_framer *f, struct qmp_framer_state *st
 	st->unread = malloc(st->unread_len ? st->unread_len : 1);
 	if (st->unread == NULL)
 		return -ENOMEM;
-	memcpy(st->unread, f->buf + from, st->unread_len);
+	if (st->unread_len > 0) /* a framer that never had input has no buffer */
+		memcpy(st->unread, f->buf + from, st->unread_len);
 	return 0;
 }
 
