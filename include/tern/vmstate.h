@@ -203,8 +203,10 @@ int tern_read_u64(struct tern_reader *r, uint64_t *v);
 #define TERN_VMS_IS_(x, C) __builtin_types_compatible_p(__typeof__(x), C)
 /* Arrays decay (and small integers promote) in a conditional; structs,
  * pointers and wide scalars keep their type. */
-#define TERN_VMS_DECAYS_(x) (!__builtin_types_compatible_p(__typeof__(x), __typeof__(0 ? (x) : (x))))
-#define TERN_VMS_CLASS_(x) __builtin_classify_type(x) /* GCC's type classes */
+#define TERN_VMS_DECAYS_(x) \
+	(!__builtin_types_compatible_p(__typeof__(x), __typeof__(0 ? (x) : (x))))
+/* GCC's (and clang's) type classes: 5 pointer, 12 struct, 13 union, 14 array. */
+#define TERN_VMS_CLASS_(x) __builtin_classify_type(x)
 #define TERN_VMS_IS_RECORD_(x) (TERN_VMS_CLASS_(x) == 12 || TERN_VMS_CLASS_(x) == 13)
 #define TERN_VMS_IS_ARRAY_(x) \
 	((TERN_VMS_CLASS_(x) == 5 || TERN_VMS_CLASS_(x) == 14) && TERN_VMS_DECAYS_(x))
@@ -219,14 +221,14 @@ int tern_read_u64(struct tern_reader *r, uint64_t *v);
 	TERN_VMS_AT_(T, n, TERN_VMS_IS_(TERN_VMS_MEMBER_(T, n), uint32_t),                \
 		     "vmstate field " #m ": its count " #n " is not a uint32_t")
 
+#define TERN_VMS_STR_(x) TERN_VMS_STR2_(x)
+#define TERN_VMS_STR2_(x) #x
 #define TERN_VMS_FIELD_SCALAR_AS_(fname, KIND, T, m, since_)                             \
 	{ .name = fname, .type = TERN_VMS_##KIND,                                           \
 	  .offset = TERN_VMS_AT_(T, m, TERN_VMS_IS_(TERN_VMS_MEMBER_(T, m), TERN_VMS_CTYPE_##KIND##_), \
 				 "vmstate field " #m ": TERN_VMS_" #KIND " on a member that is not " \
 				 "a " #KIND " (" TERN_VMS_STR_(TERN_VMS_CTYPE_##KIND##_) ")"),       \
 	  .since = since_ }
-#define TERN_VMS_STR_(x) TERN_VMS_STR2_(x)
-#define TERN_VMS_STR2_(x) #x
 
 #define TERN_VMS_FIELD_U8_AS(name, T, m, since) TERN_VMS_FIELD_SCALAR_AS_(name, U8, T, m, since)
 #define TERN_VMS_FIELD_U16_AS(name, T, m, since) TERN_VMS_FIELD_SCALAR_AS_(name, U16, T, m, since)
@@ -373,10 +375,10 @@ int tern_vmstate_describe(const struct tern_vmstate_desc *d, unsigned indent,
 
 /* Everything about d (and what it reaches) that a table can get wrong and
  * the compiler cannot see: names (1 .. 255 bytes, unique among a
- * description's fields; two descriptions reached from d by one name),
- * versions (min <= version; a field since <= version), types, members
- * inside the structure, a struct member of its sub-description's size,
- * string capacities, counts.  0 or -EINVAL with what and where. */
+ * description's fields, and no two descriptions reached from d sharing
+ * one), versions (min <= version; a field's since <= version), types,
+ * members inside the structure, a struct member of its sub-description's
+ * size, string capacities, counts.  0 or -EINVAL saying what and where. */
 int tern_vmstate_desc_check(const struct tern_vmstate_desc *d, struct tern_error *err);
 
 /*
