@@ -105,6 +105,18 @@ IMG_OBJS := $(patsubst %.c,$(B)/%.o,$(IMG_SRCS))
 $(B)/tern-img: $(IMG_OBJS) $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# The description of every state tern saves (vmm/machine/vm_state_describe.h), linked
+# with all of libvmm so that every VM_STATE_TYPE is in it.
+WHOLE_VMM = -Wl,--whole-archive $(B)/libvmm.a -Wl,--no-whole-archive
+$(B)/tern-vmstate-describe: $(B)/tools/vmstate-describe/main.o $(B)/libvmm.a $(B)/libtern.a
+	$(CC) $(LDFLAGS) -o $@ $< $(WHOLE_VMM) $(B)/libtern.a $(LIBS)
+
+# tests/vmstate.desc, regenerated: after a description changed (and, if its
+# wire form did, its version), so that tests/test_vmstate_desc passes again.
+.PHONY: vmstate-desc
+vmstate-desc: $(B)/tern-vmstate-describe
+	$(B)/tern-vmstate-describe tests/vmstate.desc
+
 # ---------------------------------------------------------------- tests
 HARNESS_SRCS := $(wildcard harness/*.c)
 HARNESS_OBJS := $(patsubst %.c,$(B)/%.o,$(HARNESS_SRCS))
@@ -115,6 +127,15 @@ TEST_SUPPORT_OBJS := $(patsubst %.c,$(B)/%.o,$(filter-out $(TEST_SRCS),$(wildcar
 
 $(B)/tests/%: $(B)/tests/%.o $(TEST_SUPPORT_OBJS) $(HARNESS_OBJS) $(B)/libvmm.a $(B)/libtern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+# The field macros' compile-time checks are tested by compiling with the
+# compiler that builds tern.
+# It compares the description of every state type with tests/vmstate.desc:
+# all of libvmm, as tern-vmstate-describe links it.
+$(B)/tests/test_vmstate_desc: $(B)/tests/test_vmstate_desc.o $(B)/libvmm.a $(B)/libtern.a
+	$(CC) $(LDFLAGS) -o $@ $< $(WHOLE_VMM) $(B)/libtern.a $(LIBS) -lcmocka
+
+$(B)/tests/test_vmstate_macros.o: CFLAGS += -DTERN_CC='"$(CC)"' -DTERN_INCLUDE_DIR='"$(abspath include)"'
 
 # ---------------------------------------------------------------- benchmarks
 # bench/NAME.c is a program; bench/baselines/ holds the baselines they
@@ -146,30 +167,36 @@ FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -Ivmm -fsanitize=fuzzer,ad
 	-fno-sanitize-recover=all
 # Each target: its file, libtern, and what else it exercises.
 FUZZ_EXTRA_qmp := vmm/qmp/qmp.c vmm/qmp/qmp_server.c vmm/qmp/unix_listen.c vmm/qmp/qmp_framer.c vmm/loop.c \
-	vmm/cpr/kept_fds.c
-STREAM_STATE := harness/memio.c harness/frames.c vmm/machine/vm_state.c vmm/kvm/vcpu_state.c \
-	vmm/kvm/kvm_state.c vmm/devices/uart.c
-FUZZ_EXTRA_stream := $(STREAM_STATE)
-FUZZ_EXTRA_cpr_state := vmm/cpr/cpr_blob.c
+	vmm/cpr/kept_fds.c vmm/machine/vm_state.c
+# The targets that load migration streams and live-update states decode
+# every section with its registered state type (fuzz/decode_section.h):
+# they link every type, so all of the VMM but main.c and run.c (which
+# embeds the built-in guest).
+FUZZ_VMM := $(filter-out vmm/run.c,$(VMM_SRCS))
+FUZZ_STATE := fuzz/decode_section.c $(FUZZ_VMM)
+FUZZ_EXTRA_stream := harness/memio.c harness/frames.c $(FUZZ_STATE)
+FUZZ_EXTRA_cpr_state := $(FUZZ_STATE)
 FUZZERS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
 LIB_HDRS := $(wildcard include/tern/*.h lib/*.h lib/*/*.h)
-build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(LIB_HDRS) $(wildcard vmm/*.[ch] vmm/*/*.[ch] harness/*.c)
+build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(LIB_HDRS) $(wildcard vmm/*.[ch] vmm/*/*.[ch] harness/*.c \
+		fuzz/decode_section.[ch])
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) -ljansson -lzstd -lz -lpthread
 
-# Seeds for fuzz_stream, generated rather than committed (fuzz/run runs it).
-build-fuzz/stream_seeds: fuzz/stream_seeds.c $(LIB_SRCS) $(LIB_HDRS) $(STREAM_STATE)
+# Seeds for fuzz_stream and fuzz_cpr_state, generated rather than committed
+# (fuzz/run runs it): sections of every state type.
+build-fuzz/stream_seeds: fuzz/stream_seeds.c $(LIB_SRCS) $(LIB_HDRS) $(wildcard vmm/*.[ch] vmm/*/*.[ch] harness/*.c)
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Ivmm -o $@ $< $(LIB_SRCS) $(STREAM_STATE) \
-		-lzstd -lz -lpthread
+	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Ivmm -o $@ $< $(LIB_SRCS) \
+		harness/memio.c harness/frames.c $(FUZZ_VMM) -ljansson -lzstd -lz -lpthread
 .PHONY: fuzz
 fuzz: $(FUZZERS) build-fuzz/stream_seeds
 
 # ---------------------------------------------------------------- targets
 .PHONY: all check tern tern-img tests bench
 tern-img: $(B)/tern-img
-all: $(B)/tern $(B)/tern-cpr-next $(B)/tern-cpr-crash $(B)/tern-cpr-hang $(B)/tern-img $(B)/guest/guest.elf $(TESTS) $(BENCHES)
+all: $(B)/tern $(B)/tern-vmstate-describe $(B)/tern-cpr-next $(B)/tern-cpr-crash $(B)/tern-cpr-hang $(B)/tern-img $(B)/guest/guest.elf $(TESTS) $(BENCHES)
 tern: $(B)/tern
 tests: $(TESTS)
 bench: $(BENCHES)
@@ -178,7 +205,7 @@ bench: $(BENCHES)
 check: all
 	TERN_BUILD=$(B) tests/run
 
-ALL_OBJS := $(LIB_OBJS) $(VMM_OBJS) $(B)/vmm/main.o $(IMG_OBJS) $(HARNESS_OBJS) $(TEST_SUPPORT_OBJS) $(BASELINE_OBJS) \
+ALL_OBJS := $(LIB_OBJS) $(VMM_OBJS) $(B)/vmm/main.o $(IMG_OBJS) $(B)/tools/vmstate-describe/main.o $(HARNESS_OBJS) $(TEST_SUPPORT_OBJS) $(BASELINE_OBJS) \
 	$(TESTS:%=%.o) $(BENCHES:%=%.o)
 -include $(GUEST_OBJS:.o=.d) $(ALL_OBJS:.o=.d)
 .DEFAULT_GOAL := all

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "qmp/qmp.h"
+#include "qmp/qmp_framer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -47,21 +48,28 @@ static void check_reply(json_t *r)
 	json_decref(r);
 }
 
-/* The same bytes as a framer a live update carried (qmp_framer_load): if
- * taken, it must frame what follows as any framer would. */
+/* The same bytes as a framer's state a live update carried (the
+ * qmp-framer vmstate object): if it loads and is taken, the framer holds
+ * no whole request and frames what follows as any framer would. */
 static void saved_framer(const uint8_t *data, size_t size)
 {
-	struct qmp_framer f;
-	struct tern_reader r = { data, size, 0 };
-	if (qmp_framer_load(&f, &r) != 0)
+	struct qmp_framer_state st = { 0 };
+	struct tern_error err;
+	if (tern_vmstate_load(&qmp_framer_state_desc, &st, data, size, &err) != 0) {
+		if (st.unread != NULL)
+			abort(); /* a refused state left an allocation behind */
 		return;
-	if (r.at > size)
-		abort();
+	}
+	struct qmp_framer f;
+	int rc = qmp_framer_put_state(&f, &st);
+	free(st.unread);
+	if (rc != 0)
+		return;
 	const char *text;
 	size_t len;
 	if (qmp_framer_next(&f, &text, &len) != QMP_FRAME_NONE) /* nothing whole was left */
 		abort();
-	if (qmp_framer_push(&f, (const char *)data + r.at, size - r.at) != 0)
+	if (qmp_framer_push(&f, (const char *)data, size) != 0)
 		abort();
 	while (qmp_framer_next(&f, &text, &len) != QMP_FRAME_NONE)
 		;
@@ -79,7 +87,7 @@ static void saved_clients(const uint8_t *data, size_t size)
 	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
 		server.client[i].fd = i == 0 || i == 3 || i == 15 ? 100 + (int)i : -1;
 	struct tern_error err;
-	int rc = qmp_server_load_clients(&server, data, size, &err);
+	int rc = vm_state_load_one(&qmp_clients_type, &server, data, size, &err);
 	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
 		struct qmp_client *c = &server.client[i];
 		if (c->fd < 0 && (c->framer.buf != NULL || c->negotiated))

@@ -257,10 +257,9 @@ void tern_fdstore_close_all(struct tern_fdstore *s)
 
 /* Key and value descriptions read straight out of an entry. */
 static const struct tern_vmstate_field key_fields[] = {
-	{ .name = "name", .type = TERN_VMS_STRING, .offset = offsetof(struct fdstore_entry, name),
-	  .size = TERN_FDSTORE_NAME_MAX },
-	{ .name = "id", .type = TERN_VMS_U32, .offset = offsetof(struct fdstore_entry, id) },
-	{ 0 },
+	TERN_VMS_FIELD_STRING(struct fdstore_entry, name, 0),
+	TERN_VMS_FIELD_U32(struct fdstore_entry, id, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static int key_post_load(void *obj, uint32_t version, struct tern_error *err)
@@ -282,8 +281,8 @@ static const struct tern_vmstate_desc key_desc = {
 };
 
 static const struct tern_vmstate_field value_fields[] = {
-	{ .name = "fd", .type = TERN_VMS_I32, .offset = offsetof(struct fdstore_entry, fd) },
-	{ 0 },
+	TERN_VMS_FIELD_I32(struct fdstore_entry, fd, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static int value_post_load(void *obj, uint32_t version, struct tern_error *err)

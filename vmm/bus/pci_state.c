@@ -16,9 +16,8 @@ struct pci_host_state {
 };
 
 static const struct tern_vmstate_field pci_host_fields[] = {
-	{ .name = "address", .type = TERN_VMS_U32,
-	  .offset = offsetof(struct pci_host_state, address) },
-	{ 0 },
+	TERN_VMS_FIELD_U32(struct pci_host_state, address, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc pci_host_desc = {
@@ -67,9 +66,8 @@ struct pci_config_state {
 };
 
 static const struct tern_vmstate_field pci_config_fields[] = {
-	{ .name = "config", .type = TERN_VMS_BUFFER,
-	  .offset = offsetof(struct pci_config_state, config), .size = PCI_CONFIG_SPACE },
-	{ 0 },
+	TERN_VMS_FIELD_BUFFER(struct pci_config_state, config, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc pci_config_desc = {
@@ -116,7 +114,7 @@ VM_STATE_TYPE(pci_device_state_type) = {
 	.name = "pci",
 	.desc = &pci_config_desc,
 	.carry = VM_CARRY_ALL,
-	.flags = VM_STATE_OPTIONAL, /* as pci-host */
+	.flags = VM_STATE_OPTIONAL | VM_STATE_NUMBERED, /* optional as pci-host; "pci/DEVFN" */
 	.save = config_save,
 	.load = config_load,
 };

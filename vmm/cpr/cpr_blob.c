@@ -11,31 +11,20 @@ static const char magic[8] = "TERNCPR";
 #define PREAMBLE (8 + 4 + 4 + 8)
 
 static const struct tern_vmstate_field header_fields[] = {
-	{ .name = "mode", .type = TERN_VMS_STRING, .offset = offsetof(struct cpr_header, mode),
-	  .size = sizeof(((struct cpr_header *)0)->mode) },
-	{ .name = "memory", .type = TERN_VMS_U64, .offset = offsetof(struct cpr_header, memory) },
-	{ .name = "vcpus", .type = TERN_VMS_U32, .offset = offsetof(struct cpr_header, vcpus) },
-	{ .name = "memslots", .type = TERN_VMS_U32,
-	  .offset = offsetof(struct cpr_header, memslots) },
-	{ .name = "dirty_mode", .type = TERN_VMS_U32,
-	  .offset = offsetof(struct cpr_header, dirty_mode) },
-	{ .name = "dirty_ring_entries", .type = TERN_VMS_U32,
-	  .offset = offsetof(struct cpr_header, dirty_ring_entries) },
-	{ .name = "devices", .type = TERN_VMS_VARRAY, .offset = offsetof(struct cpr_header, device),
-	  .count = VM_MAX_DEVICES, .count_offset = offsetof(struct cpr_header, ndevices),
-	  .elem = TERN_VMS_STRING, .size = DEVICE_SPEC_MAX },
-	{ .name = "serial", .type = TERN_VMS_STRING,
-	  .offset = offsetof(struct cpr_header, serial), .size = CPR_SPEC_MAX },
-	{ .name = "qmp", .type = TERN_VMS_STRING, .offset = offsetof(struct cpr_header, qmp),
-	  .size = CPR_SPEC_MAX },
-	{ .name = "guest_paused", .type = TERN_VMS_U32,
-	  .offset = offsetof(struct cpr_header, guest_paused) },
-	{ .name = "stop_ns", .type = TERN_VMS_U64, .offset = offsetof(struct cpr_header, stop_ns) },
-	{ .name = "saved_ns", .type = TERN_VMS_U64,
-	  .offset = offsetof(struct cpr_header, saved_ns) },
-	{ .name = "fds", .type = TERN_VMS_HASH, .offset = offsetof(struct cpr_header, fds),
-	  .hash = &tern_fdstore_hash },
-	{ 0 },
+	TERN_VMS_FIELD_STRING(struct cpr_header, mode, 0),
+	TERN_VMS_FIELD_U64(struct cpr_header, memory, 0),
+	TERN_VMS_FIELD_U32(struct cpr_header, vcpus, 0),
+	TERN_VMS_FIELD_U32(struct cpr_header, memslots, 0),
+	TERN_VMS_FIELD_U32(struct cpr_header, dirty_mode, 0),
+	TERN_VMS_FIELD_U32(struct cpr_header, dirty_ring_entries, 0),
+	TERN_VMS_FIELD_VARRAY_STRING_AS("devices", struct cpr_header, device, ndevices, 0),
+	TERN_VMS_FIELD_STRING(struct cpr_header, serial, 0),
+	TERN_VMS_FIELD_STRING(struct cpr_header, qmp, 0),
+	TERN_VMS_FIELD_U32(struct cpr_header, guest_paused, 0),
+	TERN_VMS_FIELD_U64(struct cpr_header, stop_ns, 0),
+	TERN_VMS_FIELD_U64(struct cpr_header, saved_ns, 0),
+	TERN_VMS_FIELD_HASH(struct cpr_header, fds, &tern_fdstore_hash, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static int header_post_load(void *obj, uint32_t version, struct tern_error *err)
@@ -53,7 +42,7 @@ static int header_post_load(void *obj, uint32_t version, struct tern_error *err)
 	return 0;
 }
 
-static const struct tern_vmstate_desc header_desc = {
+const struct tern_vmstate_desc cpr_header_desc = {
 	.name = "cpr",
 	.size = sizeof(struct cpr_header),
 	.version = 1,
@@ -75,7 +64,7 @@ int cpr_blob_begin(struct tern_buf *out, const struct cpr_header *hdr)
 	tern_buf_put(out, preamble, sizeof preamble);
 	tern_buf_u32(out, 0); /* the header's length, known once it is saved */
 	size_t at = out->len;
-	int rc = tern_vmstate_save(&header_desc, hdr, out);
+	int rc = tern_vmstate_save(&cpr_header_desc, hdr, out);
 	if (rc == 0)
 		put_le32(out->data + at - 4, (uint32_t)(out->len - at));
 	return rc;
@@ -170,7 +159,7 @@ int cpr_blob_parse(const uint8_t *blob, size_t len, struct cpr_blob_in *in,
 	uint32_t hlen;
 	if (tern_read_u32(&sr, &hlen) < 0 || hlen > sr.len - sr.at)
 		return tern_errorf(err, -EBADMSG, "the state's header is cut short");
-	int rc = tern_vmstate_load(&header_desc, &in->hdr, sr.p + sr.at, hlen, err);
+	int rc = tern_vmstate_load(&cpr_header_desc, &in->hdr, sr.p + sr.at, hlen, err);
 	if (rc < 0) {
 		tern_error_prefix(err, "live-update state");
 		return rc;

@@ -53,6 +53,10 @@ struct cpr_header {
 	struct tern_fdstore *fds;
 };
 
+/* The header's vmstate description (the "cpr" object; tools and tests
+ * describe it beside the registered state). */
+extern const struct tern_vmstate_desc cpr_header_desc;
+
 struct cpr_section {
 	char name[64];
 	const uint8_t *data; /* into the blob */

@@ -90,10 +90,8 @@ struct settings_state {
 };
 
 static const struct tern_vmstate_field settings_fields[] = {
-	{ .name = "json", .type = TERN_VMS_VARRAY_PTR, .offset = offsetof(struct settings_state, json),
-	  .count = SETTINGS_MAX_BYTES, .count_offset = offsetof(struct settings_state, len),
-	  .elem = TERN_VMS_U8 },
-	{ 0 },
+	TERN_VMS_FIELD_VARRAY_PTR(struct settings_state, json, len, U8, SETTINGS_MAX_BYTES, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc settings_desc = {

@@ -448,10 +448,8 @@ struct serial_out_state {
 };
 
 static const struct tern_vmstate_field serial_out_fields[] = {
-	{ .name = "bytes", .type = TERN_VMS_VARRAY_PTR,
-	  .offset = offsetof(struct serial_out_state, bytes), .count = CHARDEV_OUT_CAPACITY,
-	  .count_offset = offsetof(struct serial_out_state, len), .elem = TERN_VMS_U8 },
-	{ 0 },
+	TERN_VMS_FIELD_VARRAY_PTR(struct serial_out_state, bytes, len, U8, CHARDEV_OUT_CAPACITY, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc serial_out_desc = {

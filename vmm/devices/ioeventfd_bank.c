@@ -218,11 +218,9 @@ struct bank_state {
 };
 
 static const struct tern_vmstate_field bank_fields[] = {
-	{ .name = "base", .type = TERN_VMS_U64, .offset = offsetof(struct bank_state, base) },
-	{ .name = "rings", .type = TERN_VMS_VARRAY_PTR, .offset = offsetof(struct bank_state, rings),
-	  .count = IOEVENTFD_BANK_MAX, .count_offset = offsetof(struct bank_state, count),
-	  .elem = TERN_VMS_U64 },
-	{ 0 },
+	TERN_VMS_FIELD_U64(struct bank_state, base, 0),
+	TERN_VMS_FIELD_VARRAY_PTR(struct bank_state, rings, count, U64, IOEVENTFD_BANK_MAX, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc bank_desc = {

@@ -232,18 +232,19 @@ void uart_put_state(struct uart *u, const struct uart_state *s)
 	pthread_mutex_unlock(&u->lock);
 }
 
-#define REG(field_name)                                                                    \
-	{ .name = #field_name, .type = TERN_VMS_U8, .offset = offsetof(struct uart_state, field_name) }
-
 static const struct tern_vmstate_field uart_fields[] = {
-	REG(ier), REG(lcr), REG(mcr), REG(lsr_errors), REG(msr), REG(scr), REG(dll), REG(dlm),
-	REG(fcr),
-	{ .name = "thr_interrupt", .type = TERN_VMS_BOOL,
-	  .offset = offsetof(struct uart_state, thr_interrupt) },
-	{ .name = "rx", .type = TERN_VMS_VARRAY, .offset = offsetof(struct uart_state, rx),
-	  .count = UART_RX_CAPACITY, .count_offset = offsetof(struct uart_state, rx_count),
-	  .elem = TERN_VMS_U8 },
-	{ 0 },
+	TERN_VMS_FIELD_U8(struct uart_state, ier, 0),
+	TERN_VMS_FIELD_U8(struct uart_state, lcr, 0),
+	TERN_VMS_FIELD_U8(struct uart_state, mcr, 0),
+	TERN_VMS_FIELD_U8(struct uart_state, lsr_errors, 0),
+	TERN_VMS_FIELD_U8(struct uart_state, msr, 0),
+	TERN_VMS_FIELD_U8(struct uart_state, scr, 0),
+	TERN_VMS_FIELD_U8(struct uart_state, dll, 0),
+	TERN_VMS_FIELD_U8(struct uart_state, dlm, 0),
+	TERN_VMS_FIELD_U8(struct uart_state, fcr, 0),
+	TERN_VMS_FIELD_BOOL(struct uart_state, thr_interrupt, 0),
+	TERN_VMS_FIELD_VARRAY(struct uart_state, rx, rx_count, U8, 0),
+	TERN_VMS_FIELD_END,
 };
 
 const struct tern_vmstate_desc uart_state_desc = {

@@ -1,4 +1,4 @@
-/* Dirty-page tracking through KVM; see dirty_track.h. */
+/* Dirty-page tracking through KVM; see dirty_tracker.h. */
 #include "kvm/dirty_tracker.h"
 
 #include <errno.h>

@@ -87,20 +87,14 @@ int kvm_clock_put(struct kvm *kvm, uint64_t clock_ns, struct tern_error *err)
 	return 0;
 }
 
-#define FIELD(field_name, member)                                                          \
-	{ .name = field_name, .type = TERN_VMS_BUFFER,                                      \
-	  .offset = offsetof(struct kvm_vm_state, member),                                  \
-	  .size = sizeof(((struct kvm_vm_state *)0)->member) }
-
 static const struct tern_vmstate_field fields[] = {
-	FIELD("pic_master", pic_master),
-	FIELD("pic_slave", pic_slave),
-	FIELD("ioapic", ioapic),
-	FIELD("pit", pit),
-	{ .name = "clock_ns", .type = TERN_VMS_U64, .offset = offsetof(struct kvm_vm_state, clock_ns) },
-	{ .name = "cpuid_crc", .type = TERN_VMS_U32,
-	  .offset = offsetof(struct kvm_vm_state, cpuid_crc) },
-	{ 0 },
+	TERN_VMS_FIELD_BUFFER(struct kvm_vm_state, pic_master, 0),
+	TERN_VMS_FIELD_BUFFER(struct kvm_vm_state, pic_slave, 0),
+	TERN_VMS_FIELD_BUFFER(struct kvm_vm_state, ioapic, 0),
+	TERN_VMS_FIELD_BUFFER(struct kvm_vm_state, pit, 0),
+	TERN_VMS_FIELD_U64(struct kvm_vm_state, clock_ns, 0),
+	TERN_VMS_FIELD_U32(struct kvm_vm_state, cpuid_crc, 0),
+	TERN_VMS_FIELD_END,
 };
 
 const struct tern_vmstate_desc kvm_vm_state_desc = {

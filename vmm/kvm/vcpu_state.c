@@ -196,9 +196,9 @@ int vcpu_state_put(struct vcpu *v, const struct vcpu_state *s, struct tern_error
 /* ---------------------------------------------------------------- vmstate */
 
 static const struct tern_vmstate_field msr_fields[] = {
-	{ .name = "index", .type = TERN_VMS_U32, .offset = offsetof(struct vcpu_msr, index) },
-	{ .name = "data", .type = TERN_VMS_U64, .offset = offsetof(struct vcpu_msr, data) },
-	{ 0 },
+	TERN_VMS_FIELD_U32(struct vcpu_msr, index, 0),
+	TERN_VMS_FIELD_U64(struct vcpu_msr, data, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc msr_desc = {
@@ -231,27 +231,19 @@ static int vcpu_post_load(void *obj, uint32_t version, struct tern_error *err)
 	return 0;
 }
 
-#define KVM_STRUCT(field_name, member)                                                     \
-	{ .name = field_name, .type = TERN_VMS_BUFFER,                                      \
-	  .offset = offsetof(struct vcpu_state, member),                                    \
-	  .size = sizeof(((struct vcpu_state *)0)->member) }
-
+/* KVM's structures travel as their bytes. */
 static const struct tern_vmstate_field vcpu_fields[] = {
-	KVM_STRUCT("regs", regs),
-	KVM_STRUCT("sregs", sregs),
-	KVM_STRUCT("xcrs", xcrs),
-	KVM_STRUCT("events", events),
-	KVM_STRUCT("mp_state", mp_state),
-	KVM_STRUCT("lapic", lapic),
-	KVM_STRUCT("debugregs", debugregs),
-	{ .name = "tsc_khz", .type = TERN_VMS_U32, .offset = offsetof(struct vcpu_state, tsc_khz) },
-	{ .name = "msrs", .type = TERN_VMS_VARRAY, .offset = offsetof(struct vcpu_state, msrs),
-	  .count = VCPU_MSRS_MAX, .count_offset = offsetof(struct vcpu_state, nmsrs),
-	  .elem = TERN_VMS_STRUCT, .size = sizeof(struct vcpu_msr), .sub = &msr_desc },
-	{ .name = "xsave", .type = TERN_VMS_VARRAY, .offset = offsetof(struct vcpu_state, xsave),
-	  .count = VCPU_XSAVE_MAX, .count_offset = offsetof(struct vcpu_state, xsave_len),
-	  .elem = TERN_VMS_U8 },
-	{ 0 },
+	TERN_VMS_FIELD_BUFFER(struct vcpu_state, regs, 0),
+	TERN_VMS_FIELD_BUFFER(struct vcpu_state, sregs, 0),
+	TERN_VMS_FIELD_BUFFER(struct vcpu_state, xcrs, 0),
+	TERN_VMS_FIELD_BUFFER(struct vcpu_state, events, 0),
+	TERN_VMS_FIELD_BUFFER(struct vcpu_state, mp_state, 0),
+	TERN_VMS_FIELD_BUFFER(struct vcpu_state, lapic, 0),
+	TERN_VMS_FIELD_BUFFER(struct vcpu_state, debugregs, 0),
+	TERN_VMS_FIELD_U32(struct vcpu_state, tsc_khz, 0),
+	TERN_VMS_FIELD_VARRAY_STRUCT(struct vcpu_state, msrs, nmsrs, &msr_desc, 0),
+	TERN_VMS_FIELD_VARRAY(struct vcpu_state, xsave, xsave_len, U8, 0),
+	TERN_VMS_FIELD_END,
 };
 
 const struct tern_vmstate_desc vcpu_state_desc = {
@@ -277,6 +269,7 @@ VM_STATE_TYPE(vcpu_state_type) = {
 	.name = "cpu",
 	.desc = &vcpu_state_desc,
 	.carry = VM_CARRY_ALL,
+	.flags = VM_STATE_NUMBERED,
 	.save = cpu_save,
 	.load = cpu_load,
 };

@@ -323,11 +323,11 @@ struct regions_state {
 };
 
 static const struct tern_vmstate_field region_fields[] = {
-	{ .name = "slot", .type = TERN_VMS_U32, .offset = offsetof(struct region_record, slot) },
-	{ .name = "flags", .type = TERN_VMS_U32, .offset = offsetof(struct region_record, flags) },
-	{ .name = "gpa", .type = TERN_VMS_U64, .offset = offsetof(struct region_record, gpa) },
-	{ .name = "size", .type = TERN_VMS_U64, .offset = offsetof(struct region_record, size) },
-	{ 0 },
+	TERN_VMS_FIELD_U32(struct region_record, slot, 0),
+	TERN_VMS_FIELD_U32(struct region_record, flags, 0),
+	TERN_VMS_FIELD_U64(struct region_record, gpa, 0),
+	TERN_VMS_FIELD_U64(struct region_record, size, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc region_desc = {
@@ -339,11 +339,9 @@ static const struct tern_vmstate_desc region_desc = {
 };
 
 static const struct tern_vmstate_field regions_fields[] = {
-	{ .name = "regions", .type = TERN_VMS_VARRAY_PTR,
-	  .offset = offsetof(struct regions_state, region), .count = MEMMAP_REGIONS_MAX,
-	  .count_offset = offsetof(struct regions_state, count), .elem = TERN_VMS_STRUCT,
-	  .size = sizeof(struct region_record), .sub = &region_desc },
-	{ 0 },
+	TERN_VMS_FIELD_VARRAY_PTR_STRUCT_AS("regions", struct regions_state, region, count,
+					    &region_desc, MEMMAP_REGIONS_MAX, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc regions_desc = {

@@ -17,8 +17,8 @@ struct machine_shape {
 };
 
 static const struct tern_vmstate_field machine_shape_fields[] = {
-	{ .name = "vcpus", .type = TERN_VMS_U32, .offset = offsetof(struct machine_shape, vcpus) },
-	{ 0 },
+	TERN_VMS_FIELD_U32(struct machine_shape, vcpus, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc machine_shape_desc = {

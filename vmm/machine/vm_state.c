@@ -20,11 +20,31 @@ const struct vm_state_type *vm_state_types_next(size_t *cursor)
 	return start != NULL && *cursor < n ? start[(*cursor)++] : NULL;
 }
 
+const struct vm_state_type *vm_state_type_find(const char *name)
+{
+	size_t cursor = 0;
+	for (const struct vm_state_type *t; (t = vm_state_types_next(&cursor)) != NULL;) {
+		size_t n = strlen(t->name);
+		if (strncmp(name, t->name, n) != 0)
+			continue;
+		if (!(t->flags & VM_STATE_NUMBERED) && name[n] == '\0')
+			return t;
+		if ((t->flags & VM_STATE_NUMBERED) && name[n] == '/' && name[n + 1] != '\0' &&
+		    strspn(name + n + 1, "0123456789") == strlen(name + n + 1))
+			return t;
+	}
+	return NULL;
+}
+
 /* ------------------------------------------------------------ entries */
 
 int vm_state_register(struct vm_state_registry *reg, const struct vm_state_type *type,
 		      int instance, void *holder, struct tern_error *err)
 {
+	if ((instance >= 0) != ((type->flags & VM_STATE_NUMBERED) != 0))
+		return tern_errorf(err, -EINVAL, "state %s is %s, registered %s an instance number",
+				   type->name, type->flags & VM_STATE_NUMBERED ? "numbered" : "single",
+				   instance >= 0 ? "with" : "without");
 	char name[VM_STATE_NAME_MAX];
 	int n = instance < 0 ? snprintf(name, sizeof name, "%s", type->name)
 			     : snprintf(name, sizeof name, "%s/%d", type->name, instance);

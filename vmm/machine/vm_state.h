@@ -45,6 +45,7 @@ enum vm_carrier {
 /* vm_state_type.flags */
 #define VM_STATE_OPTIONAL 1u /* a destination accepts its absence (older sources) */
 #define VM_STATE_EARLY 2u    /* sent before any RAM and loaded on arrival (the shape) */
+#define VM_STATE_NUMBERED 4u /* one entry per instance, "name/N" (the vCPUs); else one */
 
 struct vm_state_type {
 	const char *name;                      /* the section's, or its prefix: "cpu" -> "cpu/N" */
@@ -79,6 +80,8 @@ struct vm_state_type {
 
 /* Every type linked into this program, for walking with vm_state_types_next. */
 const struct vm_state_type *vm_state_types_next(size_t *cursor);
+/* The type of a section named `name` ("uart", "cpu/3"), or NULL. */
+const struct vm_state_type *vm_state_type_find(const char *name);
 
 #define VM_STATE_NAME_MAX 64
 
@@ -93,7 +96,8 @@ struct vm_state_registry {
 	unsigned count, cap;
 };
 
-/* instance < 0: the entry is named `type->name`; else `type->name/instance`. */
+/* instance < 0: the entry is named `type->name`; else `type->name/instance`
+ * (VM_STATE_NUMBERED types, and only they, take an instance). */
 int vm_state_register(struct vm_state_registry *reg, const struct vm_state_type *type,
 		      int instance, void *holder, struct tern_error *err);
 void vm_state_registry_free(struct vm_state_registry *reg);

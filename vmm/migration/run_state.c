@@ -16,8 +16,8 @@ struct run_state {
 };
 
 static const struct tern_vmstate_field run_state_fields[] = {
-	{ .name = "running", .type = TERN_VMS_BOOL, .offset = offsetof(struct run_state, running) },
-	{ 0 },
+	TERN_VMS_FIELD_BOOL(struct run_state, running, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc run_state_desc = {

@@ -137,18 +137,13 @@ enum qmp_frame qmp_framer_next(struct qmp_framer *f, const char **text, size_t *
 }
 
 static const struct tern_vmstate_field qmp_framer_state_fields[] = {
-	{ .name = "discarding", .type = TERN_VMS_BOOL,
-	  .offset = offsetof(struct qmp_framer_state, discarding) },
-	{ .name = "bracketed", .type = TERN_VMS_BOOL,
-	  .offset = offsetof(struct qmp_framer_state, bracketed) },
-	{ .name = "in_string", .type = TERN_VMS_BOOL,
-	  .offset = offsetof(struct qmp_framer_state, in_string) },
-	{ .name = "escape", .type = TERN_VMS_BOOL, .offset = offsetof(struct qmp_framer_state, escape) },
-	{ .name = "depth", .type = TERN_VMS_U32, .offset = offsetof(struct qmp_framer_state, depth) },
-	{ .name = "unread", .type = TERN_VMS_VARRAY_PTR,
-	  .offset = offsetof(struct qmp_framer_state, unread), .count = QMP_MAX_MESSAGE,
-	  .count_offset = offsetof(struct qmp_framer_state, unread_len), .elem = TERN_VMS_U8 },
-	{ 0 },
+	TERN_VMS_FIELD_BOOL(struct qmp_framer_state, discarding, 0),
+	TERN_VMS_FIELD_BOOL(struct qmp_framer_state, bracketed, 0),
+	TERN_VMS_FIELD_BOOL(struct qmp_framer_state, in_string, 0),
+	TERN_VMS_FIELD_BOOL(struct qmp_framer_state, escape, 0),
+	TERN_VMS_FIELD_U32(struct qmp_framer_state, depth, 0),
+	TERN_VMS_FIELD_VARRAY_PTR(struct qmp_framer_state, unread, unread_len, U8, QMP_MAX_MESSAGE, 0),
+	TERN_VMS_FIELD_END,
 };
 
 const struct tern_vmstate_desc qmp_framer_state_desc = {
@@ -174,7 +169,7 @@ int qmp_framer_get_state(const struct qmp_framer *f, struct qmp_framer_state *st
 	st->unread = malloc(st->unread_len ? st->unread_len : 1);
 	if (st->unread == NULL)
 		return -ENOMEM;
-	if (st->unread_len > 0)
+	if (st->unread_len > 0) /* a framer that never had input has no buffer */
 		memcpy(st->unread, f->buf + from, st->unread_len);
 	return 0;
 }

@@ -249,12 +249,10 @@ struct clients_state {
 };
 
 static const struct tern_vmstate_field client_fields[] = {
-	{ .name = "slot", .type = TERN_VMS_U32, .offset = offsetof(struct client_state, slot) },
-	{ .name = "negotiated", .type = TERN_VMS_BOOL,
-	  .offset = offsetof(struct client_state, negotiated) },
-	{ .name = "framer", .type = TERN_VMS_STRUCT, .offset = offsetof(struct client_state, framer),
-	  .size = sizeof(struct qmp_framer_state), .sub = &qmp_framer_state_desc },
-	{ 0 },
+	TERN_VMS_FIELD_U32(struct client_state, slot, 0),
+	TERN_VMS_FIELD_BOOL(struct client_state, negotiated, 0),
+	TERN_VMS_FIELD_STRUCT(struct client_state, framer, &qmp_framer_state_desc, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc client_desc = {
@@ -266,11 +264,9 @@ static const struct tern_vmstate_desc client_desc = {
 };
 
 static const struct tern_vmstate_field clients_fields[] = {
-	{ .name = "clients", .type = TERN_VMS_VARRAY_PTR,
-	  .offset = offsetof(struct clients_state, client), .count = QMP_MAX_CLIENTS,
-	  .count_offset = offsetof(struct clients_state, count), .elem = TERN_VMS_STRUCT,
-	  .size = sizeof(struct client_state), .sub = &client_desc },
-	{ 0 },
+	TERN_VMS_FIELD_VARRAY_PTR_STRUCT_AS("clients", struct clients_state, client, count,
+					    &client_desc, QMP_MAX_CLIENTS, 0),
+	TERN_VMS_FIELD_END,
 };
 
 static const struct tern_vmstate_desc clients_desc = {
