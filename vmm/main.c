@@ -8,7 +8,8 @@
 #include "machine/builtin_guest.h"
 #include "cli.h"
 #include "cpr/cpr.h"
-#include "migration/migrate_cmd.h"
+#include "migrate_main.h"
+#include "qmp_main.h"
 #include "run.h"
 #include "version.h"
 

@@ -195,3 +195,8 @@ json_t *qmp_wait_event(struct qmp_conn *c, const char *name, int timeout_ms)
 			json_decref(msg);
 	}
 }
+
+const char *qmp_socket_path(const char *spec)
+{
+	return strncmp(spec, "unix:", 5) == 0 ? spec + 5 : spec;
+}

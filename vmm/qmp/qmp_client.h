@@ -20,6 +20,8 @@ struct qmp_conn {
 /* Connect (retrying until the socket appears or timeout), read the greeting
  * and, if negotiate, send qmp_capabilities.  Returns 0 or -errno. */
 int qmp_connect(struct qmp_conn *c, const char *path, int negotiate, int timeout_ms);
+/* The socket's path in a QMP spec: "unix:PATH" or a bare PATH. */
+const char *qmp_socket_path(const char *spec);
 void qmp_close(struct qmp_conn *c);
 int qmp_send_raw(struct qmp_conn *c, const char *data, size_t len);
 /* Next message, or NULL on timeout/EOF. */

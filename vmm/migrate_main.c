@@ -1,10 +1,9 @@
 /*
- * `tern migrate` and `tern qmp`: drive a running tern (or QEMU) over its
- * QMP socket.  `migrate` sets the capabilities and parameters asked for,
- * starts the migration, shows its progress and ends with query-migrate as
- * a table; `qmp` runs one command and prints the reply.
+ * `tern migrate`: drive a running tern (or QEMU) over its QMP socket: set
+ * the capabilities and parameters asked for, start the migration, show
+ * its progress and end with query-migrate as a table.
  */
-#include "migration/migrate_cmd.h"
+#include "migrate_main.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -45,10 +44,6 @@ struct migrate_options {
 	unsigned interval_ms;
 };
 
-static const char *qmp_path(const char *spec)
-{
-	return strncmp(spec, "unix:", 5) == 0 ? spec + 5 : spec;
-}
 
 static int parse(int argc, char **argv, struct migrate_options *o, struct tern_error *err)
 {
@@ -348,7 +343,7 @@ int migrate_main(int argc, char **argv)
 		return 2;
 	}
 	struct qmp_conn q;
-	if ((rc = qmp_connect(&q, qmp_path(o.qmp), 1, QMP_TIMEOUT_MS)) < 0) {
+	if ((rc = qmp_connect(&q, qmp_socket_path(o.qmp), 1, QMP_TIMEOUT_MS)) < 0) {
 		fprintf(stderr, "tern migrate: cannot talk QMP on %s: %s\n", o.qmp, strerror(-rc));
 		qmp_close(&q);
 		return 1;
@@ -360,48 +355,4 @@ int migrate_main(int argc, char **argv)
 		return fail(&q, r, "migrate");
 	json_decref(r);
 	return watch(&q, &o);
-}
-
-int qmp_main(int argc, char **argv)
-{
-	if (argc < 3 || argc > 4 || strcmp(argv[1], "--help") == 0) {
-		fprintf(argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr,
-			"usage: tern qmp unix:PATH COMMAND ['{\"argument\": value, ...}']\n"
-			"Run one QMP command on a running VM and print the reply's return value.\n");
-		return argc >= 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
-	}
-	json_t *args = NULL;
-	if (argc == 4) {
-		json_error_t jerr;
-		args = json_loads(argv[3], 0, &jerr);
-		if (!json_is_object(args)) {
-			fprintf(stderr, "tern qmp: the arguments must be a JSON object: %s\n",
-				args == NULL ? jerr.text : "not an object");
-			json_decref(args);
-			return 2;
-		}
-	}
-	struct qmp_conn q;
-	int rc = qmp_connect(&q, qmp_path(argv[1]), 1, QMP_TIMEOUT_MS);
-	if (rc < 0) {
-		fprintf(stderr, "tern qmp: cannot talk QMP on %s: %s\n", argv[1], strerror(-rc));
-		json_decref(args);
-		qmp_close(&q);
-		return 1;
-	}
-	json_t *r = qmp_execute(&q, argv[2], args, QMP_TIMEOUT_MS);
-	json_t *ret = qmp_return(r);
-	if (ret == NULL) {
-		const char *desc = json_string_value(json_object_get(json_object_get(r, "error"), "desc"));
-		fprintf(stderr, "tern qmp: %s: %s\n", argv[2], desc ? desc : "no answer from the VM");
-		json_decref(r);
-		qmp_close(&q);
-		return 1;
-	}
-	char *text = json_dumps(ret, JSON_INDENT(2) | JSON_ENCODE_ANY);
-	printf("%s\n", text ? text : "");
-	free(text);
-	json_decref(r);
-	qmp_close(&q);
-	return 0;
 }
