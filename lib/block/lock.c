@@ -81,23 +81,29 @@ int block_lock(int fd, const char *path, bool writable, struct tern_error *err)
 	}
 	/* Taken first, tested second, as QEMU does: two openers racing
 	 * each see the other's bytes. */
+	/* QEMU's order: first what we want, then what we will not share. */
 	for (unsigned i = 0; i < PERM_BITS && r == 0; i++) {
-		int held = 0;
-		if (perm & (1u << i) && (held = byte_held(fd, LOCK_SHARED_BASE + i)) > 0)
+		int held = perm & (1u << i) ? byte_held(fd, LOCK_SHARED_BASE + i) : 0;
+		if (held > 0)
 			r = tern_errorf(err, -EBUSY,
 					"%s: Failed to get \"%s\" lock: another process (QEMU, "
 					"qemu-img or another tern) has the image open and does not "
 					"share \"%s\"; stop it first", path, perm_names[i],
 					perm_names[i]);
-		else if (held == 0 && unshared & (1u << i) &&
-			 (held = byte_held(fd, LOCK_PERM_BASE + i)) > 0)
+		else if (held < 0)
+			r = tern_errorf(err, held, "%s: testing QEMU's image locks: %s", path,
+					strerror(-held));
+	}
+	for (unsigned i = 0; i < PERM_BITS && r == 0; i++) {
+		int held = unshared & (1u << i) ? byte_held(fd, LOCK_PERM_BASE + i) : 0;
+		if (held > 0)
 			r = tern_errorf(err, -EBUSY,
 					"%s: Failed to get shared \"%s\" lock: another process (QEMU, "
 					"qemu-img or another tern) has the image open for %s; stop it "
 					"first%s", path, perm_names[i],
 					i == 1 ? "writing" : perm_names[i],
 					writable ? "" : ", or open it with force-share (qemu-img's -U)");
-		if (held < 0)
+		else if (held < 0)
 			r = tern_errorf(err, held, "%s: testing QEMU's image locks: %s", path,
 					strerror(-held));
 	}
