@@ -385,14 +385,16 @@ int tern_block_open(const struct tern_block_opts *o, struct tern_block **out,
 	if (r == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
 		r = tern_errorf(err, -EINVAL, "%s is not a disk image (it is %s): give a regular "
 				"file or a block device", path, file_kind(st.st_mode));
-	if (r == 0 && !o->force_share && (r = block_lock(b->fd, path, o->writable, err)) == 0)
+	enum tern_block_format fmt = o->format;
+	if (r == 0 && fmt == TERN_BLOCK_FORMAT_AUTO)
+		r = probe_format(b, &fmt, err);
+	/* Locked before anything but the magic is read. */
+	if (r == 0 && !o->force_share &&
+	    (r = block_lock(b->fd, path, o->writable, fmt == TERN_BLOCK_FORMAT_QCOW2, err)) == 0)
 		locked = true;
 	b->is_device = r == 0 && S_ISBLK(st.st_mode);
 	if (r == 0 && b->cache == TERN_BLOCK_CACHE_NONE)
 		b->align = o->direct_align ? o->direct_align : probe_align(b->fd, &st);
-	enum tern_block_format fmt = o->format;
-	if (r == 0 && fmt == TERN_BLOCK_FORMAT_AUTO)
-		r = probe_format(b, &fmt, err);
 	if (r == 0)
 		r = fmt == TERN_BLOCK_FORMAT_QCOW2 ? block_qcow2_open(b, err) : block_raw_open(b, err);
 	if (r < 0) {

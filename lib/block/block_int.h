@@ -39,9 +39,9 @@ int block_qcow2_open(struct tern_block *b, struct tern_error *err);
 bool block_is_raw(const struct tern_block *b);
 
 /* QEMU's image locks (block/file-posix.c's permission bytes) on fd's open
- * file description: a writer's or a reader's.  Released by
- * block_unlock or by closing the last descriptor of it. */
-int block_lock(int fd, const char *path, bool writable, struct tern_error *err);
+ * file description: a writer's or a reader's, of a qcow2 or a raw image.
+ * Released by block_unlock or by closing the last descriptor of it. */
+int block_lock(int fd, const char *path, bool writable, bool qcow2, struct tern_error *err);
 void block_unlock(int fd);
 /* For the qcow2 engine's backing_opened hook: a reader's locks. */
 int block_lock_backing(void *opaque, int fd, const char *path, struct tern_error *err);

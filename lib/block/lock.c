@@ -10,11 +10,19 @@
  * it) and byte 100 + bit for each it will not share (someone has it).
  * Holders are never exclusive, so readers coexist.
  *
- * A qcow2 or raw image open for writing in QEMU has consistent read,
- * write and resize, and shares consistent read and write unchanged; one
- * open for reading (qemu-img info without -U) has consistent read and
- * shares the same.  tern takes exactly those, so each side refuses the
- * other as QEMU refuses itself: "Failed to get shared "write" lock".
+ * What tern takes is what a QEMU VM's virtio-blk disk takes (share-rw
+ * off), as qemu-io shows on QEMU 7.2:
+ *
+ *   qcow2 writer  has consistent read, write, resize  shares neither write nor resize
+ *   qcow2 reader  has consistent read                 the same
+ *   raw writer    has consistent read, write          does not share write
+ *   raw reader    has consistent read                 the same
+ *
+ * (the qcow2 driver adds resize and unshares it on its file).  So each
+ * side refuses the other as QEMU refuses itself: `qemu-img info` of a
+ * qcow2 image tern writes fails with "Failed to get shared "write" lock",
+ * and tern refuses an image a QEMU writer holds.  Backing files get the
+ * qcow2 reader's locks.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,10 +70,11 @@ void block_unlock(int fd)
 	set_lock(fd, F_UNLCK, LOCK_SHARED_BASE, PERM_BITS);
 }
 
-int block_lock(int fd, const char *path, bool writable, struct tern_error *err)
+int block_lock(int fd, const char *path, bool writable, bool qcow2, struct tern_error *err)
 {
-	unsigned perm = PERM_CONSISTENT_READ | (writable ? PERM_WRITE | PERM_RESIZE : 0);
-	unsigned unshared = PERM_WRITE | PERM_RESIZE;
+	unsigned resize = qcow2 ? PERM_RESIZE : 0;
+	unsigned perm = PERM_CONSISTENT_READ | (writable ? PERM_WRITE | resize : 0);
+	unsigned unshared = PERM_WRITE | resize;
 	int r = 0;
 	for (unsigned i = 0; i < PERM_BITS && r == 0; i++) {
 		if (perm & (1u << i))
@@ -115,5 +124,5 @@ int block_lock(int fd, const char *path, bool writable, struct tern_error *err)
 int block_lock_backing(void *opaque, int fd, const char *path, struct tern_error *err)
 {
 	(void)opaque;
-	return block_lock(fd, path, false, err);
+	return block_lock(fd, path, false, true, err);
 }
