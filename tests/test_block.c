@@ -197,7 +197,7 @@ static void direct_alignment(void **state)
 								       { mem + 101, 8192 - 100 } };
 		assert_int_equal(tern_block_pwritev(b, &aligned, 1, 0, &err), 0);
 		assert_int_equal(tern_block_pwritev(b, unaligned, 2, 8192, &err), 0);
-		uint8_t *back = aligned_alloc(4096, 3 * 4096);
+		uint8_t *back = aligned_alloc(4096, 4 * 4096);
 		struct iovec rb[2] = { { back + 3, 4096 }, { back + 3 + 4096, 8192 } };
 		assert_int_equal(tern_block_preadv(b, rb, 2, 4096, &err), 0);
 		assert_true(back[3 + 4095] == 0); /* 4096..8191 was never written */
