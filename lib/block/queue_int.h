@@ -34,6 +34,7 @@ struct tern_block_queue {
 	struct io_uring ring;
 	unsigned inflight;
 	bool fixed_file; /* the image's fd is registered as file 0 */
+	bool no_nowait_read, no_nowait_write; /* RWF_NOWAIT refused */
 	uint64_t kick_buf;
 };
 

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "queue_int.h"
@@ -47,9 +48,38 @@ static void arm_poll(struct tern_block_queue *q, int fd, void *tag)
 	io_uring_sqe_set_data(sqe, tag);
 }
 
+/*
+ * cache=writeback: a read the page cache holds, or a write it takes
+ * without waiting, is done at once with RWF_NOWAIT, sparing the ring's
+ * round trip (buffered writes the file system cannot start without
+ * blocking go to io_uring's workers, which costs more than the copy).
+ * Anything else (EAGAIN, a short transfer) goes to the ring whole.
+ */
+static bool try_nowait(struct tern_block_queue *q, struct tern_block_req *req)
+{
+	bool write = req->op == TERN_BLOCK_OP_WRITE;
+	if (q->b->cache != TERN_BLOCK_CACHE_WRITEBACK || (write ? q->no_nowait_write : q->no_nowait_read))
+		return false;
+	ssize_t n = write ? pwritev2(q->b->fd, req->iov, req->iovcnt, (off_t)req->offset, RWF_NOWAIT)
+			  : preadv2(q->b->fd, req->iov, req->iovcnt, (off_t)req->offset, RWF_NOWAIT);
+	if (n < 0 && (errno == EOPNOTSUPP || errno == EINVAL)) {
+		if (write)
+			q->no_nowait_write = true;
+		else
+			q->no_nowait_read = true;
+	}
+	if (n < 0 || (uint64_t)n < req->len)
+		return false;
+	queue_req_end(q, req, 0);
+	return true;
+}
+
 /* Start one begun request: on the ring, or here. */
 static void start(struct tern_block_queue *q, struct tern_block_req *req)
 {
+	if (block_is_raw(q->b) && (req->op == TERN_BLOCK_OP_READ || req->op == TERN_BLOCK_OP_WRITE) &&
+	    try_nowait(q, req))
+		return;
 	bool ring_op = block_is_raw(q->b) &&
 		       (req->op == TERN_BLOCK_OP_READ || req->op == TERN_BLOCK_OP_WRITE ||
 			req->op == TERN_BLOCK_OP_FLUSH);
