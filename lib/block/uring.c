@@ -1,11 +1,12 @@
 /*
  * The io_uring engine: the disk's I/O thread owns one ring.  Raw reads,
  * writes and flushes become readv / writev / fsync(DATASYNC) submissions
- * on the image's registered descriptor; qcow2 requests (the engine is
- * synchronous), zeroes and discards run on the I/O thread itself.  The
- * ring also polls the kick eventfd (submissions from other threads, sent
- * only while the thread sleeps) and the watched fd, so one wait covers
- * everything.
+ * on the image's registered descriptor (with cache=writeback, page-cache
+ * hits and buffered writes are served inline first: try_nowait); qcow2
+ * requests (the engine is synchronous), zeroes and discards run on the
+ * I/O thread itself.  The ring also polls the kick eventfd (submissions
+ * from other threads, sent only while the thread sleeps) and the watched
+ * fd, so one wait covers everything.
  */
 #include <errno.h>
 #include <poll.h>
@@ -51,22 +52,32 @@ static void arm_poll(struct tern_block_queue *q, int fd, void *tag)
 /*
  * cache=writeback: a read the page cache holds, or a write it takes
  * without waiting, is done at once with RWF_NOWAIT, sparing the ring's
- * round trip (buffered writes the file system cannot start without
- * blocking go to io_uring's workers, which costs more than the copy).
- * Anything else (EAGAIN, a short transfer) goes to the ring whole.
+ * round trip.  File systems that cannot start a buffered write without
+ * blocking (ext4 refuses RWF_NOWAIT for them) would have io_uring hand
+ * each write to a worker thread, five times slower than the copy itself
+ * (docs/block.md); those writes are done here, plainly.  The price: while
+ * the kernel throttles this writer for dirty pages, the disk's other
+ * requests wait too.  Anything else (EAGAIN, a short transfer) goes to
+ * the ring whole.
  */
 static bool try_nowait(struct tern_block_queue *q, struct tern_block_req *req)
 {
 	bool write = req->op == TERN_BLOCK_OP_WRITE;
-	if (q->b->cache != TERN_BLOCK_CACHE_WRITEBACK || (write ? q->no_nowait_write : q->no_nowait_read))
+	if (q->b->cache != TERN_BLOCK_CACHE_WRITEBACK || (!write && q->no_nowait_read))
 		return false;
+	if (write && q->no_nowait_write) {
+		queue_req_end(q, req, queue_req_exec(q, req));
+		return true;
+	}
 	ssize_t n = write ? pwritev2(q->b->fd, req->iov, req->iovcnt, (off_t)req->offset, RWF_NOWAIT)
 			  : preadv2(q->b->fd, req->iov, req->iovcnt, (off_t)req->offset, RWF_NOWAIT);
 	if (n < 0 && (errno == EOPNOTSUPP || errno == EINVAL)) {
-		if (write)
+		if (write) {
 			q->no_nowait_write = true;
-		else
-			q->no_nowait_read = true;
+			queue_req_end(q, req, queue_req_exec(q, req));
+			return true;
+		}
+		q->no_nowait_read = true;
 	}
 	if (n < 0 || (uint64_t)n < req->len)
 		return false;
