@@ -232,7 +232,8 @@ static void open_from_fd(void **state)
 	path_of(path, sizeof(path), "fd.qcow2");
 	make_qcow2(path, 4 * MiB, 16);
 	int fd = open(path, O_RDONLY);
-	struct tern_block_opts o = { .path = "fd.qcow2", .fd = fd, .writable = true };
+	struct tern_block_opts o = { .path = "fd.qcow2", .from_fd = true, .fd = fd,
+				     .writable = true };
 	struct tern_block *b;
 	struct tern_error err = { { 0 } };
 	assert_int_equal(tern_block_open(&o, &b, &err), -EBADF);

@@ -53,9 +53,14 @@ enum tern_block_cache {
 };
 
 struct tern_block_opts {
-	const char *path; /* the image; with fd >= 0, only its name in messages */
-	int fd;		  /* an already-open image (-1: open path).  The block device
-			   * keeps a duplicate; its mode must allow `writable` */
+	const char *path; /* the image; with from_fd, its name in messages and
+			   * where a relative backing file is looked for */
+	/* Use the already-open `fd` (CPR, fd passing) instead of opening path.
+	 * The block device keeps a duplicate; the fd's mode must allow
+	 * `writable`, and its O_DIRECT flag (shared with the caller's fd) is
+	 * set or cleared to match `cache`. */
+	bool from_fd;
+	int fd;
 	bool writable;
 	enum tern_block_format format;
 	enum tern_block_cache cache;
@@ -113,7 +118,8 @@ struct tern_block {
 /* Open an image: locks it, picks the backend, probes size and alignment. */
 int tern_block_open(const struct tern_block_opts *opts, struct tern_block **out,
 		    struct tern_error *err);
-/* Flushes (when writable), unlocks and frees b, always. */
+/* Flushes (when writable), unlocks and frees b, always.  Destroy b's
+ * queues first. */
 int tern_block_close(struct tern_block *b, struct tern_error *err);
 
 static inline uint64_t tern_block_size(const struct tern_block *b)

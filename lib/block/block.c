@@ -283,7 +283,7 @@ static int get_fd(const struct tern_block_opts *o, const char *path, struct tern
 {
 	bool direct = o->cache == TERN_BLOCK_CACHE_NONE;
 	int fd;
-	if (o->fd >= 0) {
+	if (o->from_fd) {
 		int fl = fcntl(o->fd, F_GETFL);
 		if (fl < 0)
 			return tern_errorf(err, -errno, "%s: %s", path, strerror(errno));
