@@ -20,7 +20,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 	-Wpointer-arith -Wvla -Wformat=2
 CFLAGS := -std=c11 -O2 -g -D_GNU_SOURCE -pthread $(WARN) $(SAN_FLAGS) -Iinclude -Ivmm -MMD -MP
 LDFLAGS := -pthread $(SAN_FLAGS)
-LIBS := -ljansson -lzstd -lz
+LIBS := -ljansson -lzstd -lz -luring
 
 # ---------------------------------------------------------------- guest
 GUEST_CC := gcc
@@ -182,14 +182,14 @@ LIB_HDRS := $(wildcard include/tern/*.h lib/*.h lib/*/*.h)
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(LIB_HDRS) $(wildcard vmm/*.[ch] vmm/*/*.[ch] harness/*.c \
 		fuzz/decode_section.[ch])
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) -ljansson -lzstd -lz -lpthread
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA_$*) -ljansson -lzstd -lz -luring -lpthread
 
 # Seeds for fuzz_stream and fuzz_cpr_state, generated rather than committed
 # (fuzz/run runs it): sections of every state type.
 build-fuzz/stream_seeds: fuzz/stream_seeds.c $(LIB_SRCS) $(LIB_HDRS) $(wildcard vmm/*.[ch] vmm/*/*.[ch] harness/*.c)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Ivmm -o $@ $< $(LIB_SRCS) \
-		harness/memio.c harness/frames.c $(FUZZ_VMM) -ljansson -lzstd -lz -lpthread
+		harness/memio.c harness/frames.c $(FUZZ_VMM) -ljansson -lzstd -lz -luring -lpthread
 .PHONY: fuzz
 fuzz: $(FUZZERS) build-fuzz/stream_seeds
 

@@ -23,6 +23,14 @@
  * tern nor QEMU writes to the image until check with REPAIR_ALL repairs
  * it.  Images and backing files must be regular files; loops of backing
  * files and chains deeper than 16 are refused.
+ *
+ * Threads: a handle is not thread-safe.  One thread at a time may call
+ * into it, and a change of thread needs a happens-before (a mutex, a
+ * join).  A running VM's disk is served by its I/O thread
+ * (include/tern/block.h), which takes the block device's lock around
+ * every call; the main thread calls the snapshot and check functions on
+ * tern_block_qcow2()'s handle only after tern_block_queue_drain(), which
+ * takes the same lock, so guest requests wait while it works.
  */
 #ifndef TERN_QCOW2_H
 #define TERN_QCOW2_H
@@ -56,10 +64,24 @@ struct tern_qcow2_open_opts {
 	bool no_backing;	     /* do not open the backing file: unallocated
 				      * clusters read as zeros (inspection only) */
 	bool skip_repair;	     /* open a dirty image without repairing it */
+	/* When the image's descriptor is O_DIRECT: the alignment its memory,
+	 * offsets and lengths need (0: 4096).  Unaligned I/O is bounced. */
+	unsigned direct_align;
+	/* Called with each backing file's descriptor as the engine opens it
+	 * (the block layer locks it as QEMU does); an error fails the open. */
+	int (*backing_opened)(void *opaque, int fd, const char *path, struct tern_error *err);
+	void *backing_opaque;
 };
 
 int tern_qcow2_open(const char *path, const struct tern_qcow2_open_opts *opts,
 		    struct tern_qcow2 **out, struct tern_error *err);
+/* The image open on `fd` (its mode must allow opts->writable; O_DIRECT is
+ * honoured).  The handle keeps a duplicate of fd, so locks on its open file
+ * description stay with it; the caller still owns fd.  `path` names the
+ * image in messages and locates a relative backing file (NULL: the current
+ * directory). */
+int tern_qcow2_open_fd(int fd, const char *path, const struct tern_qcow2_open_opts *opts,
+		       struct tern_qcow2 **out, struct tern_error *err);
 /* Writes back all metadata, syncs, clears the dirty bit; frees q always. */
 int tern_qcow2_close(struct tern_qcow2 *q, struct tern_error *err);
 
@@ -67,6 +89,12 @@ int tern_qcow2_read(struct tern_qcow2 *q, void *buf, uint64_t offset, size_t len
 		    struct tern_error *err);
 int tern_qcow2_write(struct tern_qcow2 *q, const void *buf, uint64_t offset, size_t len,
 		     struct tern_error *err);
+/* The same for iovecs: as many bytes as they hold, at `offset`. */
+struct iovec;
+int tern_qcow2_readv(struct tern_qcow2 *q, const struct iovec *iov, int iovcnt, uint64_t offset,
+		     struct tern_error *err);
+int tern_qcow2_writev(struct tern_qcow2 *q, const struct iovec *iov, int iovcnt, uint64_t offset,
+		      struct tern_error *err);
 /* Reads of the range return zeros afterwards; whole clusters become zero
  * clusters (v3) without data. */
 int tern_qcow2_write_zeroes(struct tern_qcow2 *q, uint64_t offset, uint64_t len,

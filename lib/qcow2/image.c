@@ -55,61 +55,6 @@
 
 #define MAX_BACKING_DEPTH 16
 
-int qcow2_pread(struct tern_qcow2 *q, void *buf, size_t len, uint64_t off, struct tern_error *err)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(q->fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return tern_errorf(err, -errno, "reading %zu bytes at 0x%" PRIx64 ": %s", len,
-					   off, strerror(errno));
-		}
-		if (n == 0) {
-			/* Past the end of a sparse or truncated file: zeros. */
-			memset((uint8_t *)buf + done, 0, len - done);
-			break;
-		}
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-int qcow2_pwrite(struct tern_qcow2 *q, const void *buf, size_t len, uint64_t off, bool meta,
-		 struct tern_error *err)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pwrite(q->fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return tern_errorf(err, -errno, "writing %zu bytes at 0x%" PRIx64 ": %s", len,
-					   off, strerror(errno));
-		}
-		done += (size_t)n;
-	}
-	q->unsynced = true;
-	q->stats.bytes_written += len;
-	if (meta)
-		q->stats.metadata_bytes_written += len;
-	if (off + len > q->file_size)
-		q->file_size = off + len;
-	return 0;
-}
-
-int qcow2_sync(struct tern_qcow2 *q, struct tern_error *err)
-{
-	if (!q->unsynced)
-		return 0;
-	q->unsynced = false;
-	q->stats.syncs++;
-	if (fdatasync(q->fd) < 0)
-		return tern_errorf(err, -errno, "fdatasync: %s", strerror(errno));
-	return 0;
-}
-
 int qcow2_header_update(struct tern_qcow2 *q, struct tern_error *err)
 {
 	uint8_t buf[QCOW2_V3_HEADER_LEN];
@@ -272,8 +217,9 @@ void qcow2_unload_metadata(struct tern_qcow2 *q)
 	q->nb_snapshots = 0;
 }
 
-static int open_image(const char *path, const struct tern_qcow2_open_opts *opts,
-		      const struct tern_qcow2 *child, struct tern_qcow2 **out, struct tern_error *err);
+static int open_image_fd(int fd, const char *path, const struct tern_qcow2_open_opts *opts,
+			 const struct tern_qcow2 *child, struct tern_qcow2 **out,
+			 struct tern_error *err);
 
 static const char *file_kind(mode_t m)
 {
@@ -339,6 +285,10 @@ static int open_backing(struct tern_qcow2 *q, struct tern_error *err)
 		close(fd);
 		return r;
 	}
+	if (q->backing_opened && (r = q->backing_opened(q->backing_opaque, fd, path, err)) < 0) {
+		close(fd);
+		return r;
+	}
 	uint8_t magic[4] = { 0 };
 	bool is_qcow2 = pread(fd, magic, 4, 0) == 4 && qcow2_be32(magic) == QCOW2_MAGIC &&
 			strcmp(q->h.backing_format, "raw") != 0;
@@ -351,10 +301,11 @@ static int open_backing(struct tern_qcow2 *q, struct tern_error *err)
 		q->backing_size = (uint64_t)st.st_size;
 		return 0;
 	}
-	close(fd);
-	struct tern_qcow2_open_opts o = { .l2_cache_bytes = 1 << 20 };
+	struct tern_qcow2_open_opts o = { .l2_cache_bytes = 1 << 20,
+					  .backing_opened = q->backing_opened,
+					  .backing_opaque = q->backing_opaque };
 	struct tern_qcow2 *b;
-	r = open_image(path, &o, q, &b, err);
+	r = open_image_fd(fd, path, &o, q, &b, err);
 	if (r < 0) {
 		/* Deeper images' errors name their own files. */
 		if (q->depth == 0)
@@ -375,11 +326,20 @@ static int open_fd(struct tern_qcow2 *q, const struct tern_qcow2_open_opts *opts
 	q->file_size = (uint64_t)st.st_size;
 	q->dev = st.st_dev;
 	q->ino = st.st_ino;
+	int fl = fcntl(q->fd, F_GETFL);
+	q->direct = fl >= 0 && (fl & O_DIRECT);
+	q->align = opts->direct_align ? opts->direct_align : 4096;
+	if (q->align & (q->align - 1) || q->align > (1u << 16))
+		return tern_errorf(err, -EINVAL, "direct_align %u is not a power of two up to 64 KiB",
+				   q->align);
+	q->backing_opened = opts->backing_opened;
+	q->backing_opaque = opts->backing_opaque;
 	/* The header cluster: read 64 KiB, more only for larger clusters. */
 	size_t first = 1u << 16;
-	uint8_t *buf = calloc(1, 1u << QCOW2_MAX_CLUSTER_BITS);
+	uint8_t *buf = qcow2_alloc_aligned(1u << QCOW2_MAX_CLUSTER_BITS);
 	if (!buf)
 		return tern_errorf(err, -ENOMEM, "out of memory");
+	memset(buf, 0, 1u << QCOW2_MAX_CLUSTER_BITS);
 	int r = qcow2_pread(q, buf, first, 0, err);
 	uint32_t bits = qcow2_be32(buf + 20);
 	if (r == 0 && bits > 16 && bits <= QCOW2_MAX_CLUSTER_BITS) {
@@ -421,8 +381,8 @@ static int open_fd(struct tern_qcow2 *q, const struct tern_qcow2_open_opts *opts
 	if (r < 0)
 		return r;
 	q->l2.before = &q->rb;
-	q->cbuf = malloc(2 * q->cluster_size + 512);
-	q->dbuf = malloc(q->cluster_size);
+	q->cbuf = qcow2_alloc_aligned(2 * q->cluster_size + 4096);
+	q->dbuf = qcow2_alloc_aligned(q->cluster_size);
 	if (!q->cbuf || !q->dbuf)
 		return tern_errorf(err, -ENOMEM, "out of memory");
 	if (q->h.backing_file[0] && !opts->no_backing) {
@@ -461,22 +421,32 @@ static int open_fd(struct tern_qcow2 *q, const struct tern_qcow2_open_opts *opts
 	return 0;
 }
 
-static int open_image(const char *path, const struct tern_qcow2_open_opts *opts,
-		      const struct tern_qcow2 *child, struct tern_qcow2 **out, struct tern_error *err)
+/* Takes fd: it is closed when the open fails, and by tern_qcow2_close. */
+static int open_image_fd(int fd, const char *path, const struct tern_qcow2_open_opts *opts,
+			 const struct tern_qcow2 *child, struct tern_qcow2 **out,
+			 struct tern_error *err)
 {
 	struct tern_qcow2 *q = calloc(1, sizeof(*q));
-	if (!q)
+	if (!q) {
+		close(fd);
 		return tern_errorf(err, -ENOMEM, "out of memory");
+	}
+	q->fd = fd;
 	q->backing_fd = -1;
 	q->writable = opts->writable;
 	q->depth = child ? child->depth + 1 : 0;
 	q->child = child;
 	q->path = strdup(path);
 	struct stat st;
-	q->fd = q->path ? open_regular(path, opts->writable ? O_RDWR : O_RDONLY, &st, err) : -1;
-	int r = q->fd < 0 ? q->fd : 0;
+	int r = 0;
 	if (!q->path)
 		r = tern_errorf(err, -ENOMEM, "out of memory");
+	else if (fstat(fd, &st) < 0)
+		r = tern_errorf(err, -errno, "%s: %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		r = tern_errorf(err, -EINVAL,
+				"%s is not a regular file (it is %s); qcow2 images and their backing "
+				"files must be regular files", path, file_kind(st.st_mode));
 	if (r == 0)
 		r = refuse_loop(child, path, &st, err);
 	if (r == 0)
@@ -490,11 +460,39 @@ static int open_image(const char *path, const struct tern_qcow2_open_opts *opts,
 	return 0;
 }
 
+static int open_image(const char *path, const struct tern_qcow2_open_opts *opts,
+		      const struct tern_qcow2 *child, struct tern_qcow2 **out, struct tern_error *err)
+{
+	struct stat st;
+	int fd = open_regular(path, opts->writable ? O_RDWR : O_RDONLY, &st, err);
+	return fd < 0 ? fd : open_image_fd(fd, path, opts, child, out, err);
+}
+
 int tern_qcow2_open(const char *path, const struct tern_qcow2_open_opts *opts,
 		    struct tern_qcow2 **out, struct tern_error *err)
 {
 	static const struct tern_qcow2_open_opts defaults;
 	return open_image(path, opts ? opts : &defaults, NULL, out, err);
+}
+
+int tern_qcow2_open_fd(int fd, const char *path, const struct tern_qcow2_open_opts *opts,
+		       struct tern_qcow2 **out, struct tern_error *err)
+{
+	static const struct tern_qcow2_open_opts defaults;
+	if (!opts)
+		opts = &defaults;
+	if (!path)
+		path = "(image fd)";
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return tern_errorf(err, -errno, "%s: %s", path, strerror(errno));
+	if (opts->writable && (fl & O_ACCMODE) != O_RDWR)
+		return tern_errorf(err, -EBADF, "%s: the descriptor is not open for reading and "
+				   "writing; open it O_RDWR to write to the image", path);
+	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (dup < 0)
+		return tern_errorf(err, -errno, "%s: %s", path, strerror(errno));
+	return open_image_fd(dup, path, opts, NULL, out, err);
 }
 
 static int flush_all(struct tern_qcow2 *q, struct tern_error *err)

@@ -5,6 +5,7 @@
 #define TERN_QCOW2_IMAGE_H
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "format.h"
 #include "tern/qcow2.h"
@@ -82,6 +83,8 @@ struct tern_qcow2 {
 	bool writable;
 	bool bitmaps_cleared;
 	bool unsynced; /* written since the last fdatasync */
+	bool direct;   /* the fd is O_DIRECT: unaligned I/O is bounced */
+	unsigned align; /* O_DIRECT alignment of memory, offsets and lengths */
 	char *path;
 	uint64_t file_size;
 	struct qcow2_header h;
@@ -120,6 +123,8 @@ struct tern_qcow2 {
 	dev_t dev;    /* the file, to find loops of backing files */
 	ino_t ino;
 	const struct tern_qcow2 *child; /* while opening: the image this backs */
+	int (*backing_opened)(void *opaque, int fd, const char *path, struct tern_error *err);
+	void *backing_opaque;
 };
 
 /* Corruption guards (guard.c). */
@@ -133,7 +138,31 @@ int qcow2_guard_layout(struct tern_qcow2 *q, struct tern_error *err);
 /* The table or cluster at `off`, flagged COPIED, must have refcount 1. */
 int qcow2_guard_sole(struct tern_qcow2 *q, uint64_t off, const char *what, struct tern_error *err);
 
-/* I/O that counts. */
+/* A position in an iovec array; tmp has room for as many entries, for
+ * slices of it (hostio.c). */
+struct qiov {
+	const struct iovec *iov;
+	int cnt;
+	size_t skip; /* bytes of iov[0] already consumed */
+	struct iovec *tmp;
+};
+void qiov_init(struct qiov *c, const struct iovec *iov, int cnt, struct iovec *tmp);
+void qiov_advance(struct qiov *c, size_t n);
+/* The next n bytes as iovecs in out (room for c->cnt); returns how many. */
+int qiov_slice(const struct qiov *c, size_t n, struct iovec *out);
+void qiov_gather(const struct qiov *c, void *buf, size_t n);
+void qiov_scatter(const struct qiov *c, const void *buf, size_t n);
+void qiov_zero(const struct qiov *c, size_t n);
+/* 4 KiB-aligned, so that O_DIRECT I/O from it needs no bounce. */
+void *qcow2_alloc_aligned(size_t len);
+
+/* I/O that counts; on an O_DIRECT fd, unaligned requests are bounced. */
+int qcow2_preadv(struct tern_qcow2 *q, const struct qiov *c, size_t n, uint64_t off,
+		 struct tern_error *err);
+int qcow2_pwritev(struct tern_qcow2 *q, const struct qiov *c, size_t n, uint64_t off, bool meta,
+		  struct tern_error *err);
+/* Plain preadv of a (buffered) fd: the raw backing file. */
+int qcow2_fd_preadv(int fd, const struct qiov *c, size_t n, uint64_t off, struct tern_error *err);
 int qcow2_pread(struct tern_qcow2 *q, void *buf, size_t len, uint64_t off,
 		struct tern_error *err);
 int qcow2_pwrite(struct tern_qcow2 *q, const void *buf, size_t len, uint64_t off, bool meta,

@@ -4,7 +4,9 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "image.h"
@@ -188,30 +190,62 @@ int tern_qcow2_block_status(struct tern_qcow2 *q, uint64_t offset, uint64_t *len
 	return map_run(q, offset, len, status, host_offset, &entry, err);
 }
 
-static int read_backing(struct tern_qcow2 *q, uint8_t *buf, uint64_t offset, size_t len,
+static int iov_total(const struct iovec *iov, int iovcnt, size_t *len, struct tern_error *err)
+{
+	size_t n = 0;
+	if (iovcnt < 0)
+		return tern_errorf(err, -EINVAL, "negative iovec count");
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > SIZE_MAX - n)
+			return tern_errorf(err, -EINVAL, "iovecs longer than memory");
+		n += iov[i].iov_len;
+	}
+	*len = n;
+	return 0;
+}
+
+/* n bytes from the backing file (zeros past its end) into the cursor. */
+static int read_backing(struct tern_qcow2 *q, const struct qiov *c, uint64_t offset, size_t n,
 			struct tern_error *err)
 {
 	size_t have = 0;
 	if (offset < q->backing_size)
-		have = q->backing_size - offset < len ? (size_t)(q->backing_size - offset) : len;
-	memset(buf + have, 0, len - have);
+		have = q->backing_size - offset < n ? (size_t)(q->backing_size - offset) : n;
+	if (have < n) {
+		struct qiov tail = *c;
+		qiov_advance(&tail, have);
+		qiov_zero(&tail, n - have);
+	}
 	if (!have)
 		return 0;
-	if (q->backing)
-		return tern_qcow2_read(q->backing, buf, offset, have, err);
-	ssize_t n = pread(q->backing_fd, buf, have, (off_t)offset);
-	if (n < 0)
-		return tern_errorf(err, -errno, "reading the backing file: %s", strerror(errno));
-	if ((size_t)n < have)
-		memset(buf + n, 0, have - (size_t)n);
-	return 0;
+	if (!q->backing)
+		return qcow2_fd_preadv(q->backing_fd, c, have, offset, err);
+	/* The slice goes to a readv of its own, which brings its own scratch. */
+	int k = qiov_slice(c, have, c->tmp);
+	return tern_qcow2_readv(q->backing, c->tmp, k, offset, err);
 }
 
-int tern_qcow2_read(struct tern_qcow2 *q, void *buf, uint64_t offset, size_t len,
-		    struct tern_error *err)
+static int read_backing_flat(struct tern_qcow2 *q, uint8_t *buf, uint64_t offset, size_t n,
+			     struct tern_error *err)
 {
-	int r = check_range(q, offset, len, err);
-	uint8_t *out = buf;
+	struct iovec v = { buf, n }, tmp;
+	struct qiov c;
+	qiov_init(&c, &v, 1, &tmp);
+	return read_backing(q, &c, offset, n, err);
+}
+
+int tern_qcow2_readv(struct tern_qcow2 *q, const struct iovec *iov, int iovcnt, uint64_t offset,
+		     struct tern_error *err)
+{
+	size_t len;
+	int r = iov_total(iov, iovcnt, &len, err);
+	if (r == 0)
+		r = check_range(q, offset, len, err);
+	struct iovec *tmp = r == 0 ? malloc(((size_t)iovcnt + 1) * sizeof(*tmp)) : NULL;
+	if (r == 0 && !tmp)
+		r = tern_errorf(err, -ENOMEM, "out of memory");
+	struct qiov c;
+	qiov_init(&c, iov, iovcnt, tmp);
 	while (r == 0 && len) {
 		uint64_t n = len, host, entry;
 		enum tern_qcow2_status st;
@@ -221,27 +255,35 @@ int tern_qcow2_read(struct tern_qcow2 *q, void *buf, uint64_t offset, size_t len
 		switch (st) {
 		case TERN_QCOW2_UNALLOCATED:
 			if (q->backing || q->backing_fd >= 0)
-				r = read_backing(q, out, offset, n, err);
+				r = read_backing(q, &c, offset, n, err);
 			else
-				memset(out, 0, n);
+				qiov_zero(&c, n);
 			break;
 		case TERN_QCOW2_ZERO:
-			memset(out, 0, n);
+			qiov_zero(&c, n);
 			break;
 		case TERN_QCOW2_DATA:
-			r = qcow2_pread(q, out, n, host, err);
+			r = qcow2_preadv(q, &c, n, host, err);
 			break;
 		case TERN_QCOW2_COMPRESSED:
 			r = qcow2_decompress(q, entry, err);
 			if (r == 0)
-				memcpy(out, q->dbuf + (offset & (q->cluster_size - 1)), n);
+				qiov_scatter(&c, q->dbuf + (offset & (q->cluster_size - 1)), n);
 			break;
 		}
-		out += n;
+		qiov_advance(&c, n);
 		offset += n;
 		len -= n;
 	}
+	free(tmp);
 	return qcow2_signal_corruption(q, r, err);
+}
+
+int tern_qcow2_read(struct tern_qcow2 *q, void *buf, uint64_t offset, size_t len,
+		    struct tern_error *err)
+{
+	struct iovec v = { buf, len };
+	return tern_qcow2_readv(q, &v, 1, offset, err);
 }
 
 /* The current contents of the cluster holding `guest`, as `entry` maps it. */
@@ -259,7 +301,7 @@ static int cluster_contents(struct tern_qcow2 *q, uint64_t guest, uint64_t entry
 	switch (st) {
 	case TERN_QCOW2_UNALLOCATED:
 		if (q->backing || q->backing_fd >= 0)
-			return read_backing(q, buf, start, n, err);
+			return read_backing_flat(q, buf, start, n, err);
 		memset(buf, 0, n);
 		return 0;
 	case TERN_QCOW2_ZERO:
@@ -276,8 +318,8 @@ static int cluster_contents(struct tern_qcow2 *q, uint64_t guest, uint64_t entry
 	return 0;
 }
 
-/* Write part of one cluster. */
-static int write_cluster(struct tern_qcow2 *q, uint64_t guest, const uint8_t *data, size_t n,
+/* Write part of one cluster: n bytes from the cursor. */
+static int write_cluster(struct tern_qcow2 *q, uint64_t guest, const struct qiov *data, size_t n,
 			 uint8_t *scratch, struct tern_error *err)
 {
 	uint8_t *table;
@@ -304,10 +346,10 @@ static int write_cluster(struct tern_qcow2 *q, uint64_t guest, const uint8_t *da
 		if (r < 0)
 			;
 		else if (!(e & QCOW2_OFLAG_ZERO))
-			r = qcow2_pwrite(q, data, n, off + in, false, err);
+			r = qcow2_pwritev(q, data, n, off + in, false, err);
 		else {
 			memset(scratch, 0, cs);
-			memcpy(scratch + in, data, n);
+			qiov_gather(data, scratch + in, n);
 			r = qcow2_pwrite(q, scratch, cs, off, false, err);
 			if (r == 0)
 				set_entry(q, table, guest, off | QCOW2_OFLAG_COPIED);
@@ -316,18 +358,18 @@ static int write_cluster(struct tern_qcow2 *q, uint64_t guest, const uint8_t *da
 		return r;
 	}
 	/* Copy on write: a fresh cluster with the old contents around the new. */
-	const uint8_t *src = data;
 	if (n < cs) {
 		r = cluster_contents(q, guest, e, scratch, err);
 		if (r == 0)
-			memcpy(scratch + in, data, n);
-		src = scratch;
+			qiov_gather(data, scratch + in, n);
 	}
 	uint64_t fresh = 0;
 	if (r == 0)
 		r = qcow2_alloc_clusters(q, 1, &fresh, err);
-	if (r == 0)
-		r = qcow2_pwrite(q, src, cs, fresh, false, err);
+	if (r == 0 && n < cs)
+		r = qcow2_pwrite(q, scratch, cs, fresh, false, err);
+	else if (r == 0)
+		r = qcow2_pwritev(q, data, cs, fresh, false, err);
 	if (r == 0) {
 		set_entry(q, table, guest, fresh | QCOW2_OFLAG_COPIED);
 		if (e & QCOW2_OFLAG_COMPRESSED || off)
@@ -343,27 +385,40 @@ static int need_writable(struct tern_qcow2 *q, struct tern_error *err)
 			   : tern_errorf(err, -EBADF, "image is open read-only");
 }
 
-int tern_qcow2_write(struct tern_qcow2 *q, const void *buf, uint64_t offset, size_t len,
-		     struct tern_error *err)
+int tern_qcow2_writev(struct tern_qcow2 *q, const struct iovec *iov, int iovcnt, uint64_t offset,
+		      struct tern_error *err)
 {
+	size_t len = 0;
 	int r = need_writable(q, err);
 	if (r == 0)
+		r = iov_total(iov, iovcnt, &len, err);
+	if (r == 0)
 		r = check_range(q, offset, len, err);
-	uint8_t *scratch = r == 0 ? malloc(q->cluster_size) : NULL;
-	if (r == 0 && !scratch)
+	uint8_t *scratch = r == 0 ? qcow2_alloc_aligned(q->cluster_size) : NULL;
+	struct iovec *tmp = r == 0 ? malloc(((size_t)iovcnt + 1) * sizeof(*tmp)) : NULL;
+	if (r == 0 && (!scratch || !tmp))
 		r = tern_errorf(err, -ENOMEM, "out of memory");
-	const uint8_t *in = buf;
+	struct qiov c;
+	qiov_init(&c, iov, iovcnt, tmp);
 	while (r == 0 && len) {
 		size_t n = q->cluster_size - (offset & (q->cluster_size - 1));
 		if (n > len)
 			n = len;
-		r = write_cluster(q, offset, in, n, scratch, err);
-		in += n;
+		r = write_cluster(q, offset, &c, n, scratch, err);
+		qiov_advance(&c, n);
 		offset += n;
 		len -= n;
 	}
+	free(tmp);
 	free(scratch);
 	return qcow2_signal_corruption(q, r, err);
+}
+
+int tern_qcow2_write(struct tern_qcow2 *q, const void *buf, uint64_t offset, size_t len,
+		     struct tern_error *err)
+{
+	struct iovec v = { (void *)buf, len };
+	return tern_qcow2_writev(q, &v, 1, offset, err);
 }
 
 /* Whole clusters become `fresh(entry)`; partial ones are written with zeros. */
