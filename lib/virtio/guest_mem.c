@@ -22,7 +22,7 @@ int tern_guest_mem_check(const struct tern_guest_mem *m, struct tern_error *err)
 			return tern_errorf(err, -EINVAL, "guest memory range %zu (0x%" PRIx64
 					   "+0x%" PRIx64 ") wraps past 2^64", i, r->gpa, r->len);
 		const struct tern_guest_range *p = &m->ranges[i - (i != 0)];
-		if (i != 0 && r->gpa - p->gpa < p->len)
+		if (i != 0 && r->gpa <= p->gpa + (p->len - 1))
 			return tern_errorf(err, -EINVAL, "guest memory range %zu (0x%" PRIx64
 					   ") is out of order or overlaps the one before; sort "
 					   "the ranges by address", i, r->gpa);

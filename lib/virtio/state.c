@@ -55,12 +55,10 @@ int tern_vq_get_state(const struct tern_vq *vq, struct tern_vq_state *s, struct 
 
 int tern_vq_set_state(struct tern_vq *vq, const struct tern_vq_state *s, struct tern_error *err)
 {
-	int r = check_state(s, err);
-	if (r < 0)
-		return r;
 	tern_vq_reset(vq);
-	if (!s->started)
-		return 0;
+	int r = check_state(s, err);
+	if (r < 0 || !s->started)
+		return r;
 	struct tern_vq_config c = {
 		.size = s->size, .desc = s->desc, .avail = s->avail, .used = s->used,
 		.features = s->features,
