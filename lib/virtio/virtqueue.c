@@ -50,9 +50,10 @@ void tern_vq_reset(struct tern_vq *vq)
 	vq->max_size = max_size;
 }
 
-/* Map one part of the ring; NULL with a message. */
+/* Map one part of the ring; NULL with a message.  The host address needs
+ * host_align for the atomics on ring fields (descriptors are copied). */
 static void *map_part(const struct tern_vq *vq, const char *what, uint64_t gpa, uint64_t len,
-		      unsigned align, struct tern_error *err)
+		      unsigned align, unsigned host_align, struct tern_error *err)
 {
 	if (gpa % align != 0) {
 		tern_errorf(err, -EINVAL, "the %s at 0x%" PRIx64 " is not %u-byte aligned", what, gpa,
@@ -63,10 +64,10 @@ static void *map_part(const struct tern_vq *vq, const char *what, uint64_t gpa, 
 	if (host == NULL)
 		tern_errorf(err, -EINVAL, "the %s at 0x%" PRIx64 " (%" PRIu64 " bytes) is not inside "
 			    "one range of guest RAM", what, gpa, len);
-	else if ((uintptr_t)host % align != 0) /* atomics need it; RAM is page-mapped */
+	else if ((uintptr_t)host % host_align != 0) /* RAM is page-mapped: never */
 		tern_errorf(err, -EINVAL, "the %s's host mapping %p is not %u-byte aligned", what,
-			    host, align);
-	return host != NULL && (uintptr_t)host % align == 0 ? host : NULL;
+			    host, host_align);
+	return host != NULL && (uintptr_t)host % host_align == 0 ? host : NULL;
 }
 
 int tern_vq_start(struct tern_vq *vq, const struct tern_vq_config *c, struct tern_error *err)
@@ -83,11 +84,11 @@ int tern_vq_start(struct tern_vq *vq, const struct tern_vq_config *c, struct ter
 		return tern_errorf(err, -EINVAL, "VIRTIO_F_RING_PACKED and VIRTIO_F_IN_ORDER are not "
 				   "supported: the device must not offer them");
 	const uint8_t *desc = map_part(vq, "descriptor table", c->desc,
-				       TERN_VQ_DESC_BYTES(c->size), 16, err);
+				       TERN_VQ_DESC_BYTES(c->size), 16, 1, err);
 	const uint8_t *avail = desc == NULL ? NULL : map_part(vq, "avail ring", c->avail,
-							       TERN_VQ_AVAIL_BYTES(c->size), 2, err);
+							       TERN_VQ_AVAIL_BYTES(c->size), 2, 2, err);
 	uint8_t *used = avail == NULL ? NULL : map_part(vq, "used ring", c->used,
-							 TERN_VQ_USED_BYTES(c->size), 4, err);
+							 TERN_VQ_USED_BYTES(c->size), 4, 4, err);
 	if (used == NULL)
 		return -EINVAL;
 	vq->size = c->size;
