@@ -33,7 +33,9 @@ struct ctx {
 	uint64_t split, hole; /* range B starts at gpa split + hole */
 	struct tern_guest_range r[2];
 	struct tern_guest_mem mem;
-	uint64_t used, used_len;
+	uint64_t avail, used, used_len;
+	uint8_t *before; /* RAM as the driver wrote it */
+	uint16_t qsize;
 	uint8_t *ok; /* per RAM byte: in the used ring or a writable buffer named so far */
 };
 
@@ -110,6 +112,14 @@ static void run(struct ctx *c, struct tern_vq *vq, const uint8_t *h, unsigned ma
 		if (r == 0) {
 			if ((h[5] & 0x40) && tern_vq_set_notify(vq, true) && rounds++ < 4)
 				continue;
+			if ((h[1] & 0x10) && rounds++ < 4) { /* the driver posts again */
+				uint16_t idx;
+				memcpy(&idx, c->ram + c->avail + 2, 2);
+				idx = (uint16_t)(idx + 1 + h[10] % (c->qsize + 1u));
+				memcpy(c->ram + c->avail + 2, &idx, 2);
+				memcpy(c->before + c->avail + 2, &idx, 2);
+				continue;
+			}
 			break;
 		}
 		take(c, &x->e, (uint8_t)(0xa0 + nheld));
@@ -155,13 +165,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t used = (avail + TERN_VQ_AVAIL_BYTES(qsize) + 3) / 4 * 4;
 	uint64_t rings = used + TERN_VQ_USED_BYTES(qsize);
 
-	struct ctx c = { .used = used, .used_len = TERN_VQ_USED_BYTES(qsize) };
+	struct ctx c = { .avail = avail, .used = used, .used_len = TERN_VQ_USED_BYTES(qsize),
+			 .qsize = qsize };
 	c.ram_len = size - HDR > rings + 64 ? size - HDR : rings + 64;
 	c.ram = malloc(c.ram_len);
 	c.ok = calloc(1, c.ram_len);
 	uint8_t *before = malloc(c.ram_len);
 	if (c.ram == NULL || c.ok == NULL || before == NULL)
 		abort();
+	c.before = before;
 	memset(c.ok + used, 1, c.used_len);
 	memset(c.ram, 0, c.ram_len);
 	memcpy(c.ram, data + HDR, size - HDR);
