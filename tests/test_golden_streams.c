@@ -38,6 +38,7 @@
 #include "golden_support.h"
 #include "../harness/env.h"
 #include "../harness/memio.h"
+#include "../harness/migrate.h"
 #include "../harness/tern.h"
 #include "devices/ioeventfd_bank.h"
 #include "kvm_skip.h"
@@ -431,7 +432,9 @@ static void bank_stream_brings_the_rings(void **state)
 			fail_msg("the destination did not load the stream:\n%s", proc_output(&p));
 		usleep(10000);
 	}
-	json_t *mig = query(&q, "query-migrate");
+	/* As QEMU, the guest runs first and the migration is completed after. */
+	json_t *mig = mig_wait(&q, 10, 10000, NULL, NULL);
+	assert_non_null(mig);
 	assert_string_equal(json_string_value(json_object_get(mig, "status")), "completed");
 	json_decref(mig);
 	json_t *b = query(&q, "x-query-ioeventfd-bank");
