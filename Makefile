@@ -145,7 +145,7 @@ FUZZ_CC := clang
 FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -Ivmm -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all
 # Each target: its file, libtern, and what else it exercises.
-FUZZ_EXTRA_qmp := vmm/qmp/qmp.c vmm/qmp/qmp_server.c vmm/qmp/qmp_trace.c vmm/qmp/unix_listen.c vmm/qmp/qmp_framer.c vmm/loop.c \
+FUZZ_EXTRA_qmp := vmm/qmp/qmp.c vmm/qmp/qmp_server.c vmm/qmp/qmp_trace.c vmm/qmp/migration_params_qmp.c vmm/qmp/unix_listen.c vmm/qmp/qmp_framer.c vmm/loop.c \
 	vmm/cpr/kept_fds.c
 STREAM_STATE := harness/memio.c harness/frames.c vmm/machine/vm_state.c vmm/kvm/vcpu_state.c \
 	vmm/kvm/kvm_state.c vmm/devices/uart.c
