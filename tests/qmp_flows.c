@@ -218,6 +218,8 @@ static int migration_cases(struct side *src, int qemu, const char *dir, json_t *
 			break;
 		assert_true(now_ms() < deadline);
 		json_decref(info);
+		struct timespec nap = { 0, 5 * 1000000 };
+		nanosleep(&nap, NULL);
 	}
 	if (strcmp(mig_status(info), "completed") != 0)
 		fail_msg("the migration did not complete: %s", json_dumps(info, JSON_COMPACT));

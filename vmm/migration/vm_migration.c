@@ -28,11 +28,26 @@ struct status_event {
 	struct vm_migration *m;
 	enum tern_mig_status status;
 	uint64_t pass; /* a MIGRATION_PASS rather than a status */
+	unsigned gen;  /* m->event_gen when posted: a later migration drops it */
 };
 
-/* With the events capability, as in QEMU (main thread). */
+static int finished(enum tern_mig_status s)
+{
+	return s == TERN_MIG_COMPLETED || s == TERN_MIG_FAILED || s == TERN_MIG_CANCELLED;
+}
+
+/* With the events capability, as in QEMU (main thread).  migrate_cancel's
+ * `cancelling` and the thread's `cancelled` are posted from two threads:
+ * whichever comes first, cancelling goes out once, before cancelled, and
+ * not at all after the end. */
 static void emit_status(struct vm_migration *m, enum tern_mig_status status)
 {
+	if (status == TERN_MIG_CANCELLING &&
+	    (m->last_event == TERN_MIG_CANCELLING || finished(m->last_event)))
+		return;
+	if (status == TERN_MIG_CANCELLED && m->last_event != TERN_MIG_CANCELLING)
+		emit_status(m, TERN_MIG_CANCELLING);
+	m->last_event = status;
 	if (m->events && m->on_status != NULL)
 		m->on_status(m->status_opaque, status);
 }
@@ -40,9 +55,10 @@ static void emit_status(struct vm_migration *m, enum tern_mig_status status)
 static void deliver_status(void *opaque)
 {
 	struct status_event *e = opaque;
-	if (e->pass == 0)
+	int current = e->gen == e->m->event_gen; /* not a late one of an earlier migration */
+	if (current && e->pass == 0)
 		emit_status(e->m, e->status);
-	else if (e->m->events && e->m->on_pass != NULL)
+	else if (current && e->m->events && e->m->on_pass != NULL)
 		e->m->on_pass(e->m->status_opaque, e->pass);
 	free(e);
 }
@@ -54,7 +70,7 @@ static void post_event(struct vm_migration *m, enum tern_mig_status status, uint
 	struct status_event *e = malloc(sizeof *e);
 	if (e == NULL)
 		return;
-	*e = (struct status_event){ m, status, pass };
+	*e = (struct status_event){ m, status, pass, m->event_gen };
 	if (loop_post(m->loop, deliver_status, e) < 0)
 		free(e);
 }
@@ -289,6 +305,7 @@ int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_erro
 	m->out_used = 1;
 	m->stopped_guest = 0;
 	m->passes = 0;
+	m->event_gen++;
 	emit_status(m, TERN_MIG_SETUP);
 	/* As QEMU 7.2: a URI it cannot use is a migration that failed in
 	 * setup (setup, then failed, and query-migrate says so). */
@@ -324,7 +341,7 @@ void vm_migration_cancel(struct vm_migration *m)
 	tern_migration_cancel(&m->out);
 	tern_migration_get_stats(&m->out, &after);
 	if (before.status != TERN_MIG_CANCELLING && after.status == TERN_MIG_CANCELLING)
-		post_status(m, TERN_MIG_CANCELLING); /* after what the thread posted */
+		post_status(m, TERN_MIG_CANCELLING); /* after what the thread posted: in order */
 }
 
 void vm_migration_params_changed(struct vm_migration *m)

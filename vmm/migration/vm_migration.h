@@ -48,6 +48,8 @@ struct vm_migration {
 	void (*on_status)(void *opaque, enum tern_mig_status status);
 	void (*on_pass)(void *opaque, uint64_t pass);
 	void *status_opaque;
+	enum tern_mig_status last_event; /* the last MIGRATION status (sent or not) */
+	unsigned event_gen; /* which migration posted events belong to */
 	/* QEMU's migration parameters and capabilities that tern takes and
 	 * shows but that change nothing here (no TLS, compression or network
 	 * card to announce): vmm/qmp/migration_params_qmp.c keeps them, by
