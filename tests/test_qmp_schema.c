@@ -219,11 +219,12 @@ static void checker_on_qemus_schema(void **state)
 	expect_reply("query-status", json_pack("{s:s,s:b,s:b}", "status", "walking", "running", 1,
 					       "singlestep", 0), 0, "walking");
 	char why[600];
-	assert_int_equal(qmp_schema_check_event(schema, "MIGRATION",
-						json_pack("{s:s}", "status", "device"), why,
-						sizeof why), 1);
-	assert_int_equal(qmp_schema_check_event(schema, "MIGRATION_PASS", json_object(), why,
-						sizeof why), -1);
+	json_t *device = json_pack("{s:s}", "status", "device"), *empty = json_object();
+	assert_int_equal(qmp_schema_check_event(schema, "MIGRATION", device, why, sizeof why), 1);
+	assert_int_equal(qmp_schema_check_event(schema, "MIGRATION_PASS", empty, why, sizeof why),
+			 -1);
+	json_decref(device);
+	json_decref(empty);
 	assert_int_equal(qmp_schema_check_event(schema, "STOP", NULL, why, sizeof why), 1);
 }
 
