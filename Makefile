@@ -166,8 +166,8 @@ FUZZ_CC := clang
 FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -Ivmm -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all
 # Each target: its file, libtern, and what else it exercises.
-FUZZ_EXTRA_qmp := vmm/qmp/qmp.c vmm/qmp/qmp_server.c vmm/qmp/unix_listen.c vmm/qmp/qmp_framer.c vmm/loop.c \
-	vmm/cpr/kept_fds.c vmm/machine/vm_state.c
+FUZZ_EXTRA_qmp := vmm/qmp/qmp.c vmm/qmp/qmp_server.c vmm/qmp/qmp_trace.c vmm/qmp/migration_params_qmp.c \
+	vmm/qmp/unix_listen.c vmm/qmp/qmp_framer.c vmm/loop.c vmm/cpr/kept_fds.c vmm/machine/vm_state.c
 # The targets that load migration streams and live-update states decode
 # every section with its registered state type (fuzz/decode_section.h):
 # they link every type, so all of the VMM but main.c and run.c (which

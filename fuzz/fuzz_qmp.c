@@ -2,14 +2,19 @@
  * libFuzzer target: a QMP byte stream from an untrusted client, through
  * the framer and the protocol handler, delivered in pieces of a size the
  * input's first byte chooses.  Every reply must be a well-formed QMP reply.
- * The same input is then loaded as a framer saved by a live update, and as
- * a live update's whole qmp-clients section.
+ * Besides an echo command, the server has the migration capabilities and
+ * parameters (vmm/qmp/migration_params_qmp.c, on a VM that does not run):
+ * whatever the input set, what the query commands then show must be taken
+ * back by the set commands unchanged (a live update carries the settings
+ * that way).  The same input is then loaded as a framer's state saved by a
+ * live update, and as a live update's whole qmp-clients section.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "qmp/migration_params_qmp.h"
 #include "qmp/qmp.h"
 #include "qmp/qmp_framer.h"
 
@@ -35,6 +40,55 @@ static const struct qmp_command commands[] = {
 	{ "echo", cmd_echo, echo_args },
 	{ NULL, NULL, NULL },
 };
+
+/* What migration_params_qmp.c needs of vm_migration.c: a VM that does
+ * not migrate. */
+int vm_migration_busy(struct vm_migration *m)
+{
+	(void)m;
+	return 0;
+}
+
+void vm_migration_params_changed(struct vm_migration *m)
+{
+	(void)m;
+}
+
+const char *vm_migration_mode_name(enum vm_migration_mode mode)
+{
+	static const char *const names[] = { "normal", "cpr-exec", "cpr-transfer" };
+	return names[mode];
+}
+
+static json_t *call(struct qmp_server *s, const char *cmd, json_t *args)
+{
+	json_t *ret = NULL;
+	struct tern_error err;
+	json_t *none = args == NULL ? json_object() : NULL;
+	int rc = qmp_server_call(s, cmd, args != NULL ? args : none, &ret, &err);
+	json_decref(none);
+	json_decref(args);
+	if (rc < 0)
+		abort(); /* the query commands, or their output taken back, failed */
+	return ret != NULL ? ret : json_object();
+}
+
+/* What the queries show, set again, changes nothing. */
+static void settings_round_trip(struct qmp_server *s)
+{
+	json_t *caps = call(s, "query-migrate-capabilities", NULL);
+	json_t *params = call(s, "query-migrate-parameters", NULL);
+	json_decref(call(s, "migrate-set-capabilities", json_pack("{s:O}", "capabilities", caps)));
+	json_decref(call(s, "migrate-set-parameters", json_incref(params)));
+	json_t *caps2 = call(s, "query-migrate-capabilities", NULL);
+	json_t *params2 = call(s, "query-migrate-parameters", NULL);
+	if (!json_equal(caps, caps2) || !json_equal(params, params2))
+		abort();
+	json_decref(caps);
+	json_decref(caps2);
+	json_decref(params);
+	json_decref(params2);
+}
 
 static void check_reply(json_t *r)
 {
@@ -113,6 +167,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct qmp_server server;
 	memset(&server, 0, sizeof server);
 	qmp_server_add_commands(&server, commands, NULL);
+	struct vm_migration mig;
+	memset(&mig, 0, sizeof mig);
+	tern_mig_params_default(&mig.params);
+	mig.cpr_timeout_ms = CPR_TIMEOUT_DEFAULT_MS;
+	migration_params_qmp_register(&server, &mig);
 	struct qmp_framer f;
 	qmp_framer_init(&f);
 	for (size_t at = 0; at < size; at += chunk) {
@@ -131,6 +190,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	qmp_framer_destroy(&f);
+	settings_round_trip(&server);
+	for (unsigned i = 0; mig.cpr_exec_argv[i] != NULL; i++)
+		free(mig.cpr_exec_argv[i]);
 	saved_framer(data, size);
 	saved_clients(data, size);
 	return 0;

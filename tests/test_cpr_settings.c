@@ -89,6 +89,20 @@ static void set_unusual(struct settings_host *h)
 					"x-cpr-timeout", 1234),
 			      NULL),
 			 0);
+	/* QEMU's that change nothing here are carried all the same. */
+	assert_int_equal(call(h, "migrate-set-parameters",
+			      json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:i,s:i,s:b,s:I,s:i,s:i,s:[],"
+					"s:s,s:n}",
+					"announce-initial", 51, "announce-max", 551,
+					"announce-rounds", 6, "announce-step", 101,
+					"compress-level", 2, "compress-threads", 9,
+					"compress-wait-thread", 0, "decompress-threads", 3,
+					"x-checkpoint-delay", 20001, "block-incremental", 1,
+					"max-postcopy-bandwidth", (json_int_t)1 << 40,
+					"multifd-zlib-level", 2, "multifd-zstd-level", 2,
+					"block-bitmap-mapping", "tls-creds", "", "tls-authz"),
+			      NULL),
+			 0);
 }
 
 static char *saved_section(struct settings_host *h, size_t *len)
@@ -162,6 +176,13 @@ static void hostile_sections_change_nothing(void **state)
 		"{\"capabilities\": [], \"parameters\": {\"x-cpr-timeout\": 3600001}}",
 		"{\"capabilities\": [], \"parameters\": {\"x-cpr-timeout\": \"5s\"}}",
 		"{\"capabilities\": [], \"parameters\": {\"teleport\": 1}}",
+		"{\"capabilities\": [], \"parameters\": {\"tls-creds\": \"tls0\"}}",
+		"{\"capabilities\": [], \"parameters\": {\"multifd-channels\": 2}}",
+		"{\"capabilities\": [], \"parameters\": {\"announce-step\": 0}}",
+		"{\"capabilities\": [], \"parameters\": {\"compress-wait-thread\": 1}}",
+		"{\"capabilities\": [], \"parameters\": {\"block-bitmap-mapping\": [{}]}}",
+		"{\"capabilities\": [{\"capability\": \"multifd\", \"state\": true}], "
+		"\"parameters\": {}}",
 		/* Good capabilities, bad parameters: the capabilities go back. */
 		"{\"capabilities\": [{\"capability\": \"xbzrle\", \"state\": false}, "
 		"{\"capability\": \"events\", \"state\": false}], "
@@ -202,6 +223,41 @@ static void hostile_sections_change_nothing(void **state)
 	free(text);
 	json_decref(before);
 	host_free(&h);
+}
+
+/* What an older tern carried (its eight parameters and three
+ * capabilities) loads into this one: the rest keep their defaults. */
+static void older_section_loads(void **state)
+{
+	(void)state;
+	static const char old[] =
+		"{\"capabilities\": [{\"capability\": \"xbzrle\", \"state\": true}, "
+		"{\"capability\": \"auto-converge\", \"state\": false}, "
+		"{\"capability\": \"events\", \"state\": true}], \"parameters\": "
+		"{\"downtime-limit\": 123, \"max-bandwidth\": 777, \"xbzrle-cache-size\": 8388608, "
+		"\"cpu-throttle-initial\": 11, \"cpu-throttle-increment\": 7, "
+		"\"max-cpu-throttle\": 55, \"mode\": \"normal\", \"cpr-exec-command\": [], "
+		"\"x-cpr-timeout\": 1234}}";
+	struct settings_host h, fresh;
+	host_init(&h);
+	host_init(&fresh);
+	struct tern_error err = { .msg = "" };
+	assert_int_equal(load(&h, old, strlen(old), &err), 0);
+	json_t *got = settings(&h), *defaults = settings(&fresh);
+	json_t *p = json_object_get(got, "parameters"), *d = json_object_get(defaults, "parameters");
+	assert_int_equal(json_integer_value(json_object_get(p, "downtime-limit")), 123);
+	assert_int_equal(json_integer_value(json_object_get(p, "x-cpr-timeout")), 1234);
+	assert_true(h.mig.params.xbzrle && h.mig.events);
+	static const char *const untouched[] = { "announce-initial", "compress-level",
+						 "multifd-channels", "tls-creds",
+						 "x-checkpoint-delay" };
+	for (size_t i = 0; i < sizeof untouched / sizeof untouched[0]; i++)
+		assert_true(json_equal(json_object_get(p, untouched[i]),
+				       json_object_get(d, untouched[i])));
+	json_decref(got);
+	json_decref(defaults);
+	host_free(&h);
+	host_free(&fresh);
 }
 
 /* A good section with bytes flipped, cut short or spliced: every result
@@ -260,6 +316,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(round_trip),
 		cmocka_unit_test(hostile_sections_change_nothing),
+		cmocka_unit_test(older_section_loads),
 		cmocka_unit_test(damaged_sections_all_or_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -62,6 +62,10 @@ struct tern_mig_stats {
 	enum tern_mig_status status;
 	uint64_t total_time_ms, downtime_ms, expected_downtime_ms, setup_time_ms;
 	uint64_t transferred;    /* bytes on the channel */
+	/* ... of which before the guest stopped for the switchover, and while
+	 * it was (on the destination: up to the source's last SYNC, and
+	 * after it) */
+	uint64_t precopy_bytes, downtime_bytes;
 	uint64_t remaining;      /* bytes of RAM still dirty */
 	uint64_t total;          /* bytes of RAM */
 	uint64_t duplicate;      /* zero pages */

@@ -33,6 +33,8 @@ struct engine {
 	struct tern_digests *digests; /* with the cache: what the peer holds, by block */
 	unsigned throttle;
 	int stopped; /* the vCPUs are paused by us */
+	int switched; /* the switchover began: at_switchover bytes had gone */
+	uint64_t at_switchover;
 	struct tern_stream_reader replies; /* two-way channels: what the destination says */
 	int have_replies;
 	char refused[TERN_ERROR_MAX];      /* why the destination gave up, if it said */

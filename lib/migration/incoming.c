@@ -27,6 +27,10 @@ struct loader {
 	uint64_t **touched; /* per region: pages written during this migration */
 	uint64_t **populated; /* per region: POPULATE_CHUNK chunks made present */
 	uint64_t duplicate, normal, xbzrle_pages, xbzrle_bytes, delta_pages, delta_bytes;
+	/* Received up to the last SYNC: the source sends none once the guest
+	 * is stopped, so what follows is what went in the downtime. */
+	uint64_t at_last_sync;
+	int ended; /* END came: until then everything counts as precopy */
 };
 
 static void set_status(struct tern_incoming *in, enum tern_mig_status s)
@@ -189,6 +193,8 @@ static void publish(struct loader *l, const struct tern_stream_reader *r, uint64
 	struct tern_mig_stats *s = &l->in->stats;
 	pthread_mutex_lock(&l->in->lock);
 	s->transferred = r->bytes;
+	s->precopy_bytes = l->ended ? l->at_last_sync : r->bytes;
+	s->downtime_bytes = l->ended ? r->bytes - l->at_last_sync : 0;
 	s->duplicate = l->duplicate;
 	s->normal = l->normal;
 	s->normal_bytes = l->normal * PAGE;
@@ -301,11 +307,14 @@ int tern_incoming_run(struct tern_incoming *in, struct tern_error *err)
 			rc = check_layout(&l, &r.hello, err);
 		else
 			rc = apply(&l, &rec, err);
+		if (rec.type == TERN_REC_SYNC)
+			l.at_last_sync = r.bytes;
 		if (++since == 4096) {
 			publish(&l, &r, start);
 			since = 0;
 		}
 		if (rec.type == TERN_REC_END) {
+			l.ended = 1;
 			if (rc == 0)
 				rc = nothing_after_end(in, &r, err);
 			break;

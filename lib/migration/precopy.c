@@ -74,6 +74,8 @@ static void publish(struct engine *e)
 	struct tern_mig_stats *s = &e->m->stats;
 	pthread_mutex_lock(&e->m->lock);
 	s->transferred = e->w.bytes;
+	s->precopy_bytes = e->switched ? e->at_switchover : e->w.bytes;
+	s->downtime_bytes = e->switched ? e->w.bytes - e->at_switchover : 0;
 	if (e->bulk) /* every page goes once: what has not gone yet remains */
 		s->remaining = s->total - (e->duplicate + e->normal + e->deferred) * PAGE;
 	s->duplicate = e->duplicate;
@@ -251,6 +253,8 @@ static int stopped(struct engine *e, struct tern_error *err)
 static int switchover(struct engine *e, struct tern_error *err)
 {
 	set_status(e, TERN_MIG_DEVICE);
+	e->switched = 1;
+	e->at_switchover = e->w.bytes;
 	uint64_t t_stop = now_ms(), t_stop_us = now_us();
 	int rc = e->ops->stop(e->o, err);
 	if (rc < 0)

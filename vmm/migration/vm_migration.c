@@ -27,26 +27,57 @@ static size_t ram_regions(struct vm *vm, struct tern_mig_region *out, size_t max
 struct status_event {
 	struct vm_migration *m;
 	enum tern_mig_status status;
+	uint64_t pass; /* a MIGRATION_PASS rather than a status */
+	unsigned gen;  /* m->event_gen when posted: a later migration drops it */
 };
+
+static int finished(enum tern_mig_status s)
+{
+	return s == TERN_MIG_COMPLETED || s == TERN_MIG_FAILED || s == TERN_MIG_CANCELLED;
+}
+
+/* With the events capability, as in QEMU (main thread).  migrate_cancel's
+ * `cancelling` and the thread's `cancelled` are posted from two threads:
+ * whichever comes first, cancelling goes out once, before cancelled, and
+ * not at all after the end. */
+static void emit_status(struct vm_migration *m, enum tern_mig_status status)
+{
+	if (status == TERN_MIG_CANCELLING &&
+	    (m->last_event == TERN_MIG_CANCELLING || finished(m->last_event)))
+		return;
+	if (status == TERN_MIG_CANCELLED && m->last_event != TERN_MIG_CANCELLING)
+		emit_status(m, TERN_MIG_CANCELLING);
+	m->last_event = status;
+	if (m->events && m->on_status != NULL)
+		m->on_status(m->status_opaque, status);
+}
 
 static void deliver_status(void *opaque)
 {
 	struct status_event *e = opaque;
-	if (e->m->events && e->m->on_status != NULL)
-		e->m->on_status(e->m->status_opaque, e->status);
+	int current = e->gen == e->m->event_gen; /* not a late one of an earlier migration */
+	if (current && e->pass == 0)
+		emit_status(e->m, e->status);
+	else if (current && e->m->events && e->m->on_pass != NULL)
+		e->m->on_pass(e->m->status_opaque, e->pass);
 	free(e);
 }
 
-/* A migration thread's status change becomes a MIGRATION event on the
- * main thread, in order. */
-static void post_status(struct vm_migration *m, enum tern_mig_status status)
+/* A migration thread's status change (or dirty sync) becomes a MIGRATION
+ * (or MIGRATION_PASS) event on the main thread, in order. */
+static void post_event(struct vm_migration *m, enum tern_mig_status status, uint64_t pass)
 {
 	struct status_event *e = malloc(sizeof *e);
 	if (e == NULL)
 		return;
-	*e = (struct status_event){ m, status };
+	*e = (struct status_event){ m, status, pass, m->event_gen };
 	if (loop_post(m->loop, deliver_status, e) < 0)
 		free(e);
+}
+
+static void post_status(struct vm_migration *m, enum tern_mig_status status)
+{
+	post_event(m, status, 0);
 }
 
 /* ---------------------------------------------------------------- outgoing */
@@ -81,7 +112,10 @@ static int src_dirty_start(void *o, struct tern_error *err)
 static int src_dirty_sync(void *o, struct tern_error *err)
 {
 	struct vm_migration *m = o;
-	return dirty_tracker_sync(&m->vm->dirty, err);
+	int rc = dirty_tracker_sync(&m->vm->dirty, err);
+	if (rc == 0) /* the engine counts it in dirty-sync-count likewise */
+		post_event(m, TERN_MIG_NONE, ++m->passes);
+	return rc;
 }
 
 static void src_dirty_stop(void *o)
@@ -145,7 +179,16 @@ static void src_throttle(void *o, unsigned percent)
 	vm_set_throttle(m->vm, percent);
 }
 
-static void on_engine_status(void *o, enum tern_mig_status status)
+/* setup went out when migrate began, and QEMU 7.2 has no `device` event
+ * unless pause-before-switchover (which tern does not offer) is on: the
+ * stop happens while active. */
+static void on_source_status(void *o, enum tern_mig_status status)
+{
+	if (status != TERN_MIG_SETUP && status != TERN_MIG_DEVICE)
+		post_status(o, status);
+}
+
+static void on_dest_status(void *o, enum tern_mig_status status)
 {
 	post_status(o, status);
 }
@@ -162,7 +205,7 @@ static const struct tern_mig_source_ops source_ops = {
 	.save_setup = src_save_setup,
 	.save_state = src_save_state,
 	.throttle = src_throttle,
-	.event = on_engine_status,
+	.event = on_source_status,
 };
 
 static void out_finished(void *opaque)
@@ -246,13 +289,8 @@ int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_erro
 		return m->cpr_start(m->cpr_opaque, uri, err);
 	}
 	m->cpr.used = 0; /* query-migrate shows this migration now */
-	if (strlen(uri) >= sizeof m->out_uri)
-		return tern_errorf(err, -ENAMETOOLONG, "the URI is too long");
-	if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "unix:", 5) != 0 &&
-	    strncmp(uri, "file:", 5) != 0 && strncmp(uri, "fd:", 3) != 0)
-		return tern_errorf(err, -EINVAL, "unknown migration URI '%s' (use tcp:HOST:PORT, "
-				   "unix:PATH, file:PATH or fd:N)", uri);
-	/* A device that cannot go refuses now, before anything stops. */
+	/* A device that cannot go refuses now, before anything stops or
+	 * begins (as QEMU's blockers: no event). */
 	if ((rc = vm_state_check(&m->vm->states, carrier_of(uri), err)) < 0)
 		return rc;
 	if (m->out_used)
@@ -263,11 +301,29 @@ int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_erro
 	m->out.stats.status = TERN_MIG_SETUP;
 	m->out_used = 1;
 	m->stopped_guest = 0;
-	snprintf(m->out_uri, sizeof m->out_uri, "%s", uri);
-	rc = pthread_create(&m->out_tid, NULL, out_main, m);
-	if (rc != 0) {
+	m->passes = 0;
+	m->event_gen++;
+	emit_status(m, TERN_MIG_SETUP);
+	/* As QEMU 7.2: a URI it cannot use is a migration that failed in
+	 * setup (setup, then failed, and query-migrate says so). */
+	if (strlen(uri) >= sizeof m->out_uri)
+		rc = tern_errorf(err, -ENAMETOOLONG, "the URI is too long");
+	else if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "unix:", 5) != 0 &&
+		 strncmp(uri, "file:", 5) != 0 && strncmp(uri, "fd:", 3) != 0)
+		rc = tern_errorf(err, -EINVAL, "unknown migration URI '%s' (use tcp:HOST:PORT, "
+				 "unix:PATH, file:PATH or fd:N)", uri);
+	if (rc == 0) {
+		snprintf(m->out_uri, sizeof m->out_uri, "%s", uri);
+		rc = pthread_create(&m->out_tid, NULL, out_main, m);
+		if (rc != 0)
+			rc = tern_errorf(err, -rc, "starting the migration thread: %s",
+					 strerror(rc));
+	}
+	if (rc < 0) {
 		m->out.stats.status = TERN_MIG_FAILED;
-		return tern_errorf(err, -rc, "starting the migration thread: %s", strerror(rc));
+		snprintf(m->out.stats.error, sizeof m->out.stats.error, "%s", err->msg);
+		emit_status(m, TERN_MIG_FAILED);
+		return rc;
 	}
 	m->out_thread = 1;
 	return 0;
@@ -275,8 +331,14 @@ int vm_migration_start(struct vm_migration *m, const char *uri, struct tern_erro
 
 void vm_migration_cancel(struct vm_migration *m)
 {
-	if (m->out_used && m->out_thread)
-		tern_migration_cancel(&m->out);
+	if (!m->out_used || !m->out_thread)
+		return;
+	struct tern_mig_stats before, after;
+	tern_migration_get_stats(&m->out, &before);
+	tern_migration_cancel(&m->out);
+	tern_migration_get_stats(&m->out, &after);
+	if (before.status != TERN_MIG_CANCELLING && after.status == TERN_MIG_CANCELLING)
+		post_status(m, TERN_MIG_CANCELLING); /* after what the thread posted: in order */
 }
 
 void vm_migration_params_changed(struct vm_migration *m)
@@ -329,7 +391,7 @@ static const struct tern_mig_dest_ops dest_ops = {
 	.load_section = dst_load_section,
 	.finish = dst_finish,
 	.run = dst_run,
-	.event = on_engine_status,
+	.event = on_dest_status,
 };
 
 static void in_finished(void *opaque)
@@ -395,11 +457,16 @@ int vm_migration_incoming(struct vm_migration *m, const char *uri, struct tern_e
 		vm_state_in_free(&m->state_in);
 		return rc;
 	}
+	m->in_addr_len = sizeof m->in_addr;
+	if (m->in_listen_fd < 0 ||
+	    getsockname(m->in_listen_fd, (struct sockaddr *)&m->in_addr, &m->in_addr_len) < 0)
+		m->in_addr_len = 0;
 	snprintf(m->in_uri, sizeof m->in_uri, "%s", uri);
 	/* The stats lock exists before the loader does: query-migrate may ask. */
 	tern_incoming_init(&m->in, &dest_ops, m, NULL);
 	m->in.stats.status = TERN_MIG_SETUP;
 	m->in_used = 1;
+	emit_status(m, TERN_MIG_SETUP);
 	rc = pthread_create(&m->in_tid, NULL, in_main, m);
 	if (rc != 0) {
 		if (m->in_listen_fd >= 0)

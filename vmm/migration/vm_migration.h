@@ -16,6 +16,7 @@
 #define VMM_VM_MIGRATION_H
 
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include "loop.h"
 #include "machine/ram_prefault.h"
@@ -40,9 +41,23 @@ struct vm_migration {
 	struct tern_mig_params params;
 	int events;        /* capability "events": send MIGRATION events */
 	int prefault_ram;  /* incoming: populate all RAM in the background (default) */
-	/* Hears MIGRATION events (main thread). */
+	/* Hear MIGRATION and MIGRATION_PASS events (main thread), as QEMU 7.2
+	 * emits them: setup when migrate or migrate-incoming begins (a bad URI
+	 * too: then failed), no device, cancelling, and a pass at every dirty
+	 * sync (its dirty-sync-count). */
 	void (*on_status)(void *opaque, enum tern_mig_status status);
+	void (*on_pass)(void *opaque, uint64_t pass);
 	void *status_opaque;
+	enum tern_mig_status last_event; /* the last MIGRATION status (sent or not) */
+	unsigned event_gen; /* which migration posted events belong to */
+	/* QEMU's migration parameters and capabilities that tern takes and
+	 * shows but that change nothing here (no TLS, compression or network
+	 * card to announce): vmm/qmp/migration_params_qmp.c keeps them, by
+	 * its own index, each with its bit in `set` (unset: the default). */
+	struct vm_migration_stored {
+		uint64_t set;
+		int64_t value[40];
+	} stored;
 	/* Hears how an incoming migration ended (main thread); 0 = running. */
 	void (*on_incoming_done)(void *opaque, int rc, const char *error);
 	void *done_opaque;
@@ -55,6 +70,7 @@ struct vm_migration {
 	struct tern_channel out_ch;
 	char out_uri[256];
 	int stopped_guest;  /* switchover paused a running guest */
+	uint64_t passes;    /* dirty syncs of this migration (MIGRATION_PASS) */
 
 	/* incoming */
 	int start_paused;   /* --paused: the loaded guest waits for cont */
@@ -66,6 +82,9 @@ struct vm_migration {
 	struct tern_channel in_ch;
 	int in_listen_fd;
 	char in_uri[256];
+	/* Where it listens (query-migrate's socket-address); 0: nowhere. */
+	struct sockaddr_storage in_addr;
+	socklen_t in_addr_len;
 	struct vm_state_in state_in;
 	struct ram_prefault prefault;
 	int in_rc;

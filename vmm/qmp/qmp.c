@@ -1,5 +1,6 @@
 /* The QMP protocol: requests checked and run, replies built; see qmp.h. */
 #include "qmp/qmp.h"
+#include "qmp/qmp_trace.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -156,7 +157,9 @@ json_t *qmp_handle_text(struct qmp_server *s, int *negotiated, const char *text,
 	json_t *req = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (req == NULL) {
 		snprintf(desc, sizeof desc, "JSON parse error, %s", jerr.text);
-		return qmp_error_reply("GenericError", desc);
+		json_t *reply = qmp_error_reply("GenericError", desc);
+		qmp_trace(s, "reply", NULL, reply);
+		return reply;
 	}
 	json_t *reply = NULL;
 	if (!json_is_object(req)) {
@@ -189,6 +192,8 @@ with_id:
 	if (reply != NULL && id != NULL)
 		json_object_set(reply, "id", id);
 out:
+	qmp_trace(s, "reply", json_is_object(req) ? json_string_value(json_object_get(req, "execute"))
+						  : NULL, reply);
 	json_decref(req);
 	return reply;
 }

@@ -62,6 +62,7 @@ struct qmp_server {
 	int64_t timer_handle;
 	unsigned negotiate_ms; /* QMP_NEGOTIATE_MS; tests shorten it */
 	struct qmp_client client[QMP_MAX_CLIENTS];
+	int tracing, trace_fd; /* TERN_QMP_TRACE (qmp_trace.h) */
 	unsigned tables;
 	struct {
 		const struct qmp_command *cmds;

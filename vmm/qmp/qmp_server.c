@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "qmp/qmp_trace.h"
 #include "qmp/unix_listen.h"
 #include "version.h"
 
@@ -123,8 +124,13 @@ static void on_client(void *opaque, int fd, short revents)
 	size_t len;
 	enum qmp_frame f;
 	while (c->fd >= 0 && (f = qmp_framer_next(&c->framer, &text, &len)) != QMP_FRAME_NONE) {
-		json_t *reply = f == QMP_FRAME_TEXT ? qmp_handle_text(s, &c->negotiated, text, len)
-						    : too_large_reply(f);
+		json_t *reply;
+		if (f == QMP_FRAME_TEXT) {
+			reply = qmp_handle_text(s, &c->negotiated, text, len);
+		} else {
+			reply = too_large_reply(f);
+			qmp_trace(s, "reply", NULL, reply);
+		}
 		if (reply != NULL)
 			client_send(s, c, reply);
 	}
@@ -415,10 +421,12 @@ static void on_accept(void *opaque, int fd, short revents)
 	}
 	c->deadline_ns = mono_ns() + (uint64_t)s->negotiate_ms * 1000000;
 	arm_deadline(s);
-	client_send(s, c,
-		    json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu",
-			      "major", TERN_VERSION_MAJOR, "minor", TERN_VERSION_MINOR, "micro",
-			      TERN_VERSION_MICRO, "package", "tern " TERN_VERSION, "capabilities"));
+	json_t *greeting = json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu",
+				     "major", TERN_VERSION_MAJOR, "minor", TERN_VERSION_MINOR,
+				     "micro", TERN_VERSION_MICRO, "package", "tern " TERN_VERSION,
+				     "capabilities");
+	qmp_trace(s, "greeting", NULL, greeting);
+	client_send(s, c, greeting);
 }
 
 int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
@@ -462,6 +470,7 @@ int qmp_server_open(struct qmp_server *s, const char *spec, struct loop *loop,
 	s->listen_handle = loop_add(loop, s->listen_fd, POLLIN, on_accept, s);
 	if (s->timer_handle < 0 || s->listen_handle < 0)
 		return tern_errorf(err, -ENOMEM, "out of memory");
+	qmp_trace_open(s);
 	return 0;
 }
 
@@ -478,6 +487,7 @@ static int listen_on(struct qmp_server *s, struct tern_error *err)
 
 void qmp_server_close(struct qmp_server *s)
 {
+	qmp_trace_close(s);
 	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++)
 		client_close(s, &s->client[i]);
 	if (s->timer_fd >= 0) {
@@ -498,6 +508,15 @@ void qmp_server_event(struct qmp_server *s, const char *name, json_t *data)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
+	if (s->tracing) {
+		json_t *ev = json_pack("{s:{s:I,s:I},s:s}", "timestamp", "seconds",
+				       (json_int_t)ts.tv_sec, "microseconds",
+				       (json_int_t)(ts.tv_nsec / 1000), "event", name);
+		if (data != NULL)
+			json_object_set(ev, "data", data);
+		qmp_trace(s, "event", name, ev);
+		json_decref(ev);
+	}
 	for (unsigned i = 0; i < QMP_MAX_CLIENTS; i++) {
 		struct qmp_client *c = &s->client[i];
 		if (c->fd < 0 || !c->negotiated)
