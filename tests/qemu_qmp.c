@@ -1,8 +1,10 @@
 /* QEMU under QMP for tests; see qemu_qmp.h. */
 #include "qemu_qmp.h"
 #include "qmp_schema.h"
+#include "tmpdir_support.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -99,4 +101,20 @@ struct qmp_schema *qemu_qmp_schema_for_tern(const char *dir, char *version, size
 	qmp_schema_allow(s, "mode");
 	qmp_schema_allow(s, "cpr-exec-command");
 	return s;
+}
+
+struct qmp_schema *qemu_schema;
+char qemu_schema_version[32], qemu_schema_why[300];
+
+void qemu_qmp_schema_setup(void)
+{
+	qemu_schema = qemu_qmp_schema_for_tern(test_dir, qemu_schema_version,
+					       sizeof qemu_schema_version, qemu_schema_why,
+					       sizeof qemu_schema_why);
+}
+
+void qemu_qmp_schema_teardown(void)
+{
+	qmp_schema_free(qemu_schema);
+	qemu_schema = NULL;
 }

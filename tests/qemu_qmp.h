@@ -37,4 +37,20 @@ struct qmp_schema;
 struct qmp_schema *qemu_qmp_schema_for_tern(const char *dir, char *version, size_t vlen,
 					    char *why, size_t len);
 
+/* For test programs checking against it: the schema of the group (NULL
+ * when QEMU could not give one, and why), fetched in test_dir (which
+ * must exist) by qemu_qmp_schema_setup, freed by its teardown. */
+extern struct qmp_schema *qemu_schema;
+extern char qemu_schema_version[32], qemu_schema_why[300];
+void qemu_qmp_schema_setup(void);
+void qemu_qmp_schema_teardown(void);
+/* In a test: skip it, saying why, when there is no schema. */
+#define NEED_SCHEMA()                                                                   \
+	do {                                                                            \
+		if (qemu_schema == NULL) {                                              \
+			print_message("    skipped: no QEMU schema: %s\n", qemu_schema_why); \
+			skip();                                                         \
+		}                                                                       \
+	} while (0)
+
 #endif

@@ -34,22 +34,10 @@ static bool need_qemu(void)
 	return false;
 }
 
-/* Run in the test directory; returns the status, output in *out. */
-static int sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sh(char **out, const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return harness_sh(out, "cd '%s' && %s", test_dir, cmd);
-}
-
 #define MUST(...)                                                               \
 	do {                                                                    \
 		char *out_ = NULL;                                              \
-		if (sh(&out_, __VA_ARGS__) != 0)                                \
+		if (test_dir_sh(&out_, __VA_ARGS__) != 0)                                \
 			fail_msg("command failed:\n%s", out_ ? out_ : "");      \
 		free(out_);                                                     \
 	} while (0)
@@ -212,7 +200,7 @@ static void qemu_io_release(struct proc *p)
 static void expect_refused(const char *cmd, const char *needle)
 {
 	char *out = NULL;
-	int rc = sh(&out, "%s", cmd);
+	int rc = test_dir_sh(&out, "%s", cmd);
 	if (rc == 0 || !out || !strstr(out, needle))
 		fail_msg("`%s` exited %d, expected a refusal with '%s':\n%s", cmd, rc, needle,
 			 out ? out : "");

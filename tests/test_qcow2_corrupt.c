@@ -31,18 +31,6 @@ static bool have_qemu(void)
 	return harness_have("qemu-img") && harness_have("qemu-io");
 }
 
-/* Run a command in the test directory; its exit status, its output in *out. */
-static int sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sh(char **out, const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return harness_sh(out, "cd '%s' && %s", test_dir, cmd);
-}
-
 static void patch(const char *path, uint64_t off, int bytes, uint64_t v)
 {
 	uint8_t b[8];
@@ -169,9 +157,9 @@ static void corrupt_images_refuse_writes(void **state)
 		/* Marked corrupt: QEMU refuses to write it too. */
 		if (have_qemu()) {
 			char *out = NULL;
-			assert_int_not_equal(sh(&out, "qemu-io -c 'write 0 4k' c.qcow2"), 0);
+			assert_int_not_equal(test_dir_sh(&out, "qemu-io -c 'write 0 4k' c.qcow2"), 0);
 			free(out);
-			assert_int_equal(sh(&out, "qemu-img info c.qcow2 | grep -q 'corrupt: true'"), 0);
+			assert_int_equal(test_dir_sh(&out, "qemu-img info c.qcow2 | grep -q 'corrupt: true'"), 0);
 			free(out);
 		}
 	}
@@ -192,19 +180,19 @@ static void check_repairs_or_refuses(void **state)
 		size_t len;
 		uint8_t *before = slurp(path, &len);
 		char *out = NULL;
-		assert_int_equal(sh(&out, "%s check r.qcow2", ti), 2);
+		assert_int_equal(test_dir_sh(&out, "%s check r.qcow2", ti), 2);
 		free(out);
-		int rc = sh(&out, "%s check -r all r.qcow2", ti);
+		int rc = test_dir_sh(&out, "%s check -r all r.qcow2", ti);
 		print_message("%s: check -r all exit %d\n%s", c->what, rc, out);
 		if (c->repairable) {
 			if (rc != 0)
 				fail_msg("%s: not repaired (exit %d)", c->what, rc);
 			free(out);
-			assert_int_equal(sh(&out, "%s check r.qcow2 && %s snapshot -c s r.qcow2 && "
+			assert_int_equal(test_dir_sh(&out, "%s check r.qcow2 && %s snapshot -c s r.qcow2 && "
 					    "%s check r.qcow2", ti, ti, ti), 0);
 			if (have_qemu()) {
 				free(out);
-				if (sh(&out, "qemu-img check r.qcow2 && qemu-io -c 'write 1M 4k' r.qcow2 && "
+				if (test_dir_sh(&out, "qemu-img check r.qcow2 && qemu-io -c 'write 1M 4k' r.qcow2 && "
 				       "qemu-img check r.qcow2") != 0)
 					fail_msg("%s: qemu-img disagrees after the repair:\n%s", c->what, out);
 			}
@@ -216,7 +204,7 @@ static void check_repairs_or_refuses(void **state)
 			expect_only_corrupt_bit(path, before, len);
 			if (have_qemu()) {
 				free(out);
-				assert_int_equal(sh(&out, "qemu-img info r.qcow2 | grep -q 'corrupt: true'"), 0);
+				assert_int_equal(test_dir_sh(&out, "qemu-img info r.qcow2 | grep -q 'corrupt: true'"), 0);
 			}
 		}
 		free(out);
@@ -239,12 +227,12 @@ static void corrupt_bit_cleared_by_repair(void **state)
 	assert_int_equal(tern_qcow2_open(path, &rw, &q, &err), -EUCLEAN);
 	assert_non_null(strstr(err.msg, "check -r all"));
 	char *out = NULL;
-	assert_int_equal(sh(&out, "%s check -r all b.qcow2", harness_tern_img()), 0);
+	assert_int_equal(test_dir_sh(&out, "%s check -r all b.qcow2", harness_tern_img()), 0);
 	free(out);
 	assert_int_equal(tern_qcow2_open(path, &rw, &q, &err), 0);
 	assert_int_equal(tern_qcow2_close(q, &err), 0);
 	if (have_qemu()) {
-		assert_int_equal(sh(&out, "qemu-img info b.qcow2 | grep -q 'corrupt: false' && "
+		assert_int_equal(test_dir_sh(&out, "qemu-img info b.qcow2 | grep -q 'corrupt: false' && "
 				    "qemu-io -c 'write 0 4k' b.qcow2 && qemu-img check b.qcow2"), 0);
 		free(out);
 	}
@@ -255,7 +243,7 @@ static void corrupt_bit_cleared_by_repair(void **state)
 static void expect_refused(const char *verb, const char *image, const char *words)
 {
 	char *out = NULL;
-	int rc = sh(&out, "timeout 20 %s %s %s </dev/null", harness_tern_img(), verb, image);
+	int rc = test_dir_sh(&out, "timeout 20 %s %s %s </dev/null", harness_tern_img(), verb, image);
 	if (rc != 1 || !strstr(out, words))
 		fail_msg("tern-img %s %s: exit %d (want 1, saying '%s'):\n%s", verb, image, rc, words,
 			 out ? out : "");
@@ -266,7 +254,7 @@ static void expect_refused(const char *verb, const char *image, const char *word
 static void overlay(const char *name, const char *backing, const char *fmt)
 {
 	char *out = NULL;
-	if (sh(&out, "rm -f %s && %s create -b %s -F %s %s 1M", name, harness_tern_img(), backing, fmt,
+	if (test_dir_sh(&out, "rm -f %s && %s create -b %s -F %s %s 1M", name, harness_tern_img(), backing, fmt,
 	       name) != 0)
 		fail_msg("create %s: %s", name, out);
 	free(out);
@@ -276,7 +264,7 @@ static void hostile_backing_files_refused(void **state)
 {
 	(void)state;
 	char *out = NULL;
-	assert_int_equal(sh(&out, "mkfifo fifo && mkdir -p adir"), 0);
+	assert_int_equal(test_dir_sh(&out, "mkfifo fifo && mkdir -p adir"), 0);
 	free(out);
 	overlay("f1.qcow2", "fifo", "raw");
 	overlay("f2.qcow2", "fifo", "qcow2");
@@ -308,7 +296,7 @@ static void hostile_backing_files_refused(void **state)
 	expect_refused("info", "fifo", "not a regular file");
 	expect_refused("check", "fifo", "not a regular file");
 	/* A chain of 17 overlays is too deep; 16 are fine. */
-	assert_int_equal(sh(&out, "%s create c0.qcow2 1M", harness_tern_img()), 0);
+	assert_int_equal(test_dir_sh(&out, "%s create c0.qcow2 1M", harness_tern_img()), 0);
 	free(out);
 	for (int i = 1; i <= 17; i++) {
 		char name[32], back[32];
@@ -316,7 +304,7 @@ static void hostile_backing_files_refused(void **state)
 		snprintf(back, sizeof(back), "c%d.qcow2", i - 1);
 		overlay(name, back, "qcow2");
 	}
-	assert_int_equal(sh(&out, "%s convert -O raw c16.qcow2 o.raw", harness_tern_img()), 0);
+	assert_int_equal(test_dir_sh(&out, "%s convert -O raw c16.qcow2 o.raw", harness_tern_img()), 0);
 	free(out);
 	expect_refused("convert -O raw", "c17.qcow2 o.raw", "deeper than 16");
 }
@@ -328,28 +316,28 @@ static void info_does_not_follow_backing(void **state)
 	(void)state;
 	char *out = NULL;
 	const char *ti = harness_tern_img();
-	assert_int_equal(sh(&out, "rm -f base.qcow2 top.qcow2 && %s create base.qcow2 1M && "
+	assert_int_equal(test_dir_sh(&out, "rm -f base.qcow2 top.qcow2 && %s create base.qcow2 1M && "
 			    "%s create -b base.qcow2 -F qcow2 top.qcow2 && mv base.qcow2 gone.qcow2",
 			    ti, ti), 0);
 	free(out);
-	assert_int_equal(sh(&out, "timeout 20 %s info top.qcow2", ti), 0);
+	assert_int_equal(test_dir_sh(&out, "timeout 20 %s info top.qcow2", ti), 0);
 	assert_non_null(strstr(out, "backing file: base.qcow2"));
 	free(out);
-	assert_int_equal(sh(&out, "timeout 20 %s snapshot -c s top.qcow2 && %s snapshot -l top.qcow2 "
+	assert_int_equal(test_dir_sh(&out, "timeout 20 %s snapshot -c s top.qcow2 && %s snapshot -l top.qcow2 "
 			    "&& %s map top.qcow2", ti, ti, ti), 0);
 	free(out);
-	assert_int_equal(sh(&out, "timeout 20 %s info --backing-chain top.qcow2", ti), 1);
+	assert_int_equal(test_dir_sh(&out, "timeout 20 %s info --backing-chain top.qcow2", ti), 1);
 	free(out);
-	assert_int_equal(sh(&out, "mv gone.qcow2 base.qcow2 && %s info --backing-chain top.qcow2", ti),
+	assert_int_equal(test_dir_sh(&out, "mv gone.qcow2 base.qcow2 && %s info --backing-chain top.qcow2", ti),
 			 0);
 	if (!strstr(out, "image: top.qcow2") || !strstr(out, "image: base.qcow2"))
 		fail_msg("the chain is not listed:\n%s", out);
 	free(out);
-	assert_int_equal(sh(&out, "%s info --backing-chain --output=json top.qcow2 | "
+	assert_int_equal(test_dir_sh(&out, "%s info --backing-chain --output=json top.qcow2 | "
 			    "grep -c '\"filename\"' | grep -qx 2", ti), 0);
 	free(out);
 	if (have_qemu()) {
-		assert_int_equal(sh(&out, "qemu-img info --backing-chain top.qcow2 | grep -c '^image:' | "
+		assert_int_equal(test_dir_sh(&out, "qemu-img info --backing-chain top.qcow2 | grep -c '^image:' | "
 				    "grep -qx 2"), 0);
 		free(out);
 	}

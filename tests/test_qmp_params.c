@@ -23,30 +23,19 @@
 #include "qmp_schema.h"
 #include "tmpdir_support.h"
 
-static struct qmp_schema *schema;
-static char schema_why[300];
-
 static int group_setup(void **state)
 {
 	if (test_dir_setup(state) != 0)
 		return -1;
-	schema = qemu_qmp_schema_for_tern(test_dir, NULL, 0, schema_why, sizeof schema_why);
+	qemu_qmp_schema_setup();
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
-	qmp_schema_free(schema);
+	qemu_qmp_schema_teardown();
 	return test_dir_teardown(state);
 }
-
-#define NEED_SCHEMA()                                                              \
-	do {                                                                       \
-		if (schema == NULL) {                                              \
-			print_message("    skipped: no QEMU schema: %s\n", schema_why); \
-			skip();                                                    \
-		}                                                                  \
-	} while (0)
 
 struct host {
 	struct qmp_server server;
@@ -90,7 +79,7 @@ static json_t *query(struct host *h, const char *cmd)
 	json_t *ret = json_incref(json_object_get(r, "return"));
 	assert_non_null(ret);
 	char why[600];
-	if (schema != NULL && qmp_schema_check_return(schema, cmd, ret, why, sizeof why) != 1)
+	if (qemu_schema != NULL && qmp_schema_check_return(qemu_schema, cmd, ret, why, sizeof why) != 1)
 		fail_msg("%s is not valid against QEMU's schema: %s", cmd, why);
 	json_decref(r);
 	return ret;
@@ -109,7 +98,7 @@ static void accepted(struct host *h, const char *cmd, json_t *args)
 /* A type's members, by the command or event and which type of it. */
 static json_t *members_of(const char *entity, const char *which)
 {
-	json_t *m = qmp_schema_members(schema, qmp_schema_type_of(schema, entity, which));
+	json_t *m = qmp_schema_members(qemu_schema, qmp_schema_type_of(qemu_schema, entity, which));
 	assert_non_null(m);
 	return m;
 }
@@ -165,17 +154,17 @@ static void every_capability_qemu_has(void **state)
 	struct host h;
 	host_init(&h);
 	/* migrate-set-capabilities' [MigrationCapabilityStatus]: its enum. */
-	const char *at = qmp_schema_type_of(schema, "migrate-set-capabilities", "arg-type");
-	json_t *m = json_array_get(json_object_get(qmp_schema_entity(schema, at), "members"), 0);
+	const char *at = qmp_schema_type_of(qemu_schema, "migrate-set-capabilities", "arg-type");
+	json_t *m = json_array_get(json_object_get(qmp_schema_entity(qemu_schema, at), "members"), 0);
 	const char *list = json_string_value(json_object_get(m, "type"));
-	const char *item = json_string_value(json_object_get(qmp_schema_entity(schema, list),
+	const char *item = json_string_value(json_object_get(qmp_schema_entity(qemu_schema, list),
 							     "element-type"));
-	json_t *fields = json_object_get(qmp_schema_entity(schema, item), "members");
+	json_t *fields = json_object_get(qmp_schema_entity(qemu_schema, item), "members");
 	json_t *names = NULL;
 	size_t i;
 	json_array_foreach(fields, i, m)
 		if (strcmp(json_string_value(json_object_get(m, "name")), "capability") == 0)
-			names = qmp_schema_enum_values(schema, json_string_value(
+			names = qmp_schema_enum_values(qemu_schema, json_string_value(
 								       json_object_get(m, "type")));
 	assert_non_null(names);
 	json_t *shown = query(&h, "query-migrate-capabilities");

@@ -28,34 +28,23 @@
 #include "qmp_schema.h"
 #include "tmpdir_support.h"
 
-static struct qmp_schema *schema;
-static char qemu_version[32], schema_why[300];
 static const char *trace_to_check;
 
 static int group_setup(void **state)
 {
 	if (test_dir_setup(state) != 0 || cpr_setup(state) != 0)
 		return -1;
-	schema = qemu_qmp_schema_for_tern(test_dir, qemu_version, sizeof qemu_version, schema_why,
-					  sizeof schema_why);
-	if (schema != NULL)
-		printf("    checking against the schema of QEMU %s\n", qemu_version);
+	qemu_qmp_schema_setup();
+	if (qemu_schema != NULL)
+		printf("    checking against the schema of QEMU %s\n", qemu_schema_version);
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
-	qmp_schema_free(schema);
+	qemu_qmp_schema_teardown();
 	return test_dir_teardown(state);
 }
-
-#define NEED_SCHEMA()                                                              \
-	do {                                                                       \
-		if (schema == NULL) {                                              \
-			print_message("    skipped: no QEMU schema: %s\n", schema_why); \
-			skip();                                                    \
-		}                                                                  \
-	} while (0)
 
 /* ------------------------------------------------------------ the checker */
 
@@ -173,7 +162,7 @@ static json_t *completed_reply(void)
 static void expect_reply(const char *cmd, json_t *ret, int valid, const char *why_has)
 {
 	char why[600];
-	int rc = qmp_schema_check_return(schema, cmd, ret, why, sizeof why);
+	int rc = qmp_schema_check_return(qemu_schema, cmd, ret, why, sizeof why);
 	char *text = json_dumps(ret, JSON_COMPACT);
 	if (valid && rc != 1)
 		fail_msg("%s %s: %s", cmd, text, why);
@@ -220,12 +209,12 @@ static void checker_on_qemus_schema(void **state)
 					       "singlestep", 0), 0, "walking");
 	char why[600];
 	json_t *device = json_pack("{s:s}", "status", "device"), *empty = json_object();
-	assert_int_equal(qmp_schema_check_event(schema, "MIGRATION", device, why, sizeof why), 1);
-	assert_int_equal(qmp_schema_check_event(schema, "MIGRATION_PASS", empty, why, sizeof why),
+	assert_int_equal(qmp_schema_check_event(qemu_schema, "MIGRATION", device, why, sizeof why), 1);
+	assert_int_equal(qmp_schema_check_event(qemu_schema, "MIGRATION_PASS", empty, why, sizeof why),
 			 -1);
 	json_decref(device);
 	json_decref(empty);
-	assert_int_equal(qmp_schema_check_event(schema, "STOP", NULL, why, sizeof why), 1);
+	assert_int_equal(qmp_schema_check_event(qemu_schema, "STOP", NULL, why, sizeof why), 1);
 }
 
 /* No false alarms: what QEMU itself answers is valid. */
@@ -247,12 +236,12 @@ static void qemus_own_replies_are_valid(void **state)
 		json_t *r = qmp_execute(&qm.q, cmds[i], NULL, 10000);
 		if (qmp_return(r) == NULL)
 			fail_msg("QEMU's %s: %s", cmds[i], r ? json_dumps(r, JSON_COMPACT) : "nothing");
-		if (qmp_schema_check_return(schema, cmds[i], qmp_return(r), why, sizeof why) != 1)
+		if (qmp_schema_check_return(qemu_schema, cmds[i], qmp_return(r), why, sizeof why) != 1)
 			fail_msg("QEMU's own %s is invalid: %s", cmds[i], why);
 		json_decref(r);
 	}
 	json_t *g = json_object_get(qm.q.greeting, "QMP");
-	assert_int_equal(qmp_schema_check(schema, qmp_schema_type_of(schema, "query-version",
+	assert_int_equal(qmp_schema_check(qemu_schema, qmp_schema_type_of(qemu_schema, "query-version",
 								   "ret-type"),
 					  json_object_get(g, "version"), why, sizeof why), 0);
 	qemu_qmp_end(&qm);
@@ -263,15 +252,15 @@ static void qemus_own_replies_are_valid(void **state)
 static void check_trace(const char *path, const char *what, int must_have_migration)
 {
 	struct qmp_trace_report r;
-	assert_int_equal(qmp_schema_check_trace(schema, path, &r), 0);
-	qmp_trace_report_print(&r, schema, what);
+	assert_int_equal(qmp_schema_check_trace(qemu_schema, path, &r), 0);
+	qmp_trace_report_print(&r, qemu_schema, what);
 	unsigned long failures = r.failures;
 	if (must_have_migration)
 		assert_true(r.events > 0 && r.replies > 0 && r.greetings > 0);
 	qmp_trace_report_free(&r);
 	if (failures > 0)
 		fail_msg("%lu replies or events are not valid against QEMU %s's schema", failures,
-			 qemu_version);
+			 qemu_schema_version);
 }
 
 static void tern_traffic_is_valid(void **state)

@@ -1,4 +1,6 @@
 /* A fresh directory per test program; see tmpdir_support.h. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "../harness/env.h"
@@ -21,4 +23,14 @@ int test_dir_teardown(void **state)
 	free(test_dir);
 	test_dir = NULL;
 	return 0;
+}
+
+int test_dir_sh(char **out, const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	return harness_sh(out, "cd '%s' && %s", test_dir, cmd);
 }

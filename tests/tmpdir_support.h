@@ -7,5 +7,8 @@ extern char *test_dir;
 /* cmocka group setup and teardown: make it, remove it with its contents. */
 int test_dir_setup(void **state);
 int test_dir_teardown(void **state);
+/* Run a shell command in that directory: its exit status, its output in
+ * *out (harness_sh's). */
+int test_dir_sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif
