@@ -74,7 +74,7 @@ static void reset_locked(struct virtio_pci *vp)
 	for (unsigned i = 0; i < vp->num_queues; i++) {
 		struct virtio_pci_queue *q = &vp->q[i];
 		tern_vq_reset(q->vq);
-		q->size = (uint16_t)q->size; /* kept: it is the maximum after reset */
+		q->size = vp->queue_max; /* the maximum again after a reset */
 		q->enable = 0;
 		q->msix_vector = VIRTIO_NO_VECTOR;
 		q->desc = q->avail = q->used = 0;
@@ -366,6 +366,7 @@ int virtio_pci_init(struct virtio_pci *vp, uint16_t device_id, uint32_t class_co
 	vp->vq_lock = vq_lock;
 	vp->host_features = host_features | TERN_VIRTIO_BIT(TERN_VIRTIO_F_VERSION_1);
 	vp->num_queues = (uint16_t)num_queues;
+	vp->queue_max = (uint16_t)queue_max;
 	vp->config_len = config_len;
 	vp->msix_config = VIRTIO_NO_VECTOR;
 	pthread_mutex_init(&vp->lock, NULL);

@@ -92,7 +92,7 @@ struct virtio_pci {
 	pthread_mutex_t *vq_lock;  /* the device's lock around pop/push (start/reset take it) */
 	uint64_t host_features, driver_features;
 	uint32_t dfselect, gfselect;
-	uint16_t msix_config, queue_sel, num_queues;
+	uint16_t msix_config, queue_sel, num_queues, queue_max;
 	uint8_t status, config_gen, isr;
 	unsigned config_len;
 	struct virtio_pci_queue q[VIRTIO_PCI_MAX_QUEUES];
