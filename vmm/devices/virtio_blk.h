@@ -71,4 +71,8 @@ void virtio_blk_destroy(struct virtio_blk *vb);
 /* Finish every request in flight (before a reset or a state save). */
 void virtio_blk_quiesce(struct virtio_blk *vb);
 
+/* virtio_blk_device.c: --device virtio-blk-pci,... (and --drive). */
+struct device_kind;
+extern const struct device_kind virtio_blk_kind;
+
 #endif
