@@ -81,14 +81,23 @@ static void wr(struct t *t, unsigned off, unsigned size, uint64_t v)
 	bus_write(&t->mmio, BAR_GPA + off, size, v);
 }
 
+/* Set: the next machine opens this image (a destination). */
+static char reuse_dir[64], reuse_path[96];
+
 static int make_machine(struct t *t, const char *format, bool readonly)
 {
 	memset(t, 0, sizeof *t);
 	snprintf(t->dir, sizeof t->dir, "/tmp/tern-vblk-XXXXXX");
-	if (mkdtemp(t->dir) == NULL)
+	if (reuse_path[0] != '\0') {
+		snprintf(t->dir, sizeof t->dir, "%s", reuse_dir);
+		snprintf(t->path, sizeof t->path, "%s", reuse_path);
+	} else if (mkdtemp(t->dir) == NULL) {
 		return -1;
-	snprintf(t->path, sizeof t->path, "%s/disk.%s", t->dir, format);
-	if (strcmp(format, "qcow2") == 0) {
+	} else {
+		snprintf(t->path, sizeof t->path, "%s/disk.%s", t->dir, format);
+	}
+	if (reuse_path[0] != '\0') {
+	} else if (strcmp(format, "qcow2") == 0) {
 		char cmd[256];
 		snprintf(cmd, sizeof cmd, "qemu-img create -q -f qcow2 %s %u", t->path, DISK);
 		if (system(cmd) != 0)
@@ -135,8 +144,10 @@ static void free_machine(struct t *t)
 	bus_destroy(&t->pio);
 	tern_block_close(t->blk, NULL);
 	free(t->ram);
-	unlink(t->path);
-	rmdir(t->dir);
+	if (reuse_path[0] == '\0') {
+		unlink(t->path);
+		rmdir(t->dir);
+	}
 }
 
 /* Find the function, its capabilities, and place BAR 4. */
@@ -448,6 +459,59 @@ static void isr_without_msix(void **state)
 	free_machine(&t);
 }
 
+/* quiesce, save, a fresh device on the same image and RAM loads, and the
+ * driver carries on with the ring where it was. */
+static void state_round_trip(void **state)
+{
+	(void)state;
+	struct t *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+	assert_int_equal(make_machine(a, "raw", false), 0);
+	enumerate(a);
+	setup_queue(a, all_features(a));
+	for (unsigned i = 0; i < 1024; i++)
+		a->ram[BUF + i] = (uint8_t)(i ^ 0x5a);
+	assert_int_equal(request(a, VIRTIO_BLK_T_OUT, 4, 1024, false), VIRTIO_BLK_S_OK);
+	assert_int_equal(request(a, VIRTIO_BLK_T_FLUSH, 0, 0, false), VIRTIO_BLK_S_OK);
+	virtio_blk_quiesce(&a->vb);
+	struct virtio_pci_state *s = calloc(1, sizeof *s);
+	struct tern_error err = {0};
+	assert_int_equal(virtio_pci_save(&a->vb.vp, s, &err), 0);
+	assert_true(s->q[0].vq.started);
+	uint8_t *ram = malloc(RAM);
+	memcpy(ram, a->ram, RAM);
+	snprintf(reuse_dir, sizeof reuse_dir, "%s", a->dir);
+	snprintf(reuse_path, sizeof reuse_path, "%s", a->path);
+	free_machine(a);
+
+	assert_int_equal(make_machine(b, "raw", false), 0);
+	enumerate(b);
+	memcpy(b->ram, ram, RAM);
+	b->avail_idx = a->avail_idx;
+	b->used_seen = a->used_seen;
+	b->next_desc = a->next_desc;
+	/* A shape this device cannot have is refused. */
+	s->num_queues = 2;
+	assert_int_equal(virtio_pci_load(&b->vb.vp, s, &err), -EINVAL);
+	s->num_queues = 1;
+	assert_int_equal(virtio_pci_load(&b->vb.vp, s, &err), 0);
+	assert_true(rd(b, b->common + 0x14, 1) & VIRTIO_S_DRIVER_OK);
+	memset(b->ram + BUF, 0, 1024);
+	assert_int_equal(request(b, VIRTIO_BLK_T_IN, 4, 1024, true), VIRTIO_BLK_S_OK);
+	for (unsigned i = 0; i < 1024; i++)
+		assert_int_equal(b->ram[BUF + i], (uint8_t)(i ^ 0x5a));
+	uint16_t used_idx;
+	memcpy(&used_idx, b->ram + USED + 2, 2);
+	assert_int_equal(used_idx, 3);
+	reuse_path[0] = '\0';
+	free_machine(b);
+	unlink(reuse_path[0] ? reuse_path : a->path);
+	rmdir(a->dir);
+	free(ram);
+	free(s);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -457,6 +521,7 @@ int main(void)
 		cmocka_unit_test(readonly),
 		cmocka_unit_test(hostile_ring),
 		cmocka_unit_test(isr_without_msix),
+		cmocka_unit_test(state_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,39 +131,51 @@ static void raise_msi(void *opaque, unsigned vector, uint64_t addr, uint32_t dat
 	}
 }
 
-/* Not carried yet: a migration or live update refuses, naming the disk. */
-struct vblk_blocker_state {
-	uint32_t unused;
+/* The device's state is its transport's (the rest derives from the
+ * image); a struct of its own so that device fields can follow. */
+struct vblk_state {
+	struct virtio_pci_state transport;
 };
-static const struct tern_vmstate_field blocker_fields[] = {
-	TERN_VMS_FIELD_U32(struct vblk_blocker_state, unused, 0),
+static const struct tern_vmstate_field vblk_fields[] = {
+	TERN_VMS_FIELD_STRUCT(struct vblk_state, transport, &virtio_pci_state_desc, 0),
 	TERN_VMS_FIELD_END,
 };
-static const struct tern_vmstate_desc blocker_desc = {
+static const struct tern_vmstate_desc vblk_desc = {
 	.name = "virtio-blk",
-	.size = sizeof(struct vblk_blocker_state),
+	.size = sizeof(struct vblk_state),
 	.version = 1,
 	.min_version = 1,
-	.fields = blocker_fields,
+	.fields = vblk_fields,
 };
-static int blocker_save(void *holder, void *obj, struct tern_error *err)
+static int vblk_quiesce(void *holder, struct tern_error *err)
 {
-	(void)holder, (void)obj;
-	return tern_errorf(err, -ENOTSUP, "virtio-blk state is not carried yet");
+	(void)err;
+	virtio_blk_quiesce(holder);
+	return 0;
 }
-static int blocker_load(void *holder, const void *obj, struct tern_error *err)
+static int vblk_save(void *holder, void *obj, struct tern_error *err)
 {
-	(void)holder, (void)obj;
-	return tern_errorf(err, -ENOTSUP, "virtio-blk state is not carried yet");
+	struct vblk_device *d = holder;
+	struct vblk_state *s = obj;
+	return virtio_pci_save(&d->vb.vp, &s->transport, err);
 }
+static int vblk_load(void *holder, const void *obj, struct tern_error *err)
+{
+	struct vblk_device *d = holder;
+	const struct vblk_state *s = obj;
+	return virtio_pci_load(&d->vb.vp, &s->transport, err);
+}
+/* cpr-transfer: the old tern still holds the image's write lock while the
+ * new one opens it; the image fd would have to go through the fd store. */
 VM_STATE_TYPE(virtio_blk_state_type) = {
 	.name = "virtio-blk",
-	.desc = &blocker_desc,
-	.carry = 0,
+	.desc = &vblk_desc,
+	.carry = VM_CARRY_MIGRATION | VM_CARRY_FILE | VM_CARRY_CPR_EXEC,
 	.flags = VM_STATE_NUMBERED,
-	.save = blocker_save,
-	.load = blocker_load,
-	.why_not = "virtio-blk does not carry its state yet (docs/virtio-blk.md)",
+	.quiesce = vblk_quiesce,
+	.save = vblk_save,
+	.load = vblk_load,
+	.why_not = "virtio-blk: cpr-transfer does not pass the image fd yet (docs/virtio-blk.md)",
 };
 
 static void vblk_destroy(void *dev);

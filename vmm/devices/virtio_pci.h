@@ -124,4 +124,29 @@ void virtio_pci_config_changed(struct virtio_pci *vp);
 void virtio_pci_needs_reset(struct virtio_pci *vp);
 bool virtio_pci_driver_ok(struct virtio_pci *vp);
 
+/* ------------------------------------------------------------ state
+ * (virtio_pci_state.c).  Save with the device quiesced: no request in
+ * flight.  Load checks the shape against this device, restores the
+ * registers and queues, and pops each enabled queue once. */
+struct virtio_pci_qstate {
+	uint16_t size, msix_vector, enable;
+	uint64_t desc, avail, used;
+	struct tern_vq_state vq;
+};
+
+struct virtio_pci_state {
+	uint64_t host_features, driver_features;
+	uint32_t dfselect, gfselect;
+	uint16_t msix_config, queue_sel;
+	uint8_t status, config_gen, isr;
+	uint64_t pba;
+	uint32_t msix[4 * VIRTIO_PCI_MAX_VECTORS];
+	uint32_t num_queues;
+	struct virtio_pci_qstate q[VIRTIO_PCI_MAX_QUEUES];
+};
+
+extern const struct tern_vmstate_desc virtio_pci_state_desc;
+int virtio_pci_save(struct virtio_pci *vp, struct virtio_pci_state *s, struct tern_error *err);
+int virtio_pci_load(struct virtio_pci *vp, const struct virtio_pci_state *s, struct tern_error *err);
+
 #endif
