@@ -31,6 +31,7 @@ struct vblk_device {
 	struct tern_guest_mem mem;
 	struct msi_vec vec[VIRTIO_PCI_MAX_VECTORS];
 	char id[VBLK_ID_BYTES + 1];
+	uint64_t doorbell_at; /* the ioeventfd's address, 0: none */
 };
 
 struct drive_opts {
@@ -131,6 +132,34 @@ static void raise_msi(void *opaque, unsigned vector, uint64_t addr, uint32_t dat
 	}
 }
 
+/* An ioeventfd on the queue's notify address, where the BAR is now: the
+ * guest's kick signals the I/O thread's eventfd inside KVM.  Where that
+ * fails (or the BAR is not placed), the MMIO write reaches bar_write. */
+static void doorbell(void *opaque, unsigned q, uint64_t bar_offset, bool on)
+{
+	(void)q; /* one queue */
+	struct vblk_device *d = opaque;
+	struct kvm_ioevent ev = {.len = 2, .fd = d->vb.kick_fd};
+	if (!on) {
+		if (d->doorbell_at != 0) {
+			ev.addr = d->doorbell_at;
+			kvm_ioeventfd_deassign(d->vm->kvm.vm_fd, &ev, NULL);
+			d->doorbell_at = 0;
+		}
+		return;
+	}
+	uint64_t bar = pci_bar_address(&d->vb.vp.pci, VIRTIO_PCI_BAR);
+	if (bar == 0 || d->doorbell_at != 0)
+		return;
+	ev.addr = bar + bar_offset;
+	struct tern_error err = {0};
+	if (kvm_ioeventfd_assign(d->vm->kvm.vm_fd, &ev, &err) < 0) {
+		fprintf(stderr, "tern: virtio-blk: %s (kicks go through the VMM)\n", err.msg);
+		return;
+	}
+	d->doorbell_at = ev.addr;
+}
+
 /* The device's state is its transport's (the rest derives from the
  * image); a struct of its own so that device fields can follow. */
 struct vblk_state {
@@ -229,6 +258,8 @@ static int vblk_create(const struct device_env *env, const char *options, void *
 			return tern_errorf(err, -errno, "eventfd: %s", strerror(errno));
 	d->vb.vp.raise = raise_msi;
 	d->vb.vp.raise_opaque = d;
+	d->vb.vp.doorbell = doorbell;
+	d->vb.vp.doorbell_opaque = d;
 	if ((rc = pci_register(&env->vm->pci, &d->vb.vp.pci, -1, err)) < 0 ||
 	    (rc = pci_register_state(&d->vb.vp.pci, &env->vm->states, err)) < 0 ||
 	    (rc = vm_state_register(&env->vm->states, &virtio_blk_state_type, instances++, d, err)) < 0)
@@ -248,6 +279,7 @@ static void vblk_destroy(void *dev)
 	struct vblk_device *d = dev;
 	if (d == NULL)
 		return;
+	doorbell(d, 0, 0, false); /* while its eventfd is open: KVM matches by fd */
 	virtio_blk_destroy(&d->vb);
 	for (unsigned i = 0; i < VIRTIO_PCI_MAX_VECTORS; i++) {
 		if (d->vec[i].gsi >= 0)

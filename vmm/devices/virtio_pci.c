@@ -66,8 +66,18 @@ bool virtio_pci_driver_ok(struct virtio_pci *vp)
 	return (__atomic_load_n(&vp->status, __ATOMIC_ACQUIRE) & VIRTIO_S_DRIVER_OK) != 0;
 }
 
+static void doorbell(struct virtio_pci *vp, unsigned q, bool on)
+{
+	if (vp->doorbell != NULL)
+		vp->doorbell(vp->doorbell_opaque, q, VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT * q,
+			     on);
+}
+
 static void reset_locked(struct virtio_pci *vp)
 {
+	for (unsigned i = 0; i < vp->num_queues; i++)
+		if (vp->q[i].enable)
+			doorbell(vp, i, false);
 	if (vp->ops->quiesce != NULL)
 		vp->ops->quiesce(vp->dev);
 	pthread_mutex_lock(vp->vq_lock);
@@ -129,6 +139,7 @@ static void enable_queue(struct virtio_pci *vp, struct virtio_pci_queue *q, unsi
 		return;
 	}
 	q->enable = 1;
+	doorbell(vp, idx, true);
 	if (vp->ops->queue_started != NULL)
 		vp->ops->queue_started(vp->dev, idx);
 }

@@ -104,6 +104,11 @@ struct virtio_pci {
 	 * (ISR says why).  Called with msix_lock held: must not block. */
 	void (*raise)(void *opaque, unsigned vector, uint64_t addr, uint32_t data);
 	void *raise_opaque;
+	/* Optional: queue q's notify address (BAR offset) starts (on) or stops
+	 * taking kicks; the VMM binds an ioeventfd there so that kicks do not
+	 * leave KVM.  Called under `lock`. */
+	void (*doorbell)(void *opaque, unsigned q, uint64_t bar_offset, bool on);
+	void *doorbell_opaque;
 };
 
 /* Build the function: ids for virtio device `device_id`, the BAR and

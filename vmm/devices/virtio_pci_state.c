@@ -126,7 +126,13 @@ int virtio_pci_load(struct virtio_pci *vp, const struct virtio_pci_state *s, str
 		const struct virtio_pci_qstate *qs = &s->q[i];
 		q->size = qs->size;
 		q->msix_vector = qs->msix_vector;
+		if (q->enable && vp->doorbell != NULL)
+			vp->doorbell(vp->doorbell_opaque, i,
+				     VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT * i, false);
 		q->enable = qs->enable != 0;
+		if (q->enable && vp->doorbell != NULL)
+			vp->doorbell(vp->doorbell_opaque, i,
+				     VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT * i, true);
 		q->desc = qs->desc;
 		q->avail = qs->avail;
 		q->used = qs->used;
