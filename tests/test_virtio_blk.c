@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "../harness/env.h"
+#include "devices/devices.h"
 #include "devices/virtio_blk.h"
 
 #define RAM (1u << 20)
@@ -336,10 +337,10 @@ static void negotiation(void **state)
 	free_machine(&t);
 }
 
-static void io(struct t *t)
+static void io(struct t *t, bool event_idx)
 {
 	enumerate(t);
-	setup_queue(t, all_features(t));
+	setup_queue(t, event_idx ? device_features(t) : all_features(t));
 	uint8_t *buf = t->ram + BUF, img[4096];
 	for (unsigned i = 0; i < 4096; i++)
 		buf[i] = (uint8_t)(i * 7 + 1);
@@ -389,7 +390,7 @@ static void raw_io(void **state)
 	(void)state;
 	struct t t;
 	assert_int_equal(make_machine(&t, "raw", false), 0);
-	io(&t);
+	io(&t, false);
 }
 
 static void qcow2_io(void **state)
@@ -401,7 +402,7 @@ static void qcow2_io(void **state)
 	}
 	struct t t;
 	assert_int_equal(make_machine(&t, "qcow2", false), 0);
-	io(&t);
+	io(&t, true); /* with EVENT_IDX */
 }
 
 static void readonly(void **state)
@@ -512,6 +513,31 @@ static void state_round_trip(void **state)
 	free(b);
 }
 
+/* --drive / --device virtio-blk-pci options are parsed strictly, before
+ * anything is opened. */
+static void options(void **state)
+{
+	(void)state;
+	const char *bad[] = {
+		"", "format=raw", "file=x,bogus=1", "file=x,format=vmdk", "file=x,cache=unsafe",
+		"file=x,readonly=yes", "file=x,id=123456789012345678901", "file=x,if=ide", "file",
+		"file=",
+	};
+	struct device_env env = {0};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct tern_error err = {0};
+		void *dev = NULL;
+		assert_int_equal(virtio_blk_kind.create(&env, bad[i], &dev, &err), -EINVAL);
+		assert_true(err.msg[0] != '\0');
+	}
+	struct tern_error err = {0};
+	void *dev = NULL;
+	/* Good words reach the open, which says what is wrong with the file. */
+	assert_true(virtio_blk_kind.create(&env, "file=/nonexistent/x,format=raw,cache=none,"
+					   "readonly=on,id=a,if=virtio", &dev, &err) < 0);
+	assert_non_null(strstr(err.msg, "/nonexistent/x"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -522,6 +548,7 @@ int main(void)
 		cmocka_unit_test(hostile_ring),
 		cmocka_unit_test(isr_without_msix),
 		cmocka_unit_test(state_round_trip),
+		cmocka_unit_test(options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
