@@ -194,17 +194,19 @@ static int vblk_load(void *holder, const void *obj, struct tern_error *err)
 	const struct vblk_state *s = obj;
 	return virtio_pci_load(&d->vb.vp, &s->transport, err);
 }
-/* cpr-transfer: the old tern still holds the image's write lock while the
- * new one opens it; the image fd would have to go through the fd store. */
+/* Live updates: the new tern opens the image by path while a process of
+ * the old one (cpr-transfer's, cpr-exec's guardian) still holds its write
+ * lock, and the update fails after the guest stopped; until the image fd
+ * goes through the fd store, they refuse before stopping it. */
 VM_STATE_TYPE(virtio_blk_state_type) = {
 	.name = "virtio-blk",
 	.desc = &vblk_desc,
-	.carry = VM_CARRY_MIGRATION | VM_CARRY_FILE | VM_CARRY_CPR_EXEC,
+	.carry = VM_CARRY_MIGRATION | VM_CARRY_FILE,
 	.flags = VM_STATE_NUMBERED,
 	.quiesce = vblk_quiesce,
 	.save = vblk_save,
 	.load = vblk_load,
-	.why_not = "virtio-blk: cpr-transfer does not pass the image fd yet (docs/virtio-blk.md)",
+	.why_not = "virtio-blk: a live update does not pass the image fd yet (docs/virtio-blk.md)",
 };
 
 static void vblk_destroy(void *dev);
