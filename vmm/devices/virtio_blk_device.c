@@ -6,12 +6,14 @@
  * tracker (as dma.c does), MSI-X vectors as MSI routes with an irqfd each.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "cpr/kept_fds.h"
 #include "devices/devices.h"
 #include "devices/virtio_blk.h"
 #include "kvm/irq.h"
@@ -32,7 +34,15 @@ struct vblk_device {
 	struct msi_vec vec[VIRTIO_PCI_MAX_VECTORS];
 	char id[VBLK_ID_BYTES + 1];
 	uint64_t doorbell_at; /* the ioeventfd's address, 0: none */
+	struct tern_fdstore *fds;
+	int kept_fd;   /* the image, in the fd store: a live update reopens nothing */
+	unsigned instance;
 };
+
+/* The image's open file description lives through a live update, and its
+ * OFD locks with it: the new tern takes the same fd, so the old side's
+ * lock is its own. */
+#define KEPT_VBLK_IMAGE "virtio-blk/image" 
 
 struct drive_opts {
 	char file[DEVICE_SPEC_MAX];
@@ -178,9 +188,9 @@ static const struct tern_vmstate_desc vblk_desc = {
 };
 static int vblk_quiesce(void *holder, struct tern_error *err)
 {
-	(void)err;
-	virtio_blk_quiesce(holder);
-	return 0;
+	struct vblk_device *d = holder;
+	virtio_blk_quiesce(&d->vb);
+	return tern_block_flush(d->blk, err);
 }
 static int vblk_save(void *holder, void *obj, struct tern_error *err)
 {
@@ -194,19 +204,15 @@ static int vblk_load(void *holder, const void *obj, struct tern_error *err)
 	const struct vblk_state *s = obj;
 	return virtio_pci_load(&d->vb.vp, &s->transport, err);
 }
-/* Live updates: the new tern opens the image by path while a process of
- * the old one (cpr-transfer's, cpr-exec's guardian) still holds its write
- * lock, and the update fails after the guest stopped; until the image fd
- * goes through the fd store, they refuse before stopping it. */
+/* Flush too: a live update's new tern reads the image's metadata afresh. */
 VM_STATE_TYPE(virtio_blk_state_type) = {
 	.name = "virtio-blk",
 	.desc = &vblk_desc,
-	.carry = VM_CARRY_MIGRATION | VM_CARRY_FILE,
+	.carry = VM_CARRY_ALL,
 	.flags = VM_STATE_NUMBERED,
 	.quiesce = vblk_quiesce,
 	.save = vblk_save,
 	.load = vblk_load,
-	.why_not = "virtio-blk: a live update does not pass the image fd yet (docs/virtio-blk.md)",
 };
 
 static void vblk_destroy(void *dev);
@@ -214,7 +220,6 @@ static void vblk_destroy(void *dev);
 static int vblk_create(const struct device_env *env, const char *options, void **dev,
 		       struct tern_error *err)
 {
-	static int instances;
 	struct drive_opts o;
 	int rc = virtio_blk_parse(options, &o, err);
 	if (rc < 0)
@@ -223,14 +228,36 @@ static int vblk_create(const struct device_env *env, const char *options, void *
 	if (d == NULL)
 		return tern_errorf(err, -ENOMEM, "out of memory");
 	d->vm = env->vm;
+	d->fds = env->fds;
+	/* The VM's next free number (not a static: a cpr-exec that keeps the
+	 * address space builds the devices again in this process). */
+	for (char name[32];; d->instance++) {
+		snprintf(name, sizeof name, "virtio-blk/%u", d->instance);
+		if (vm_state_find(&env->vm->states, name) == NULL)
+			break;
+	}
+	d->kept_fd = kept_fd_find(env->fds, KEPT_VBLK_IMAGE, d->instance);
 	for (unsigned i = 0; i < VIRTIO_PCI_MAX_VECTORS; i++)
 		d->vec[i].efd = d->vec[i].gsi = -1;
 	struct tern_block_opts bo = {
 		.path = o.file, .writable = !o.readonly, .format = o.format, .cache = o.cache,
+		.from_fd = d->kept_fd >= 0, .fd = d->kept_fd,
 	};
 	if ((rc = tern_block_open(&bo, &d->blk, err)) < 0) {
 		free(d);
 		return rc;
+	}
+	if (d->kept_fd < 0 && env->fds != NULL) {
+		/* A duplicate shares the file description, and so the lock. */
+		d->kept_fd = fcntl(d->blk->fd, F_DUPFD_CLOEXEC, 0);
+		if (d->kept_fd < 0 || kept_fd_add(env->fds, KEPT_VBLK_IMAGE, d->instance, d->kept_fd) < 0) {
+			rc = tern_errorf(err, -ENOMEM, "virtio-blk: cannot keep the image fd");
+			if (d->kept_fd >= 0)
+				close(d->kept_fd);
+			tern_block_close(d->blk, NULL);
+			free(d);
+			return rc;
+		}
 	}
 	struct guest_ram *ram = &env->vm->ram;
 	if (ram->slots > 16) {
@@ -264,7 +291,7 @@ static int vblk_create(const struct device_env *env, const char *options, void *
 	d->vb.vp.doorbell_opaque = d;
 	if ((rc = pci_register(&env->vm->pci, &d->vb.vp.pci, -1, err)) < 0 ||
 	    (rc = pci_register_state(&d->vb.vp.pci, &env->vm->states, err)) < 0 ||
-	    (rc = vm_state_register(&env->vm->states, &virtio_blk_state_type, instances++, d, err)) < 0)
+	    (rc = vm_state_register(&env->vm->states, &virtio_blk_state_type, (int)d->instance, d, err)) < 0)
 		return rc;
 	/* vm_create placed the BARs there were; firmware would place ours. */
 	if ((rc = pci_host_assign_bars(&env->vm->pci, err)) < 0)
@@ -272,6 +299,10 @@ static int vblk_create(const struct device_env *env, const char *options, void *
 	return 0;
 fail_blk:
 	tern_block_close(d->blk, NULL);
+	if (d->kept_fd >= 0 && d->fds != NULL) {
+		kept_fd_forget(d->fds, KEPT_VBLK_IMAGE, d->instance);
+		close(d->kept_fd);
+	}
 	free(d);
 	return rc;
 }
@@ -290,6 +321,10 @@ static void vblk_destroy(void *dev)
 			close(d->vec[i].efd);
 	}
 	tern_block_close(d->blk, NULL);
+	if (d->kept_fd >= 0 && d->fds != NULL) {
+		kept_fd_forget(d->fds, KEPT_VBLK_IMAGE, d->instance);
+		close(d->kept_fd);
+	}
 	free(d);
 }
 
