@@ -210,7 +210,7 @@ static void process(struct virtio_blk *vb)
 		unsigned nsub = 0;
 		pthread_mutex_lock(&vb->vq_lock);
 		struct tern_vq *vq = vq0(vb);
-		while (nsub < 32 && tern_vq_started(vq)) {
+		while (nsub < 32 && !vb->resetting && tern_vq_started(vq)) {
 			struct vblk_req *r = req_new(vb);
 			if (r == NULL)
 				break; /* the next kick tries again */
@@ -288,16 +288,31 @@ void virtio_blk_quiesce(struct virtio_blk *vb)
 	}
 }
 
-static void quiesce(void *dev)
+/* The driver resets the device: pop nothing more until a queue starts
+ * again, so that nothing popped now is pushed on a queue reset under it. */
+static void reset_quiesce(void *dev)
 {
-	virtio_blk_quiesce(dev);
+	struct virtio_blk *vb = dev;
+	pthread_mutex_lock(&vb->vq_lock);
+	vb->resetting = true;
+	pthread_mutex_unlock(&vb->vq_lock);
+	virtio_blk_quiesce(vb);
+}
+
+static void queue_started(void *dev, unsigned q)
+{
+	struct virtio_blk *vb = dev;
+	pthread_mutex_lock(&vb->vq_lock);
+	vb->resetting = false;
+	pthread_mutex_unlock(&vb->vq_lock);
+	kick(dev, q); /* pop once: buffers may be waiting */
 }
 
 static const struct virtio_pci_ops vblk_ops = {
 	.config_read = config_read,
 	.kick = kick,
-	.quiesce = quiesce,
-	.queue_started = kick, /* pop once: buffers may be waiting */
+	.quiesce = reset_quiesce,
+	.queue_started = queue_started,
 };
 
 static void fill_config(struct virtio_blk *vb)

@@ -63,6 +63,7 @@ struct virtio_blk {
 	char id[VBLK_ID_BYTES];
 	uint8_t config[VBLK_CONFIG_LEN];
 	unsigned inflight;     /* under vq_lock */
+	bool resetting;        /* under vq_lock: a reset is draining, pop nothing */
 };
 
 int virtio_blk_init(struct virtio_blk *vb, const struct virtio_blk_opts *o, struct tern_error *err);
