@@ -36,6 +36,9 @@ const char cli_run_usage[] =
 	"      --device ioeventfd-bank,count=N\n"
 	"                         N doorbells, each an eventfd KVM signals on a guest\n"
 	"                         write to 0xe0000000 + 8 i (holds N fds)\n"
+	"      --drive file=PATH[,format=raw|qcow2][,cache=writeback|none]\n"
+	"              [,readonly=on|off][,id=NAME]\n"
+	"                         a virtio-blk-pci disk (--device virtio-blk-pci,...)\n"
 	"      --incoming URI     boot nothing: wait for a migration on URI (tcp:HOST:PORT,\n"
 	"                         unix:PATH, file:PATH, fd:N), then run the guest it\n"
 	"                         brings; 'defer' waits for QMP migrate-incoming;\n"
@@ -108,6 +111,7 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 		{ "incoming", required_argument, NULL, 'i' },
 		{ "incoming-lazy", no_argument, NULL, 'L' },
 		{ "device", required_argument, NULL, 'D' },
+		{ "drive", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -182,6 +186,20 @@ int cli_parse_run(int argc, char **argv, struct run_options *o, struct tern_erro
 			else
 				o->device[o->ndevices++] = optarg;
 			break;
+		case 'B': {
+			/* QEMU's -drive words, if=virtio implied: a virtio-blk-pci
+			 * device, so a live update carries it as a device spec. */
+			char *spec = o->drive_spec[o->ndevices < VM_MAX_DEVICES ? o->ndevices : 0];
+			if (o->ndevices == VM_MAX_DEVICES)
+				rc = tern_errorf(err, -EINVAL, "--drive: at most %d devices",
+						 VM_MAX_DEVICES);
+			else if (snprintf(spec, DEVICE_SPEC_MAX, "virtio-blk-pci,%s", optarg) >=
+				 DEVICE_SPEC_MAX)
+				rc = tern_errorf(err, -EINVAL, "--drive '%.32s...': too long", optarg);
+			else
+				o->device[o->ndevices++] = spec;
+			break;
+		}
 		case 'i':
 			if (strcmp(optarg, "defer") != 0 && strncmp(optarg, "tcp:", 4) != 0 &&
 			    strncmp(optarg, "unix:", 5) != 0 && strncmp(optarg, "file:", 5) != 0 &&

@@ -26,6 +26,8 @@ struct run_options {
 	int lazy_incoming;    /* do not populate RAM ahead of an incoming migration */
 	const char *device[VM_MAX_DEVICES]; /* --device NAME,OPTIONS */
 	unsigned ndevices;
+	/* --drive OPTIONS, as the device spec it stands for (virtio-blk-pci,OPTIONS) */
+	char drive_spec[VM_MAX_DEVICES][DEVICE_SPEC_MAX];
 	int help;
 	/* A cpr-exec's new tern whose command line could not be run: why (the
 	 * update then falls back to the previous binary). */

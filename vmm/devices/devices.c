@@ -6,10 +6,12 @@
 #include <string.h>
 
 #include "devices/ioeventfd_bank.h"
+#include "devices/virtio_blk.h"
 
 /* Every kind of device tern can add: a new device is one line here. */
 static const struct device_kind *const kinds[] = {
 	&ioeventfd_bank_kind,
+	&virtio_blk_kind,
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
