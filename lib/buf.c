@@ -2,6 +2,7 @@
 #include "tern/buf.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,4 +85,21 @@ int tern_read_u64(struct tern_reader *r, uint64_t *v)
 	if (rc == 0)
 		*v = (uint64_t)hi << 32 | lo;
 	return rc;
+}
+
+int tern_array_grow(void *items, size_t *cap, size_t count, size_t size, size_t first)
+{
+	if (count < *cap)
+		return 0;
+	size_t want = *cap ? *cap * 2 : first;
+	if (want < *cap || (size && want > SIZE_MAX / size))
+		return -ENOMEM;
+	void *old;
+	memcpy(&old, items, sizeof old);
+	void *grown = realloc(old, want * size);
+	if (grown == NULL)
+		return -ENOMEM;
+	memcpy(items, &grown, sizeof grown);
+	*cap = want;
+	return 0;
 }

@@ -305,15 +305,8 @@ static int load_hash(struct loader *l, const struct tern_vmstate_desc *d,
 	if (n > fit)
 		return tern_errorf(l->err, -EBADMSG, "%s.%s: %u entries claimed, the input holds at "
 				   "most %zu", d->name, f->name, n, fit);
-	if (l->nswaps == l->swaps_cap) {
-		size_t cap = l->swaps_cap ? 2 * l->swaps_cap : 4;
-		struct table_swap *sw = realloc(l->swaps, cap * sizeof *sw);
-		if (sw == NULL)
-			return tern_errorf(l->err, -ENOMEM, "out of memory loading %s.%s", d->name,
-					   f->name);
-		l->swaps = sw;
-		l->swaps_cap = cap;
-	}
+	if (tern_array_grow(&l->swaps, &l->swaps_cap, l->nswaps, sizeof *l->swaps, 4) < 0)
+		return tern_errorf(l->err, -ENOMEM, "out of memory loading %s.%s", d->name, f->name);
 	void *fresh = h->create(n);
 	uint8_t *key = object_alloc(h->key->size);
 	uint8_t *value = object_alloc(h->value->size);
@@ -360,14 +353,8 @@ static int load_varray_ptr(struct loader *l, const struct tern_vmstate_desc *d,
 	if (n > f->count || (size_t)n > (l->r.len - l->r.at) / (least ? least : 1))
 		return tern_errorf(l->err, -EBADMSG, "%s.%s: %u elements, at most %u allowed and "
 				   "the input holds fewer", d->name, f->name, n, f->count);
-	if (l->nallocs == l->allocs_cap) {
-		size_t cap = l->allocs_cap ? 2 * l->allocs_cap : 4;
-		void **a = realloc(l->allocs, cap * sizeof *a);
-		if (a == NULL)
-			return tern_errorf(l->err, -ENOMEM, "out of memory loading %s", d->name);
-		l->allocs = a;
-		l->allocs_cap = cap;
-	}
+	if (tern_array_grow(&l->allocs, &l->allocs_cap, l->nallocs, sizeof *l->allocs, 4) < 0)
+		return tern_errorf(l->err, -ENOMEM, "out of memory loading %s", d->name);
 	uint8_t *elems = calloc(n ? n : 1, step);
 	if (elems == NULL)
 		return tern_errorf(l->err, -ENOMEM, "out of memory loading %s.%s", d->name, f->name);

@@ -26,6 +26,12 @@ void tern_buf_u8(struct tern_buf *b, uint8_t v);
 void tern_buf_u32(struct tern_buf *b, uint32_t v);
 void tern_buf_u64(struct tern_buf *b, uint64_t v);
 
+/* Room for one more element of a growable array: the array at *items
+ * (items is the address of its pointer) holds `count` elements of `size`
+ * bytes in room for *cap; when it is full the room doubles, from `first`.
+ * 0, or -ENOMEM with the array as it was. */
+int tern_array_grow(void *items, size_t *cap, size_t count, size_t size, size_t first);
+
 /* A bounded reader over untrusted bytes p[at .. len), for custom fields
  * and streams: each read returns 0, or -ENODATA when the input ends
  * before what it asks for (it never reads past len). */

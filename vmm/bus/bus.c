@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tern/buf.h"
+
 /* Inclusive ends, so a range may end at 2^64 - 1. */
 static uint64_t last_of(const struct bus_range *r)
 {
@@ -75,15 +77,9 @@ int bus_register(struct bus_space *s, const struct bus_range *r, struct tern_err
 				 s->name);
 		goto out;
 	}
-	if (s->count == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 16;
-		struct bus_range *grown = realloc(s->range, cap * sizeof *grown);
-		if (grown == NULL) {
-			rc = tern_errorf(err, -ENOMEM, "out of memory for %s ranges", s->name);
-			goto out;
-		}
-		s->range = grown;
-		s->cap = cap;
+	if (tern_array_grow(&s->range, &s->cap, s->count, sizeof *s->range, 16) < 0) {
+		rc = tern_errorf(err, -ENOMEM, "out of memory for %s ranges", s->name);
+		goto out;
 	}
 	memmove(&s->range[pos + 1], &s->range[pos], (s->count - pos) * sizeof *s->range);
 	s->range[pos] = *r;

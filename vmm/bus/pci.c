@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tern/buf.h"
+
 /* ------------------------------------------------------------ the hole */
 
 void pci_hole_init(struct pci_hole *h, uint64_t base, uint64_t end)
@@ -23,14 +25,8 @@ void pci_hole_destroy(struct pci_hole *h)
 
 static int take(struct pci_hole *h, uint64_t base, uint64_t end)
 {
-	if (h->nused == h->cap) {
-		size_t cap = h->cap ? h->cap * 2 : 16;
-		struct pci_hole_range *grown = realloc(h->used, cap * sizeof *grown);
-		if (grown == NULL)
-			return -ENOMEM;
-		h->used = grown;
-		h->cap = cap;
-	}
+	if (tern_array_grow(&h->used, &h->cap, h->nused, sizeof *h->used, 16) < 0)
+		return -ENOMEM;
 	h->used[h->nused++] = (struct pci_hole_range){ base, end };
 	return 0;
 }

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 
 #include "kvm/kvm.h"
+#include "tern/buf.h"
 
 /* ---------------------------------------------------------------- irqfd */
 
@@ -65,14 +66,8 @@ int kvm_ioeventfd_deassign(int vm_fd, const struct kvm_ioevent *e, struct tern_e
 
 static int add_entry(struct gsi_routes *r, const struct kvm_irq_routing_entry *e)
 {
-	if (r->count == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 64;
-		struct kvm_irq_routing_entry *grown = realloc(r->entry, cap * sizeof *grown);
-		if (grown == NULL)
-			return -ENOMEM;
-		r->entry = grown;
-		r->cap = cap;
-	}
+	if (tern_array_grow(&r->entry, &r->cap, r->count, sizeof *r->entry, 64) < 0)
+		return -ENOMEM;
 	r->entry[r->count++] = *e;
 	r->changed = 1;
 	return 0;

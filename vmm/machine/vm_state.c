@@ -52,14 +52,8 @@ int vm_state_register(struct vm_state_registry *reg, const struct vm_state_type 
 		return tern_errorf(err, -ENAMETOOLONG, "state name %s is too long", type->name);
 	if (vm_state_find(reg, name) != NULL)
 		return tern_errorf(err, -EEXIST, "state %s is registered twice", name);
-	if (reg->count == reg->cap) {
-		unsigned cap = reg->cap ? reg->cap * 2 : 16;
-		struct vm_state_entry *e = realloc(reg->entry, cap * sizeof *e);
-		if (e == NULL)
-			return tern_errorf(err, -ENOMEM, "out of memory");
-		reg->entry = e;
-		reg->cap = cap;
-	}
+	if (tern_array_grow(&reg->entry, &reg->cap, reg->count, sizeof *reg->entry, 16) < 0)
+		return tern_errorf(err, -ENOMEM, "out of memory");
 	struct vm_state_entry *e = &reg->entry[reg->count++];
 	memcpy(e->name, name, (size_t)n + 1);
 	e->type = type;

@@ -93,7 +93,8 @@ struct vm_state_entry {
 
 struct vm_state_registry {
 	struct vm_state_entry *entry;
-	unsigned count, cap;
+	unsigned count;
+	size_t cap;
 };
 
 /* instance < 0: the entry is named `type->name`; else `type->name/instance`
